@@ -1,0 +1,118 @@
+"""The proxy's error tree.
+
+Every failure the proxy reports is a ``ProxyError``; one exception handler renders it as Ollama's
+``{"error": "..."}`` (or OpenAI's envelope on ``/v1`` routes) with ``status_code``. ``error_type`` is a
+short, stable class name for metrics and spans.
+
+    ProxyError (500, internal)
+    ├── ClientError (400, invalid_request)
+    │   ├── InvalidRequest (400, invalid_request)
+    │   ├── ModelNotFound (404, model_not_found)
+    │   └── PayloadTooLarge (413, payload_too_large)
+    ├── NotSupported (501, not_supported)        an Ollama operation this proxy does not offer
+    └── UpstreamError (502, upstream_error)       mistral.rs failed us
+        ├── UpstreamUnavailable (502, upstream_unavailable)
+        ├── UpstreamTimeout (504, upstream_timeout)
+        ├── UpstreamBusy (503, upstream_busy)
+        ├── UpstreamStatusError (mapped status, upstream_status)
+        └── UpstreamProtocolError (502, upstream_protocol)
+
+Messages are shown to clients: they are short, never carry request text, and upstream bodies are
+truncated.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ClientError",
+    "InvalidRequest",
+    "ModelNotFound",
+    "NotSupported",
+    "PayloadTooLarge",
+    "ProxyError",
+    "UpstreamBusy",
+    "UpstreamError",
+    "UpstreamProtocolError",
+    "UpstreamStatusError",
+    "UpstreamTimeout",
+    "UpstreamUnavailable",
+    "truncate",
+]
+
+_MAX_MESSAGE = 500
+
+
+def truncate(text: str, limit: int = _MAX_MESSAGE) -> str:
+    text = text.strip()
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+class ProxyError(Exception):
+    status_code = 500
+    error_type = "internal"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class ClientError(ProxyError):
+    status_code = 400
+    error_type = "invalid_request"
+
+
+class InvalidRequest(ClientError):
+    pass
+
+
+class ModelNotFound(ClientError):
+    status_code = 404
+    error_type = "model_not_found"
+
+    def __init__(self, name: str, message: str | None = None) -> None:
+        super().__init__(message or f"model '{name}' not found")
+        self.name = name
+
+
+class PayloadTooLarge(ClientError):
+    status_code = 413
+    error_type = "payload_too_large"
+
+
+class NotSupported(ProxyError):
+    status_code = 501
+    error_type = "not_supported"
+
+
+class UpstreamError(ProxyError):
+    status_code = 502
+    error_type = "upstream_error"
+
+
+class UpstreamUnavailable(UpstreamError):
+    error_type = "upstream_unavailable"
+
+
+class UpstreamTimeout(UpstreamError):
+    status_code = 504
+    error_type = "upstream_timeout"
+
+
+class UpstreamBusy(UpstreamError):
+    status_code = 503
+    error_type = "upstream_busy"
+
+
+class UpstreamProtocolError(UpstreamError):
+    error_type = "upstream_protocol"
+
+
+class UpstreamStatusError(UpstreamError):
+    """mistral.rs answered with an error status; ``status_code`` is what the client should see."""
+
+    error_type = "upstream_status"
+
+    def __init__(self, message: str, *, status_code: int, upstream_status: int) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.upstream_status = upstream_status

@@ -1,0 +1,70 @@
+"""Ollama wire shapes shared by chat and generate (``api/types.go``)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from msgspec import UNSET, Meta, Struct, UnsetType
+
+__all__ = [
+    "FunctionCall",
+    "FunctionCallOut",
+    "KeepAlive",
+    "Message",
+    "Options",
+    "Think",
+    "ToolCall",
+    "ToolCallOut",
+]
+
+KeepAlive = float | str | None
+Think = bool | str | None
+# Go's int is 64-bit: larger numbers are a client error, not something to pass on.
+Int64 = Annotated[int, Meta(ge=-(2**63), le=2**63 - 1)]
+
+
+class Options(Struct):
+    """The runtime options that map onto mistral.rs; unknown and legacy keys are ignored, ``null`` skipped."""
+
+    num_predict: Int64 | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: Int64 | None = None
+    min_p: float | None = None
+    stop: list[str] | str | None = None
+    repeat_penalty: float | None = None
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
+    seed: Int64 | None = None
+
+
+class FunctionCall(Struct):
+    name: str
+    arguments: dict[str, Any] | str | None = None
+    index: int | None = None
+
+
+class ToolCall(Struct):
+    function: FunctionCall
+    id: str | None = None
+
+
+class Message(Struct):
+    role: str
+    content: str | None = None
+    thinking: str | None = None
+    images: list[str] | None = None
+    tool_calls: list[ToolCall] | None = None
+    tool_name: str | None = None
+    tool_call_id: str | None = None
+
+
+class FunctionCallOut(Struct):
+    index: int
+    name: str
+    arguments: dict[str, Any]
+
+
+class ToolCallOut(Struct, omit_defaults=True):
+    function: FunctionCallOut
+    id: str | UnsetType = UNSET

@@ -1,0 +1,43 @@
+"""``POST /api/generate`` wire shapes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from msgspec import UNSET, Struct, UnsetType
+
+from app.ollama.common import KeepAlive, Options, Think
+
+__all__ = ["GenerateRequest", "GenerateResponse"]
+
+
+class GenerateRequest(Struct):
+    model: str = ""
+    prompt: str | None = None
+    suffix: str | None = None
+    system: str | None = None
+    template: str | None = None
+    context: list[int] | None = None
+    stream: bool | None = None
+    raw: bool | None = None
+    format: str | dict[str, Any] | None = None
+    keep_alive: KeepAlive = None
+    images: list[str] | None = None
+    options: Options | None = None
+    think: Think = None
+
+
+class GenerateResponse(Struct):
+    model: str
+    created_at: str
+    response: str
+    done: bool
+    thinking: str | UnsetType = UNSET
+    done_reason: str | UnsetType = UNSET
+    # Only the final ``done: true`` object carries these; durations are integer nanoseconds.
+    total_duration: int | UnsetType = UNSET
+    load_duration: int | UnsetType = UNSET
+    prompt_eval_count: int | UnsetType = UNSET
+    prompt_eval_duration: int | UnsetType = UNSET
+    eval_count: int | UnsetType = UNSET
+    eval_duration: int | UnsetType = UNSET

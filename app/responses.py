@@ -1,0 +1,127 @@
+"""Response framing: Ollama JSON and NDJSON, OpenAI SSE, errors after the first byte, disconnects."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
+
+import anyio
+import msgspec
+from starlette.background import BackgroundTask
+from starlette.responses import Response, StreamingResponse
+from starlette.types import Receive, Send
+
+from app.errors import ProxyError, truncate
+
+__all__ = [
+    "ClientDisconnected",
+    "ClosingStreamingResponse",
+    "JSON_MEDIA_TYPE",
+    "NDJSON_MEDIA_TYPE",
+    "cancel_on_disconnect",
+    "error_line",
+    "json_response",
+    "ndjson_lines",
+    "ndjson_response",
+    "openai_error",
+    "sse_lines",
+    "sse_response",
+]
+
+JSON_MEDIA_TYPE = "application/json; charset=utf-8"
+NDJSON_MEDIA_TYPE = "application/x-ndjson"
+SSE_MEDIA_TYPE = "text/event-stream"
+
+_log = logging.getLogger(__name__)
+_encode = msgspec.json.Encoder().encode
+T = TypeVar("T")
+
+
+class ClientDisconnected(ProxyError):
+    """The client went away before its answer was ready (Ollama's 499 ``request canceled``)."""
+
+    status_code = 499
+    error_type = "client_disconnected"
+
+    def __init__(self) -> None:
+        super().__init__("request canceled")
+
+
+def json_response(body: Any, status_code: int = 200, background: BackgroundTask | None = None) -> Response:
+    return Response(_encode(body), status_code, media_type=JSON_MEDIA_TYPE, background=background)
+
+
+def error_line(exc: BaseException) -> dict[str, str]:
+    if isinstance(exc, ProxyError):
+        return {"error": truncate(exc.message)}
+    _log.error("unexpected error while streaming", exc_info=exc)
+    return {"error": "internal error"}
+
+
+def openai_error(exc: ProxyError, kind: str | None = None) -> dict[str, Any]:
+    kind = kind or ("invalid_request_error" if exc.status_code < 500 else "api_error")
+    return {"error": {"message": truncate(exc.message), "type": kind, "param": None, "code": None}}
+
+
+class ClosingStreamingResponse(StreamingResponse):
+    """Starlette abandons the body iterator when the client disconnects; close it, so upstream closes too."""
+
+    async def stream_response(self, send: Send) -> None:
+        try:
+            await super().stream_response(send)
+        finally:
+            aclose = getattr(self.body_iterator, "aclose", None)
+            if aclose is not None:
+                with anyio.CancelScope(shield=True):
+                    await aclose()
+
+
+async def ndjson_lines(replies: AsyncIterable[Any]) -> AsyncIterator[bytes]:
+    """One compact JSON object per line; a failure after the first line becomes a final ``{"error"}`` line."""
+    try:
+        async for reply in replies:
+            yield _encode(reply) + b"\n"
+    except Exception as exc:  # the status is already sent: tell the client in-band
+        yield _encode(error_line(exc)) + b"\n"
+
+
+async def sse_lines(payloads: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
+    """Relay OpenAI chunks as SSE; a failure becomes an OpenAI error event, and ``[DONE]`` always ends it."""
+    try:
+        async for payload in payloads:
+            yield b"data: " + payload + b"\n\n"
+    except Exception as exc:  # mistral.rs's own in-band error event, then [DONE]
+        message = error_line(exc)["error"]
+        yield b"data: " + _encode(openai_error(ProxyError(message), "server_error")) + b"\n\n"
+    yield b"data: [DONE]\n\n"
+
+
+def ndjson_response(lines: AsyncIterable[bytes], background: BackgroundTask | None = None) -> Response:
+    return ClosingStreamingResponse(lines, media_type=NDJSON_MEDIA_TYPE, background=background)
+
+
+def sse_response(lines: AsyncIterable[bytes]) -> Response:
+    return ClosingStreamingResponse(lines, media_type=SSE_MEDIA_TYPE, headers={"cache-control": "no-cache"})
+
+
+async def cancel_on_disconnect(receive: Receive, work: Callable[[], Awaitable[T]]) -> T:
+    """Run ``work`` until it finishes or the client disconnects, whichever comes first."""
+    task = asyncio.ensure_future(work())
+    watcher = asyncio.ensure_future(_disconnected(receive))
+    try:
+        await asyncio.wait((task, watcher), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+        if not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+    if task.cancelled():
+        raise ClientDisconnected()
+    return task.result()
+
+
+async def _disconnected(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass

@@ -1,0 +1,107 @@
+"""``/api/chat``, ``/api/generate``, ``/api/embed`` and ``/api/embeddings``."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import Response
+
+from app.body import parse_body
+from app.errors import InvalidRequest, ModelNotFound
+from app.ollama import (
+    ChatRequest,
+    EmbeddingsRequest,
+    EmbeddingsResponse,
+    EmbedRequest,
+    EmbedResponse,
+    GenerateRequest,
+)
+from app.responses import json_response
+from app.service import Generation, Service
+from app.translate.options import keep_alive_seconds
+from app.translate.requests import chat_request_to_openai, generate_request_to_openai
+from app.translate.stream import Clock
+from app.upstream.schema import EmbeddingResponse
+
+__all__ = ["chat", "embed", "embeddings", "generate"]
+
+_decode_embeddings = msgspec.json.Decoder(EmbeddingResponse).decode
+
+
+def _service(request: Request) -> Service:
+    service: Service = request.app.state.service
+    return service
+
+
+async def chat(request: Request) -> Response:
+    clock = Clock()
+    body = await parse_body(request, ChatRequest)
+    if not body.model:
+        raise InvalidRequest("model is required")
+    unload = keep_alive_seconds(body.keep_alive) == 0
+    service = _service(request)
+    entry = await service.catalog.resolve(body.model)
+    if not body.messages:
+        return await service.load_or_unload("chat", entry, body.model, unload, clock)
+    upstream_body = chat_request_to_openai(body, entry.id)
+    generation = Generation("chat", "chat", upstream_body, entry, body.model, body.stream is not False, unload, clock)
+    return await service.generate(request, generation)
+
+
+async def generate(request: Request) -> Response:
+    clock = Clock()
+    body = await parse_body(request, GenerateRequest)
+    if not body.model:
+        raise InvalidRequest("model is required")
+    unload = keep_alive_seconds(body.keep_alive) == 0
+    service = _service(request)
+    entry = await service.catalog.resolve(body.model)
+    if not body.prompt and not body.suffix and not body.images:
+        return await service.load_or_unload("generate", entry, body.model, unload, clock)
+    route, upstream_body = generate_request_to_openai(body, entry.id)
+    stream = body.stream is not False
+    generation = Generation("generate", route, upstream_body, entry, body.model, stream, unload, clock)
+    return await service.generate(request, generation)
+
+
+async def _embed(service: Service, model: str, inputs: list[str], dimensions: int | None) -> list[list[float]]:
+    try:
+        entry = await service.catalog.resolve(model)
+        raw = await service.upstream.post("embeddings", {"model": entry.id, "input": inputs}) if inputs else b""
+    except ModelNotFound:
+        raise ModelNotFound(model, f'model "{model}" not found, try pulling it first') from None
+    if not inputs:
+        return []
+    vectors = [item.embedding for item in sorted(_decode_embeddings(raw).data, key=lambda item: item.index)]
+    return [_truncate(vector, dimensions) for vector in vectors] if dimensions else vectors
+
+
+def _truncate(vector: list[float], dimensions: int) -> list[float]:
+    """Ollama shortens to ``dimensions`` and re-normalises to unit length."""
+    head = vector[:dimensions]
+    norm = math.sqrt(sum(value * value for value in head)) or 1.0
+    return [value / norm for value in head]
+
+
+async def embed(request: Request) -> Response:
+    start = time.perf_counter_ns()
+    body = await parse_body(request, EmbedRequest)
+    if not body.model:
+        raise InvalidRequest("model is required")
+    if body.dimensions is not None and body.dimensions <= 0:
+        raise InvalidRequest("dimensions must be a positive number")
+    inputs = [body.input] if isinstance(body.input, str) else body.input or []
+    vectors = await _embed(_service(request), body.model, inputs, body.dimensions)
+    reply = EmbedResponse(model=body.model, embeddings=vectors, total_duration=time.perf_counter_ns() - start)
+    return json_response(reply)
+
+
+async def embeddings(request: Request) -> Response:
+    body = await parse_body(request, EmbeddingsRequest)
+    if not body.model:
+        raise InvalidRequest("model is required")
+    vectors = await _embed(_service(request), body.model, [body.prompt] if body.prompt else [], None)
+    return json_response(EmbeddingsResponse(embedding=vectors[0] if vectors else []))

@@ -1,0 +1,53 @@
+"""The OpenAI-compatible routes, relayed to mistral.rs (which is OpenAI-native) with model names mapped."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from app.body import parse_body
+from app.errors import InvalidRequest
+from app.responses import cancel_on_disconnect, json_response, sse_lines, sse_response
+from app.service import Service, owning
+from app.upstream import Route
+
+__all__ = ["chat_completions", "completions", "embeddings", "list_models"]
+
+
+def _service(request: Request) -> Service:
+    service: Service = request.app.state.service
+    return service
+
+
+async def _relay(request: Request, route: Route) -> Response:
+    body = await parse_body(request, dict[str, Any])
+    name = body.get("model", "default")
+    if not isinstance(name, str) or not name:
+        raise InvalidRequest("model must be a non-empty string")
+    service = _service(request)
+    body["model"] = (await service.catalog.resolve(name)).id
+    if route != "embeddings" and body.get("stream") is True:
+        payloads = await service.upstream.open_stream(route, body)
+        return sse_response(owning(payloads, sse_lines(payloads)))
+    raw = await cancel_on_disconnect(request.receive, lambda: service.upstream.post(route, body))
+    return Response(raw, media_type="application/json")
+
+
+async def chat_completions(request: Request) -> Response:
+    return await _relay(request, "chat")
+
+
+async def completions(request: Request) -> Response:
+    return await _relay(request, "completion")
+
+
+async def embeddings(request: Request) -> Response:
+    return await _relay(request, "embeddings")
+
+
+async def list_models(request: Request) -> Response:
+    entries = await _service(request).catalog.entries(fresh=True)
+    data = [{"id": e.name, "object": "model", "created": e.card.created, "owned_by": "mistral.rs"} for e in entries]
+    return json_response({"object": "list", "data": data})

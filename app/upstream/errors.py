@@ -1,0 +1,69 @@
+"""The one place where httpx exceptions and mistral.rs error statuses become the proxy's error tree."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import httpx
+import msgspec
+
+from app.errors import (
+    ModelNotFound,
+    PayloadTooLarge,
+    ProxyError,
+    UpstreamBusy,
+    UpstreamError,
+    UpstreamProtocolError,
+    UpstreamStatusError,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+    truncate,
+)
+
+__all__ = ["map_upstream_errors", "status_error"]
+
+_NOT_AVAILABLE = re.compile(r"Requested model '(.*?)' is not available")
+_RELOADING = re.compile(r"is being reloaded")
+
+
+class _JsonError(msgspec.Struct):
+    message: str
+
+
+@contextmanager
+def map_upstream_errors() -> Iterator[None]:
+    try:
+        yield
+    except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+        raise UpstreamUnavailable("could not connect to mistral.rs") from exc
+    except httpx.TimeoutException as exc:
+        raise UpstreamTimeout("mistral.rs did not answer in time") from exc
+    except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
+        raise UpstreamUnavailable("the connection to mistral.rs was lost") from exc
+    except httpx.HTTPError as exc:
+        raise UpstreamError(f"mistral.rs request failed: {type(exc).__name__}") from exc
+
+
+def _message(body: bytes) -> str:
+    try:
+        return msgspec.json.decode(body, type=_JsonError).message
+    except msgspec.MsgspecError:
+        return body.decode("utf-8", "replace")
+
+
+def status_error(status: int, body: bytes) -> ProxyError:
+    """Map a mistral.rs error answer (``{"message": ...}`` or axum's plain text) to what the client sees."""
+    message = truncate(_message(body))
+    if status == 500 and (match := _NOT_AVAILABLE.search(message)):
+        return ModelNotFound(match.group(1))
+    if status == 503 or _RELOADING.search(message):
+        return UpstreamBusy(f"mistral.rs is busy: {message}")
+    if status == 413:
+        return PayloadTooLarge(f"mistral.rs rejected the request: {message}")
+    if status == 422:
+        return UpstreamStatusError(message, status_code=400, upstream_status=status)
+    if status in (400, 404, 405, 415):
+        return UpstreamProtocolError(f"mistral.rs rejected the request ({status}): {message}")
+    return UpstreamStatusError(f"mistral.rs error: {message}", status_code=502, upstream_status=status)

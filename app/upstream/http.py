@@ -1,0 +1,109 @@
+"""mistral.rs reached over HTTP: one shared ``httpx.AsyncClient`` with keep-alive and a swappable transport."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import msgspec
+
+from app.upstream.errors import map_upstream_errors, status_error
+from app.upstream.schema import ModelAction, ModelCard, ModelList, ModelState, Route
+from app.upstream.sse import SSEDecoder
+
+__all__ = ["HTTPUpstream", "SSEStream"]
+
+_PATHS: dict[Route, str] = {
+    "chat": "/v1/chat/completions",
+    "completion": "/v1/completions",
+    "embeddings": "/v1/embeddings",
+}
+_JSON = {"content-type": "application/json"}
+_decode_models = msgspec.json.Decoder(ModelList).decode
+_decode_state = msgspec.json.Decoder(ModelState).decode
+_encode = msgspec.json.Encoder().encode
+
+
+class SSEStream:
+    """An open ``text/event-stream`` response from mistral.rs, iterated as JSON payloads."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        self._response = response
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        decoder = SSEDecoder()
+        with map_upstream_errors():
+            async for data in self._response.aiter_raw():
+                for payload in decoder.feed(data):
+                    yield payload
+                if decoder.done:
+                    return
+        for payload in decoder.close():
+            yield payload
+
+    async def aclose(self) -> None:
+        await self._response.aclose()
+
+
+class HTTPUpstream:
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        timeout: httpx.Timeout,
+        limits: httpx.Limits | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.client = httpx.AsyncClient(
+            base_url=self.base_url,
+            timeout=timeout,
+            limits=limits or httpx.Limits(max_connections=512, max_keepalive_connections=128),
+            transport=transport,
+        )
+
+    async def list_models(self) -> list[ModelCard]:
+        return _decode_models(await self._get("/v1/models")).data
+
+    async def manage_model(self, action: ModelAction, model_id: str) -> ModelState:
+        body = await self._post(f"/v1/models/{action}", {"model_id": model_id})
+        return _decode_state(body)
+
+    async def open_stream(self, route: Route, body: dict[str, Any]) -> SSEStream:
+        request = self.client.build_request("POST", _PATHS[route], content=_encode(body), headers=_JSON)
+        with map_upstream_errors():
+            response = await self.client.send(request, stream=True)
+            if response.status_code != 200:
+                try:
+                    raise status_error(response.status_code, await response.aread())
+                finally:
+                    await response.aclose()
+        return SSEStream(response)
+
+    async def post(self, route: Route, body: dict[str, Any]) -> bytes:
+        return await self._post(_PATHS[route], body)
+
+    async def health(self) -> bool:
+        with map_upstream_errors():
+            response = await self.client.get("/health")
+        return response.status_code == 200
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+    async def _get(self, path: str) -> bytes:
+        with map_upstream_errors():
+            response = await self.client.get(path)
+        return _checked(response)
+
+    async def _post(self, path: str, body: dict[str, Any]) -> bytes:
+        with map_upstream_errors():
+            response = await self.client.post(path, content=_encode(body), headers=_JSON)
+        return _checked(response)
+
+
+def _checked(response: httpx.Response) -> bytes:
+    if response.status_code != 200:
+        raise status_error(response.status_code, response.content)
+    return response.content

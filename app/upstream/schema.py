@@ -1,0 +1,122 @@
+"""mistral.rs (OpenAI-compatible) wire shapes, declaring only the fields the proxy reads.
+
+Decoding uses msgspec: one validating pass per streamed chunk, unknown fields ignored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any, Literal, Protocol
+
+import msgspec
+
+__all__ = [
+    "ChatCompletionChunk",
+    "ChunkChoice",
+    "Delta",
+    "EmbeddingResponse",
+    "FunctionCall",
+    "ModelAction",
+    "ModelCard",
+    "ModelList",
+    "ModelState",
+    "PayloadStream",
+    "Route",
+    "ToolCallDelta",
+    "Upstream",
+    "Usage",
+]
+
+Route = Literal["chat", "completion", "embeddings"]
+ModelAction = Literal["status", "unload", "reload"]
+
+
+class FunctionCall(msgspec.Struct):
+    name: str | None = None
+    arguments: str | None = None
+
+
+class ToolCallDelta(msgspec.Struct):
+    index: int = 0
+    id: str | None = None
+    function: FunctionCall | None = None
+
+
+class Delta(msgspec.Struct):
+    content: str | None = None
+    reasoning_content: str | None = None
+    tool_calls: list[ToolCallDelta] | None = None
+
+
+class Usage(msgspec.Struct):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+
+
+class ChunkChoice(msgspec.Struct):
+    index: int = 0
+    delta: Delta | None = None  # chat completions
+    text: str | None = None  # text completions
+    finish_reason: str | None = None
+
+
+class ChatCompletionChunk(msgspec.Struct):
+    """A streamed chat or text completion chunk (``choices[].delta`` or ``choices[].text``)."""
+
+    id: str = ""
+    model: str = ""
+    choices: list[ChunkChoice] = msgspec.field(default_factory=list)
+    usage: Usage | None = None
+
+
+class ModelCard(msgspec.Struct):
+    id: str
+    created: int = 0
+    status: str | None = None
+
+
+class ModelList(msgspec.Struct):
+    data: list[ModelCard]
+
+
+class ModelState(msgspec.Struct):
+    model_id: str
+    status: str
+    error: str | None = None
+
+
+class _Embedding(msgspec.Struct):
+    embedding: list[float]
+    index: int = 0
+
+
+class _EmbeddingUsage(msgspec.Struct):
+    prompt_tokens: int = 0
+
+
+class EmbeddingResponse(msgspec.Struct):
+    data: list[_Embedding]
+    usage: _EmbeddingUsage | None = None
+
+
+class PayloadStream(Protocol):
+    """An open upstream stream: iterate for the JSON payload of each chunk; ``aclose`` releases it."""
+
+    def __aiter__(self) -> AsyncIterator[bytes]: ...
+
+    async def aclose(self) -> None: ...
+
+
+class Upstream(Protocol):
+    """What the proxy needs from mistral.rs, whether reached over HTTP or run in-process."""
+
+    async def list_models(self) -> list[ModelCard]: ...
+
+    async def manage_model(self, action: ModelAction, model_id: str) -> ModelState: ...
+
+    async def open_stream(self, route: Route, body: dict[str, Any]) -> PayloadStream: ...
+
+    async def post(self, route: Route, body: dict[str, Any]) -> bytes: ...
+
+    async def aclose(self) -> None: ...

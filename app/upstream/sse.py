@@ -1,0 +1,83 @@
+"""Server-sent events from mistral.rs, reduced to the JSON payload of each ``data:`` event."""
+
+from __future__ import annotations
+
+import msgspec
+
+from app.errors import UpstreamError, UpstreamProtocolError, truncate
+
+__all__ = ["SSEDecoder"]
+
+_DONE = b"[DONE]"
+
+
+class _ErrorBody(msgspec.Struct):
+    message: str = "unknown error"
+
+
+class _ErrorEvent(msgspec.Struct):
+    error: _ErrorBody
+
+
+_decode_error = msgspec.json.Decoder(_ErrorEvent).decode
+
+
+class SSEDecoder:
+    """Incremental SSE parser: ``feed`` bytes as they arrive, get back complete payloads.
+
+    Comment lines (mistral.rs keep-alives) and named events (agentic progress) carry no chunk and are
+    skipped; ``data: [DONE]`` ends the stream; an ``{"error": ...}`` event raises ``UpstreamError``.
+    """
+
+    __slots__ = ("_buffer", "_data", "_event", "done")
+
+    def __init__(self) -> None:
+        self._buffer = b""
+        self._data: list[bytes] = []
+        self._event = False
+        self.done = False
+
+    def feed(self, data: bytes) -> list[bytes]:
+        lines = (self._buffer + data).split(b"\n")
+        self._buffer = lines.pop()
+        payloads: list[bytes] = []
+        for line in lines:
+            if line.endswith(b"\r"):
+                line = line[:-1]
+            if not line:
+                self._dispatch(payloads)
+            elif line.startswith(b"data:"):
+                value = line[5:]
+                self._data.append(value[1:] if value.startswith(b" ") else value)
+            elif line.startswith(b"event:"):
+                self._event = line[6:].strip() not in (b"", b"message")
+        return payloads
+
+    def close(self) -> list[bytes]:
+        """The stream ended: flush a final event without its blank line, and insist on ``[DONE]``."""
+        payloads = self.feed(b"\n\n") if self._buffer or self._data else []
+        if not self.done:
+            raise UpstreamProtocolError("mistral.rs closed the stream before it was complete")
+        return payloads
+
+    def _dispatch(self, payloads: list[bytes]) -> None:
+        data, event = self._data, self._event
+        self._data, self._event = [], False
+        if not data or event or self.done:
+            return
+        payload = data[0] if len(data) == 1 else b"\n".join(data)
+        if payload == _DONE:
+            self.done = True
+        elif payload.startswith(b'{"error"'):
+            raise UpstreamError(f"mistral.rs: {_error_message(payload)}")
+        else:
+            payloads.append(payload)
+
+
+def _error_message(payload: bytes) -> str:
+    try:
+        return truncate(_decode_error(payload).error.message)
+    except msgspec.ValidationError:
+        return "unknown error"
+    except msgspec.DecodeError:
+        return "malformed error event"

@@ -1,0 +1,80 @@
+"""``mistral-ollama-proxy serve``, as the README runs it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+
+import httpx
+
+from tests.servers import Server
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _command() -> str:
+    command = shutil.which("mistral-ollama-proxy")
+    assert command, "the console script is installed by `pip install .`"
+    return command
+
+
+def test_serve_answers_ollama_clients_and_stops_on_sigterm(upstream: Server) -> None:
+    port = _free_port()
+    env = {**os.environ, "MISTRAL_URL": upstream.url}
+    process = subprocess.Popen(
+        [_command(), "serve", "--bind", f"127.0.0.1:{port}", "--model-aliases", "mistral:latest=mistral-7b"],
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        assert process.stdout.readline() == f"mistral-ollama-proxy listening on http://127.0.0.1:{port} (Ollama API)\n"
+        assert process.stdout.readline() == f"upstream: mistral.rs at {upstream.url}\n"
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}") as http:
+            assert http.get("/").text == "Ollama is running"
+            assert [m["model"] for m in http.get("/api/tags").json()["models"]][0] == "mistral:latest"
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0
+        assert process.stdout is not None
+        process.stdout.close()
+
+
+def test_serve_without_an_upstream_says_what_to_set() -> None:
+    env = {key: value for key, value in os.environ.items() if key != "MISTRAL_URL"}
+    done = subprocess.run([_command(), "serve"], env=env, capture_output=True, text=True, timeout=30)
+    assert done.returncode == 2
+    assert done.stderr == "mistral-ollama-proxy: set MISTRAL_URL (or --mistral-url) to a mistral.rs server\n"
+
+
+def test_invalid_configuration_is_a_message_not_a_traceback() -> None:
+    env = {**os.environ, "MISTRAL_URL": "http://x", "REQUEST_TIMEOUT_SECS": "soon"}
+    done = subprocess.run([_command(), "serve"], env=env, capture_output=True, text=True, timeout=30)
+    assert done.returncode == 2
+    assert done.stderr.startswith("mistral-ollama-proxy: invalid configuration: ")
+    assert "Traceback" not in done.stderr
+
+
+def test_busy_port_is_a_clear_error(upstream: Server) -> None:
+    env = {**os.environ, "MISTRAL_URL": upstream.url}
+    done = subprocess.run(
+        [_command(), "serve", "--bind", f"127.0.0.1:{upstream.port}"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 1
+    assert (
+        done.stderr
+        == f"mistral-ollama-proxy: cannot listen on 127.0.0.1:{upstream.port}: [Errno 98] Address already in use\n"
+    )

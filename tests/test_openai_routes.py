@@ -1,0 +1,71 @@
+"""The OpenAI-compatible pass-through: names mapped, bodies relayed, SSE chunk by chunk."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+
+from tests.emulator import Emulator, Reply
+
+
+def test_chat_completion_is_relayed_with_the_model_id(http: httpx.Client, emulator: Emulator) -> None:
+    body = {"model": "mistral", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 8}
+    response = http.post("/v1/chat/completions", json=body)
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/json"
+    answer = response.json()
+    assert answer["object"] == "chat.completion"
+    assert answer["choices"][0]["message"]["content"] == "Hello from the emulator."
+    assert answer["usage"]["completion_tokens"] == 4
+    assert emulator.requests[-1].body == {**body, "model": "mistral-7b"}
+
+
+def test_streamed_chat_completion_is_relayed_as_sse(http: httpx.Client) -> None:
+    body = {"model": "mistral-7b", "messages": [{"role": "user", "content": "hi"}], "stream": True}
+    response = http.post("/v1/chat/completions", json=body)
+    assert response.headers["content-type"].startswith("text/event-stream")
+    events = response.text.split("\n\n")
+    assert events[-2:] == ["data: [DONE]", ""]
+    chunks = [json.loads(event.removeprefix("data: ")) for event in events[:-2]]
+    assert "".join(c["choices"][0]["delta"]["content"] or "" for c in chunks) == "Hello from the emulator."
+    assert [c["usage"] is None for c in chunks] == [True, True, True, False]
+
+
+def test_streamed_error_becomes_an_openai_error_event(http: httpx.Client, emulator: Emulator) -> None:
+    emulator.script(Reply(content="a b", error_after=1, error_message="boom"))
+    body = {"model": "mistral", "messages": [{"role": "user", "content": "hi"}], "stream": True}
+    events = http.post("/v1/chat/completions", json=body).text.split("\n\n")
+    assert json.loads(events[-3].removeprefix("data: ")) == {
+        "error": {"message": "mistral.rs: boom", "type": "server_error", "param": None, "code": None}
+    }
+    assert events[-2] == "data: [DONE]"
+
+
+def test_completions_and_embeddings(http: httpx.Client, emulator: Emulator) -> None:
+    completion = http.post("/v1/completions", json={"model": "mistral", "prompt": "once upon"}).json()
+    assert completion["choices"][0]["text"] == "Hello from the emulator."
+    assert emulator.requests[-1].body["model"] == "mistral-7b"
+    embedding = http.post("/v1/embeddings", json={"model": "mistral", "input": "x"}).json()
+    assert len(embedding["data"][0]["embedding"]) == 8
+
+
+def test_models_lists_ollama_names(http: httpx.Client) -> None:
+    listed = http.get("/v1/models").json()
+    assert listed["object"] == "list"
+    assert [m["id"] for m in listed["data"]] == ["mistral:latest", "Qwen/Qwen3-4B:latest"]
+    assert {m["owned_by"] for m in listed["data"]} == {"mistral.rs"}
+
+
+def test_unknown_model_is_an_openai_404(http: httpx.Client) -> None:
+    response = http.post("/v1/chat/completions", json={"model": "nope", "messages": []})
+    assert response.status_code == 404
+    assert response.json() == {
+        "error": {"message": "model 'nope' not found", "type": "invalid_request_error", "param": None, "code": None}
+    }
+
+
+def test_non_object_body_is_an_openai_400(http: httpx.Client) -> None:
+    response = http.post("/v1/chat/completions", content=b"[1]")
+    assert response.status_code == 400
+    assert response.json()["error"]["message"] == "invalid request: Expected `object`, got `array`"

@@ -1,0 +1,308 @@
+"""Raw HTTP against the proxy: framing, content types, defaults and every error case."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import socket
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from app.main import create_app
+from app.settings import Settings
+from tests.emulator import Emulator, Reply
+from tests.servers import Server, serve_in_thread
+
+HI = [{"role": "user", "content": "hi"}]
+RFC3339_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?Z$")
+DURATIONS = ("total_duration", "load_duration", "prompt_eval_duration", "eval_duration")
+
+
+def _lines(response: httpx.Response) -> list[dict[str, object]]:
+    text = response.text
+    assert text.endswith("\n") and "\n\n" not in text
+    return [json.loads(line) for line in text.splitlines()]
+
+
+def test_liveness_and_version(http: httpx.Client) -> None:
+    root = http.get("/")
+    assert (root.status_code, root.text) == (200, "Ollama is running")
+    assert root.headers["content-type"] == "text/plain; charset=utf-8"
+    head = http.head("/")
+    assert (head.status_code, head.content) == (200, b"")
+    version = http.get("/api/version")
+    assert version.json() == {"version": "0.33.0"}
+    assert version.headers["content-type"] == "application/json; charset=utf-8"
+    assert http.head("/api/version").status_code == 200
+    assert http.head("/api/tags").status_code == 200
+
+
+def test_unknown_path_and_wrong_method_answer_like_gin(http: httpx.Client) -> None:
+    missing = http.get("/api/nope")
+    assert (missing.status_code, missing.text) == (404, "404 page not found")
+    assert missing.headers["content-type"].startswith("text/plain")
+    wrong = http.get("/api/chat")
+    assert (wrong.status_code, wrong.text) == (405, "405 method not allowed")
+
+
+def test_stream_is_the_default_and_is_ndjson(http: httpx.Client) -> None:
+    response = http.post("/api/chat", json={"model": "mistral", "messages": HI})
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/x-ndjson"
+    lines = _lines(response)
+    assert all(RFC3339_UTC.match(str(line["created_at"])) for line in lines)
+    assert [line["done"] for line in lines] == [False] * 4 + [True]
+    final = lines[-1]
+    assert final["done_reason"] == "stop"
+    assert all(type(final[name]) is int for name in DURATIONS)
+    assert (final["prompt_eval_count"], final["eval_count"]) == (4, 4)
+    assert all(set(line) == {"model", "created_at", "message", "done"} for line in lines[:-1])
+
+
+def test_non_streamed_answer_is_one_json_object(http: httpx.Client) -> None:
+    response = http.post("/api/generate", json={"model": "mistral", "prompt": "hi", "stream": False})
+    assert response.headers["content-type"] == "application/json; charset=utf-8"
+    body = response.json()
+    assert body["response"] == "Hello from the emulator." and body["done"] is True
+    assert "\n" not in response.text
+
+
+def test_stream_is_relayed_chunk_by_chunk(http: httpx.Client, emulator: Emulator) -> None:
+    emulator.script(Reply(content="a b c", delay=0.3))
+    with http.stream("POST", "/api/chat", json={"model": "mistral", "messages": HI}) as response:
+        first = next(response.iter_lines())
+    assert json.loads(first)["message"]["content"] == "a"
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "status", "error"),
+    [
+        ("/api/chat", b"", 400, "missing request body"),
+        ("/api/generate", b"", 400, "missing request body"),
+        ("/api/chat", b"{", 400, "invalid JSON: Input data was truncated"),
+        ("/api/chat", b"x", 400, "invalid JSON: JSON is malformed: invalid character (byte 0)"),
+        ("/api/chat", b'{"model":1}', 400, "invalid request: Expected `str`, got `int` - at `$.model`"),
+        ("/api/chat", b"null", 400, "invalid request: Expected `object`, got `null`"),
+        ("/api/chat", b'{"model":"m\xff"}', 400, "invalid JSON: the request body is not valid UTF-8"),
+        ("/api/chat", b'{"messages":[]}', 400, "model is required"),
+        ("/api/generate", b'{"prompt":"hi"}', 400, "model is required"),
+        ("/api/show", b"{}", 400, "model is required"),
+        (
+            "/api/chat",
+            b'{"model":"mistral","messages":[{"role":"user","content":"x"}],"options":{"seed":1e400}}',
+            400,
+            "invalid request: Number out of range - at `$.options.seed`",
+        ),
+        (
+            "/api/chat",
+            b'{"model":"mistral","messages":[{"role":"user","content":"x"}],'
+            b'"options":{"num_predict":99999999999999999999}}',
+            400,
+            "invalid request: Expected `int` <= 9223372036854775807 - at `$.options.num_predict`",
+        ),
+        (
+            "/api/chat",
+            b'{"model":"mistral","messages":[{"role":"user","content":"x"}],"options":{"temperature":"hot"}}',
+            400,
+            "invalid request: Expected `float | null`, got `str` - at `$.options.temperature`",
+        ),
+        (
+            "/api/chat",
+            b'{"model":"mistral","messages":[{"role":"bot","content":"x"}]}',
+            400,
+            'invalid message role "bot" (must be system, user, assistant or tool)',
+        ),
+        (
+            "/api/chat",
+            b'{"model":"mistral","messages":[{"role":"user","content":"x","images":["@@@"]}]}',
+            400,
+            "invalid image: not base64-encoded data",
+        ),
+        (
+            "/api/chat",
+            b'{"model":"mistral","messages":[{"role":"user","content":"x"}],"format":"xml"}',
+            400,
+            'invalid format: "xml" (expected "json" or a JSON schema)',
+        ),
+        (
+            "/api/generate",
+            b'{"model":"mistral","prompt":"x","keep_alive":"soon"}',
+            400,
+            'time: invalid duration "soon"',
+        ),
+        (
+            "/api/generate",
+            b'{"model":"mistral","prompt":"x","raw":true,"system":"s"}',
+            400,
+            "raw mode does not support template, system, or context",
+        ),
+        ("/api/chat", b'{"model":"nope","messages":[]}', 404, "model 'nope' not found"),
+        (
+            "/api/create",
+            b'{"model":"x"}',
+            501,
+            "creating models is not supported: models are managed by mistral.rs, not through this API",
+        ),
+        (
+            "/api/push",
+            b'{"model":"mistral"}',
+            501,
+            "pushing models is not supported: models are managed by mistral.rs, not through this API",
+        ),
+        ("/api/push", b'{"model":"nope"}', 404, "model 'nope' not found"),
+        (
+            "/api/blobs/sha256:abc",
+            b"data",
+            501,
+            "uploading blobs is not supported: models are managed by mistral.rs, not through this API",
+        ),
+    ],
+)
+def test_bad_requests_get_ollama_errors(http: httpx.Client, path: str, body: bytes, status: int, error: str) -> None:
+    response = http.post(path, content=body)
+    assert response.status_code == status
+    assert response.headers["content-type"] == "application/json; charset=utf-8"
+    assert response.json() == {"error": error}
+
+
+def test_blob_head_is_not_found(http: httpx.Client) -> None:
+    assert http.head("/api/blobs/sha256:abc").status_code == 404
+
+
+def test_unknown_fields_legacy_options_and_nulls_are_ignored(http: httpx.Client, emulator: Emulator) -> None:
+    options = {"mirostat": 0, "tfs_z": 1.0, "num_ctx": 4096, "temperature": None, "top_k": 7, "stop": "\n"}
+    body = {"model": "mistral", "messages": HI, "stream": False, "options": options, "whatever": [1]}
+    assert http.post("/api/chat", json=body).status_code == 200
+    sent = emulator.requests[-1].body
+    assert {k: sent[k] for k in ("top_k", "stop")} == {"top_k": 7, "stop": ["\n"]}
+    assert "temperature" not in sent and "num_ctx" not in sent
+
+
+def test_model_names_are_case_insensitive_tag_optional_and_aliased(http: httpx.Client, emulator: Emulator) -> None:
+    for name in ("mistral", "MISTRAL:latest", "mistral-7b", "Mistral-7B:latest", "default"):
+        response = http.post("/api/chat", json={"model": name, "messages": HI, "stream": False})
+        assert response.status_code == 200, name
+        assert response.json()["model"] == name  # echoed as sent, like Ollama
+    assert [r.body["model"] for r in emulator.requests if r.path == "/v1/chat/completions"] == [
+        "mistral-7b",
+        "mistral-7b",
+        "mistral-7b",
+        "mistral-7b",
+        "default",
+    ]
+    assert http.post("/api/chat", json={"model": "mistral:7b", "messages": HI}).status_code == 404
+
+
+def test_images_become_image_parts(http: httpx.Client, emulator: Emulator) -> None:
+    png = base64.b64encode(b"\x89PNG\r\n\x1a\n0000").decode()
+    message = {"role": "user", "content": "what is this?", "images": [png]}
+    http.post("/api/chat", json={"model": "mistral", "messages": [message], "stream": False})
+    assert emulator.requests[-1].body["messages"] == [
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "what is this?"},
+                {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{png}"}},
+            ],
+        }
+    ]
+
+
+def test_format_json_and_think_levels(http: httpx.Client, emulator: Emulator) -> None:
+    body = {"model": "mistral", "prompt": "x", "stream": False, "format": "json", "think": "max"}
+    http.post("/api/generate", json=body)
+    sent = emulator.requests[-1].body
+    assert sent["response_format"] == {"type": "json_object"}
+    assert (sent["enable_thinking"], sent["reasoning_effort"]) == (True, "high")
+
+
+@pytest.mark.parametrize("keep_alive", [0, 0.0, "0", "0s"])
+def test_keep_alive_zero_with_empty_prompt_unloads(http: httpx.Client, emulator: Emulator, keep_alive: object) -> None:
+    response = http.post("/api/generate", json={"model": "mistral", "keep_alive": keep_alive})
+    assert response.headers["content-type"] == "application/json; charset=utf-8"
+    body = response.json()
+    assert (body["response"], body["done"], body["done_reason"]) == ("", True, "unload")
+    assert emulator.model("mistral-7b").status == "unloaded"
+
+
+def test_keep_alive_zero_after_a_generation_unloads_once_done(http: httpx.Client, emulator: Emulator) -> None:
+    body = {"model": "mistral", "messages": HI, "stream": False, "keep_alive": "0m"}
+    assert http.post("/api/chat", json=body).json()["message"]["content"] == "Hello from the emulator."
+    # Like Ollama, the answer goes out first and the unload follows it.
+    for _ in range(200):
+        if emulator.model("mistral-7b").status == "unloaded":
+            break
+        time.sleep(0.01)
+    assert [r.path for r in emulator.requests[-2:]] == ["/v1/chat/completions", "/v1/models/unload"]
+
+
+def test_request_to_an_unloaded_model_measures_its_load(http: httpx.Client, emulator: Emulator) -> None:
+    emulator.model("Qwen/Qwen3-4B").load_delay = 0.05
+    body = http.post("/api/chat", json={"model": "qwen/qwen3-4b", "messages": HI, "stream": False}).json()
+    assert body["load_duration"] >= 50_000_000
+    assert [r.path for r in emulator.requests[-2:]] == ["/v1/models/reload", "/v1/chat/completions"]
+
+
+def test_error_mid_stream_is_a_final_error_line_without_done(http: httpx.Client, emulator: Emulator) -> None:
+    emulator.script(Reply(content="a b c", error_after=1, error_message="out of memory"))
+    response = http.post("/api/generate", json={"model": "mistral", "prompt": "x"})
+    assert response.status_code == 200
+    lines = _lines(response)
+    assert lines[-1] == {"error": "mistral.rs: out of memory"}
+    assert not any(line.get("done") for line in lines)
+
+
+def test_non_streamed_upstream_failure_keeps_its_status(http: httpx.Client, emulator: Emulator) -> None:
+    emulator.script(Reply(content="a b c", error_after=1, error_message="out of memory"))
+    response = http.post("/api/chat", json={"model": "mistral", "messages": HI, "stream": False})
+    assert (response.status_code, response.json()) == (502, {"error": "mistral.rs: out of memory"})
+
+
+def test_pull_streams_success(http: httpx.Client) -> None:
+    response = http.post("/api/pull", json={"model": "mistral"})
+    assert response.headers["content-type"] == "application/x-ndjson"
+    assert _lines(response) == [{"status": "pulling manifest"}, {"status": "success"}]
+
+
+@pytest.fixture
+def dead_upstream() -> Iterator[str]:
+    """A port that accepts connections (the kernel's backlog) but never answers."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(8)
+    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    sock.close()
+
+
+def _proxy_for(url: str, **settings: object) -> Iterator[httpx.Client]:
+    with serve_in_thread(create_app(Settings(mistral_url=url, **settings))) as server:  # type: ignore[arg-type]
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            yield client
+
+
+def test_unreachable_upstream_is_502() -> None:
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    url = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    probe.close()  # nothing listens there now
+    for http in _proxy_for(url):
+        response = http.post("/api/chat", json={"model": "mistral", "messages": HI})
+        assert (response.status_code, response.json()) == (502, {"error": "could not connect to mistral.rs"})
+
+
+def test_upstream_that_never_answers_is_504(dead_upstream: str) -> None:
+    for http in _proxy_for(dead_upstream, request_timeout=0.3):
+        response = http.get("/api/tags")
+        assert (response.status_code, response.json()) == (504, {"error": "mistral.rs did not answer in time"})
+
+
+def test_cors_only_for_configured_origins(upstream: Server) -> None:
+    for http in _proxy_for(upstream.url, cors_allowed_origins=("http://ui.example",)):
+        allowed = http.get("/api/version", headers={"origin": "http://ui.example"})
+        assert allowed.headers["access-control-allow-origin"] == "http://ui.example"
+        other = http.get("/api/version", headers={"origin": "http://evil.example"})
+        assert "access-control-allow-origin" not in other.headers

@@ -1,0 +1,103 @@
+"""The chunk translator on mistral.rs's own bytes (reference/mistralrs-server.md §2)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import msgspec
+import pytest
+
+from app.errors import UpstreamProtocolError
+from app.translate.stream import Clock, OllamaStream, collect, decode_chunks, rfc3339_utc, to_ollama
+
+HEAD = b'{"id":"8","choices":[{"finish_reason":'
+TAIL = b'"created":1761475201,"model":"Qwen/Qwen3-4B","system_fingerprint":"local","object":"chat.completion.chunk",'
+USAGE = (
+    b'"usage":{"completion_tokens":12,"prompt_tokens":15,"total_tokens":27,"avg_tok_per_sec":93.75,'
+    b'"avg_prompt_tok_per_sec":1500.0,"avg_compl_tok_per_sec":102.56,"total_time_sec":0.288,'
+    b'"total_prompt_time_sec":0.01,"total_completion_time_sec":0.117}}'
+)
+
+
+def _chunk(content: str, finish: str | None = None, tool_calls: bytes = b"null") -> bytes:
+    reason = b"null" if finish is None else f'"{finish}"'.encode()
+    delta = b'{"content":' + msgspec.json.encode(content) + b',"role":"assistant","tool_calls":' + tool_calls + b"}"
+    usage = USAGE if finish else b'"usage":null}'
+    return HEAD + reason + b',"index":0,"delta":' + delta + b',"logprobs":null}],' + TAIL + usage
+
+
+async def _replies(payloads: list[bytes], kind: str = "chat") -> list[dict[str, object]]:
+    async def source() -> AsyncIterator[bytes]:
+        for payload in payloads:
+            yield payload
+
+    stream = OllamaStream("qwen3", kind, Clock())  # type: ignore[arg-type]
+    return [msgspec.to_builtins(reply) async for reply in to_ollama(decode_chunks(source()), stream)]
+
+
+def test_text_chunks_then_one_final_object() -> None:
+    replies = asyncio.run(_replies([_chunk("The"), _chunk(" sky"), _chunk(".", "stop")]))
+    assert [r["message"] for r in replies] == [
+        {"role": "assistant", "content": "The"},
+        {"role": "assistant", "content": " sky"},
+        {"role": "assistant", "content": "."},
+        {"role": "assistant", "content": ""},
+    ]
+    final = replies[-1]
+    assert (final["done"], final["done_reason"], final["prompt_eval_count"], final["eval_count"]) == (
+        True,
+        "stop",
+        15,
+        12,
+    )
+    assert all(isinstance(final[k], int) and final[k] >= 0 for k in ("total_duration", "eval_duration"))
+
+
+def test_tool_calls_are_sent_whole_with_object_arguments() -> None:
+    calls = b'[{"index":0,"id":"call-1","type":"function","function":{"name":"f","arguments":"{\\"x\\": 1}"}}]'
+    replies = asyncio.run(_replies([_chunk("", "tool_calls", calls)]))
+    assert replies[0]["message"] == {
+        "role": "assistant",
+        "content": "",
+        "tool_calls": [{"function": {"index": 0, "name": "f", "arguments": {"x": 1}}, "id": "call-1"}],
+    }
+    assert replies[-1]["done_reason"] == "stop"
+
+
+def test_incremental_tool_call_deltas_are_joined() -> None:
+    first = b'[{"index":0,"id":"c","function":{"name":"f","arguments":"{\\"x\\""}}]'
+    second = b'[{"index":0,"function":{"arguments":": 2}"}}]'
+    replies = asyncio.run(_replies([_chunk("", None, first), _chunk("", "tool_calls", second)]))
+    assert replies[0]["message"]["tool_calls"][0]["function"]["arguments"] == {"x": 2}  # type: ignore[index]
+
+
+def test_generate_shape_and_length_reason() -> None:
+    replies = asyncio.run(_replies([_chunk("a"), _chunk("b", "length")], kind="generate"))
+    assert [r["response"] for r in replies] == ["a", "b", ""]
+    assert replies[-1]["done_reason"] == "length"
+
+
+def test_collect_joins_fragments_into_the_final_object() -> None:
+    async def run() -> dict[str, object]:
+        async def source() -> AsyncIterator[bytes]:
+            for payload in (_chunk("The"), _chunk(" end", "stop")):
+                yield payload
+
+        stream = OllamaStream("qwen3", "chat", Clock())
+        return msgspec.to_builtins(await collect(to_ollama(decode_chunks(source()), stream)))  # type: ignore[no-any-return]
+
+    reply = asyncio.run(run())
+    assert reply["message"] == {"role": "assistant", "content": "The end"}
+    assert reply["done"] is True
+
+
+@pytest.mark.parametrize("payload", [b"{", b'{"choices":5}', b'{"choices":[{"delta":{"content":7}}]}'])
+def test_malformed_chunks_are_protocol_errors(payload: bytes) -> None:
+    with pytest.raises(UpstreamProtocolError, match="malformed stream chunk"):
+        asyncio.run(_replies([payload]))
+
+
+def test_rfc3339_trims_trailing_zeros_like_go() -> None:
+    assert rfc3339_utc(1_700_000_000_123_400_000) == "2023-11-14T22:13:20.1234Z"
+    assert rfc3339_utc(1_700_000_000_000_000_000) == "2023-11-14T22:13:20Z"
