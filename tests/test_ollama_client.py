@@ -107,6 +107,19 @@ def test_generate_raw_uses_text_completions(client: ollama.Client, emulator: Emu
     assert reply.eval_count == 4 and reply.prompt_eval_count is None
 
 
+def test_generate_suffix_is_fill_in_the_middle(client: ollama.Client, emulator: Emulator) -> None:
+    client.generate(model="mistral", prompt="def add(a, b):", suffix="    return c")
+    sent = emulator.requests[-1]
+    assert sent.path == "/v1/completions"
+    assert sent.body == {"model": "mistral-7b", "stream": True, "prompt": "def add(a, b):", "suffix": "    return c"}
+
+
+def test_embed_shortens_to_dimensions_and_renormalises(client: ollama.Client) -> None:
+    vector = client.embed(model="mistral", input="a", dimensions=3).embeddings[0]
+    assert len(vector) == 3
+    assert sum(value * value for value in vector) == pytest.approx(1.0)
+
+
 def test_tool_calls_round_trip(client: ollama.Client, emulator: Emulator) -> None:
     emulator.script(Reply(content="", tool_calls=[("get_weather", '{"city": "Tokyo"}')]))
     reply = client.chat(model="mistral", messages=[{"role": "user", "content": "weather?"}], tools=[WEATHER_TOOL])
@@ -171,6 +184,8 @@ def test_length_limit_reports_done_reason_length(client: ollama.Client) -> None:
 def test_embed_and_legacy_embeddings(client: ollama.Client, emulator: Emulator) -> None:
     batch = client.embed(model="mistral", input=["a", "b"])
     assert len(batch.embeddings) == 2 and all(len(v) == 8 for v in batch.embeddings)
+    assert batch.prompt_eval_count == 2  # the emulator counts words
+    assert isinstance(batch.total_duration, int)
     assert emulator.requests[-1].body == {"model": "mistral-7b", "input": ["a", "b"]}
     single = client.embeddings(model="mistral", prompt="a")
     assert single.embedding == pytest.approx(batch.embeddings[0])

@@ -78,6 +78,34 @@ def test_stream_is_relayed_chunk_by_chunk(http: httpx.Client, emulator: Emulator
     assert json.loads(first)["message"]["content"] == "a"
 
 
+def test_client_disconnect_mid_stream_closes_the_upstream_stream(http: httpx.Client, emulator: Emulator) -> None:
+    emulator.script(Reply(content="a b c d e f g h", delay=0.2))
+    with http.stream("POST", "/api/chat", json={"model": "mistral", "messages": HI}) as response:
+        lines = response.iter_lines()
+        assert json.loads(next(lines))["message"]["content"] == "a"
+        left = time.monotonic()
+    for _ in range(100):
+        if emulator.disconnects:
+            break
+        time.sleep(0.01)
+    assert len(emulator.disconnects) == 1
+    assert emulator.disconnects[0] - left < 0.1
+    assert emulator.active_streams == 0
+
+
+def test_client_disconnect_before_a_collected_answer_closes_upstream(proxy: Server, emulator: Emulator) -> None:
+    emulator.script(Reply(content="a b c d e f g h", delay=0.2))
+    body = {"model": "mistral", "messages": HI, "stream": False}
+    with httpx.Client(base_url=proxy.url, timeout=0.3) as impatient, pytest.raises(httpx.ReadTimeout):
+        impatient.post("/api/chat", json=body)
+    for _ in range(100):
+        if emulator.disconnects:
+            break
+        time.sleep(0.01)
+    assert len(emulator.disconnects) == 1
+    assert emulator.active_streams == 0
+
+
 @pytest.mark.parametrize(
     ("path", "body", "status", "error"),
     [

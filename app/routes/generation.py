@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from app.body import parse_body
-from app.errors import InvalidRequest, ModelNotFound
+from app.errors import InvalidRequest, ModelNotFound, UpstreamProtocolError
 from app.ollama import (
     ChatRequest,
     EmbeddingsRequest,
@@ -67,15 +67,22 @@ async def generate(request: Request) -> Response:
     return await service.generate(request, generation)
 
 
-async def _embed(service: Service, model: str, inputs: list[str], dimensions: int | None) -> list[list[float]]:
+async def _embed(service: Service, model: str, inputs: list[str]) -> EmbeddingResponse:
     try:
         entry = await service.catalog.resolve(model)
-        raw = await service.upstream.post("embeddings", {"model": entry.id, "input": inputs}) if inputs else b""
+        if not inputs:
+            return EmbeddingResponse(data=[])
+        raw = await service.upstream.post("embeddings", {"model": entry.id, "input": inputs})
     except ModelNotFound:
         raise ModelNotFound(model, f'model "{model}" not found, try pulling it first') from None
-    if not inputs:
-        return []
-    vectors = [item.embedding for item in sorted(_decode_embeddings(raw).data, key=lambda item: item.index)]
+    try:
+        return _decode_embeddings(raw)
+    except msgspec.MsgspecError:
+        raise UpstreamProtocolError("mistral.rs sent a malformed embeddings response") from None
+
+
+def _vectors(response: EmbeddingResponse, dimensions: int | None) -> list[list[float]]:
+    vectors = [item.embedding for item in sorted(response.data, key=lambda item: item.index)]
     return [_truncate(vector, dimensions) for vector in vectors] if dimensions else vectors
 
 
@@ -94,8 +101,11 @@ async def embed(request: Request) -> Response:
     if body.dimensions is not None and body.dimensions <= 0:
         raise InvalidRequest("dimensions must be a positive number")
     inputs = [body.input] if isinstance(body.input, str) else body.input or []
-    vectors = await _embed(_service(request), body.model, inputs, body.dimensions)
-    reply = EmbedResponse(model=body.model, embeddings=vectors, total_duration=time.perf_counter_ns() - start)
+    response = await _embed(_service(request), body.model, inputs)
+    reply = EmbedResponse(model=body.model, embeddings=_vectors(response, body.dimensions))
+    reply.total_duration = time.perf_counter_ns() - start
+    if response.usage is not None:
+        reply.prompt_eval_count = response.usage.prompt_tokens
     return json_response(reply)
 
 
@@ -103,5 +113,5 @@ async def embeddings(request: Request) -> Response:
     body = await parse_body(request, EmbeddingsRequest)
     if not body.model:
         raise InvalidRequest("model is required")
-    vectors = await _embed(_service(request), body.model, [body.prompt] if body.prompt else [], None)
+    vectors = _vectors(await _embed(_service(request), body.model, [body.prompt] if body.prompt else []), None)
     return json_response(EmbeddingsResponse(embedding=vectors[0] if vectors else []))
