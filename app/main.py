@@ -1,7 +1,9 @@
-"""The application factory: routes, error rendering, CORS and the upstream's lifetime."""
+"""The application factory: routes, error rendering, CORS, telemetry and the upstream's lifetime."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -16,15 +18,20 @@ from starlette.responses import PlainTextResponse, Response
 
 from app.catalog import ModelCatalog
 from app.errors import ProxyError, truncate
+from app.health import watch_upstream
 from app.responses import json_response, openai_error
 from app.routes import ROUTES
 from app.service import Service
 from app.settings import Settings
 from app.upstream import HTTPUpstream, Upstream
+from otel.metrics import record_error
+from otel.semconv import UPSTREAM
+from otel.setup import Telemetry, disabled
 
 __all__ = ["create_app"]
 
 _log = logging.getLogger(__name__)
+_HTTP_ERROR_TYPES = {404: "not_found", 405: "method_not_allowed"}
 
 
 def _http_upstream(settings: Settings, transport: httpx.AsyncBaseTransport | None) -> HTTPUpstream:
@@ -36,6 +43,7 @@ def _http_upstream(settings: Settings, transport: httpx.AsyncBaseTransport | Non
 
 async def _proxy_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ProxyError)
+    record_error(request.scope, exc.error_type)
     if exc.status_code >= 500:
         _log.warning("%s %s failed: %s", request.method, request.url.path, exc.message)
     if request.url.path.startswith("/v1/"):
@@ -46,6 +54,7 @@ async def _proxy_error(request: Request, exc: Exception) -> Response:
 async def _http_error(request: Request, exc: Exception) -> Response:
     """Ollama's router (gin) answers unknown paths and wrong methods in plain text."""
     assert isinstance(exc, HTTPException)
+    record_error(request.scope, _HTTP_ERROR_TYPES.get(exc.status_code, "http_error"))
     if exc.status_code == 404:
         return PlainTextResponse("404 page not found", 404)
     if exc.status_code == 405:
@@ -58,37 +67,54 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
     return json_response({"error": "internal error"}, 500)
 
 
+def _cors(settings: Settings) -> list[Middleware]:
+    if not settings.cors_allowed_origins:
+        return []
+    methods = ["GET", "HEAD", "POST", "DELETE", "OPTIONS"]
+    return [Middleware(CORSMiddleware, allow_origins=list(settings.cors_allowed_origins), allow_methods=methods,
+                       allow_headers=["*"])]  # fmt: skip
+
+
 def create_app(
     settings: Settings,
     *,
+    telemetry: Telemetry | None = None,
     upstream: Upstream | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
+    owns_telemetry: bool = False,
 ) -> Starlette:
-    """Build the proxy. ``upstream`` replaces mistral.rs entirely; ``transport`` swaps only httpx's transport."""
+    """Build the proxy. ``upstream`` replaces mistral.rs entirely; ``transport`` swaps only httpx's transport.
+
+    With ``owns_telemetry`` the app flushes and shuts the telemetry down when it stops.
+    """
+    telemetry = telemetry or disabled()
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         client = upstream or _http_upstream(settings, transport)
+        address, port = "", None
+        if isinstance(client, HTTPUpstream):
+            telemetry.instrument_httpx(client.client)
+            address, port = client.client.base_url.host, client.client.base_url.port
         catalog = ModelCatalog(client, settings.model_aliases, settings.model_cache_ttl)
-        app.state.service = Service(settings, client, catalog)
+        app.state.service = Service(settings, client, catalog, telemetry.observer(address, port))
+        label = {UPSTREAM: settings.mistral_url or "embedded"}
+        report = lambda up: telemetry.metrics.upstream_up.set(1 if up else 0, label)  # noqa: E731
+        health = asyncio.create_task(watch_upstream(client.health, report, settings.health_interval))
         try:
             yield
         finally:
+            health.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await health
             await client.aclose()
+            if owns_telemetry:
+                telemetry.shutdown()
 
-    middleware = []
-    if settings.cors_allowed_origins:
-        middleware.append(
-            Middleware(
-                CORSMiddleware,
-                allow_origins=list(settings.cors_allowed_origins),
-                allow_methods=["GET", "HEAD", "POST", "DELETE", "OPTIONS"],
-                allow_headers=["*"],
-            )
-        )
+    routes = [*ROUTES, *telemetry.routes()]
     return Starlette(
-        routes=ROUTES,
-        middleware=middleware,
+        routes=routes,
+        middleware=[*telemetry.middleware(routes), *_cors(settings)],
         lifespan=lifespan,
         exception_handlers={ProxyError: _proxy_error, HTTPException: _http_error, Exception: _unexpected},
     )

@@ -78,21 +78,26 @@ class ClosingStreamingResponse(StreamingResponse):
                     await aclose()
 
 
-async def ndjson_lines(replies: AsyncIterable[Any]) -> AsyncIterator[bytes]:
+OnError = Callable[[BaseException], None]
+
+
+async def ndjson_lines(replies: AsyncIterable[Any], on_error: OnError) -> AsyncIterator[bytes]:
     """One compact JSON object per line; a failure after the first line becomes a final ``{"error"}`` line."""
     try:
         async for reply in replies:
             yield _encode(reply) + b"\n"
     except Exception as exc:  # the status is already sent: tell the client in-band
+        on_error(exc)
         yield _encode(error_line(exc)) + b"\n"
 
 
-async def sse_lines(payloads: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
+async def sse_lines(payloads: AsyncIterable[bytes], on_error: OnError) -> AsyncIterator[bytes]:
     """Relay OpenAI chunks as SSE; a failure becomes an OpenAI error event, and ``[DONE]`` always ends it."""
     try:
         async for payload in payloads:
             yield b"data: " + payload + b"\n\n"
     except Exception as exc:  # mistral.rs's own in-band error event, then [DONE]
+        on_error(exc)
         message = error_line(exc)["error"]
         yield b"data: " + _encode(openai_error(ProxyError(message), "server_error")) + b"\n\n"
     yield b"data: [DONE]\n\n"

@@ -1,25 +1,46 @@
-"""What a generation does between parsing and responding: load, unload, stream, collect."""
+"""What a generation does between parsing and responding: load, observe, stream or collect, unload."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
 from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import Response
 
 from app.catalog import Entry, ModelCatalog
-from app.errors import ModelNotFound, UpstreamError
+from app.errors import ModelNotFound, UpstreamError, UpstreamProtocolError
 from app.ollama import AssistantMessage, ChatResponse, GenerateResponse
-from app.responses import cancel_on_disconnect, json_response, ndjson_lines, ndjson_response
+from app.responses import (
+    cancel_on_disconnect,
+    json_response,
+    ndjson_lines,
+    ndjson_response,
+    sse_lines,
+    sse_response,
+)
 from app.settings import Settings
 from app.translate.stream import Clock, Kind, OllamaStream, Reply, collect, decode_chunks, rfc3339_utc, to_ollama
-from app.upstream import PayloadStream, Route, Upstream
+from app.upstream import ChatCompletionChunk, PayloadStream, Route, Upstream
+from app.upstream.schema import Completion, EmbeddingResponse
+from otel.genai import CLIENT_DISCONNECTED, GenAIObserver, Invocation, error_type_of, observe
+from otel.metrics import record_error
+from otel.semconv import GenAI
 
-__all__ = ["Generation", "Service", "owning"]
+__all__ = ["Generation", "Service"]
+
+_OPERATIONS: dict[Route, str] = {
+    "chat": GenAI.CHAT,
+    "completion": GenAI.TEXT_COMPLETION,
+    "embeddings": GenAI.EMBEDDINGS,
+}
+_decode_chunk = msgspec.json.Decoder(ChatCompletionChunk).decode
+_decode_completion = msgspec.json.Decoder(Completion).decode
+_decode_embeddings = msgspec.json.Decoder(EmbeddingResponse).decode
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,17 +62,41 @@ class Service:
     settings: Settings
     upstream: Upstream
     catalog: ModelCatalog
+    observer: GenAIObserver
 
     async def generate(self, request: Request, generation: Generation) -> Response:
-        await self._ensure_loaded(generation.entry, generation.clock)
-        payloads = await self._open(generation)
-        ollama = OllamaStream(generation.requested, generation.kind, generation.clock)
-        replies = to_ollama(decode_chunks(payloads), ollama)
+        clock = generation.clock
+        invocation = self.observer.start(
+            _OPERATIONS[generation.route], generation.entry.id, generation.body, request_start=clock.start
+        )
+        payloads = await self._open(invocation, generation.route, generation.body, generation.entry, clock)
+        ollama = OllamaStream(generation.requested, generation.kind, clock)
+        replies = to_ollama(observe(decode_chunks(payloads), invocation), ollama)
         background = BackgroundTask(self.unload, generation.entry) if generation.unload_after else None
         if generation.stream:
-            return ndjson_response(owning(payloads, ndjson_lines(replies)), background)
-        reply = await cancel_on_disconnect(request.receive, lambda: _collect_owning(payloads, replies))
+            lines = ndjson_lines(replies, _failure(request, invocation))
+            return ndjson_response(_owning(payloads, lines, invocation), background)
+        reply = await cancel_on_disconnect(request.receive, lambda: _collect(payloads, replies, invocation))
         return json_response(reply, background=background)
+
+    async def relay(self, request: Request, route: Route, body: dict[str, Any], entry: Entry) -> Response:
+        """The OpenAI pass-through: mistral.rs's bytes go out as they came, observed on the way."""
+        invocation = self.observer.start(_OPERATIONS[route], entry.id, body, request_start=time.perf_counter_ns())
+        if route != "embeddings" and body.get("stream") is True:
+            payloads = await self._open(invocation, route, body, entry, Clock())
+            observed = observe(aiter(payloads), invocation, _chunk_or_none)
+            return sse_response(_owning(payloads, sse_lines(observed, _failure(request, invocation)), invocation))
+        raw = await cancel_on_disconnect(request.receive, lambda: self._post(invocation, route, body))
+        return Response(raw, media_type="application/json")
+
+    async def embed(self, entry: Entry, inputs: list[str]) -> EmbeddingResponse:
+        body = {"model": entry.id, "input": inputs}
+        invocation = self.observer.start(GenAI.EMBEDDINGS, entry.id, body, request_start=time.perf_counter_ns())
+        raw = await self._post(invocation, "embeddings", body)
+        try:
+            return _decode_embeddings(raw)
+        except msgspec.MsgspecError:
+            raise UpstreamProtocolError("mistral.rs sent a malformed embeddings response") from None
 
     async def load_or_unload(self, kind: Kind, entry: Entry, requested: str, unload: bool, clock: Clock) -> Response:
         """An empty prompt loads the model, and with ``keep_alive: 0`` unloads it (one JSON object)."""
@@ -79,17 +124,68 @@ class Service:
             status = state.status
         if status in ("unloaded", "reloading"):
             started = time.perf_counter_ns()
-            state = await self.upstream.manage_model("reload", entry.id)
-            _raise_for_state(entry, state.status, state.error)
+            with self.observer.loading(entry.id):
+                state = await self.upstream.manage_model("reload", entry.id)
+                _raise_for_state(entry, state.status, state.error)
             clock.load = time.perf_counter_ns() - started
             self.catalog.set_status(entry.id, "loaded")
 
-    async def _open(self, generation: Generation) -> PayloadStream:
-        generation.clock.upstream = time.perf_counter_ns()
+    async def _open(
+        self, invocation: Invocation, route: Route, body: dict[str, Any], entry: Entry, clock: Clock
+    ) -> PayloadStream:
         try:
-            return await self.upstream.open_stream(generation.route, generation.body)
-        except ModelNotFound:
-            raise ModelNotFound(generation.requested) from None
+            with invocation.current():
+                await self._ensure_loaded(entry, clock)
+                clock.upstream = time.perf_counter_ns()
+                return await self.upstream.open_stream(route, body)
+        except ModelNotFound as exc:  # mistral.rs dropped it since the catalog was read
+            invocation.fail(exc.error_type)
+            raise ModelNotFound(entry.name) from None
+        except BaseException as exc:
+            invocation.fail(error_type_of(exc))
+            raise
+
+    async def _post(self, invocation: Invocation, route: Route, body: dict[str, Any]) -> bytes:
+        try:
+            with invocation.current():
+                raw = await self.upstream.post(route, body)
+        except BaseException as exc:
+            invocation.fail(error_type_of(exc))
+            raise
+        _observe_response(invocation, raw, route)
+        invocation.stop()
+        return raw
+
+
+def _observe_response(invocation: Invocation, raw: bytes, route: Route) -> None:
+    try:
+        if route == "embeddings":
+            usage = _decode_embeddings(raw).usage
+            invocation.set_usage(usage.prompt_tokens if usage else None)
+        else:
+            answer = _decode_completion(raw)
+            reasons = [choice.finish_reason for choice in answer.choices if choice.finish_reason]
+            invocation.on_response(answer.id, answer.model, reasons, answer.usage)
+    except msgspec.MsgspecError:
+        pass  # relayed as it came; telemetry just learns less
+
+
+def _chunk_or_none(payload: bytes) -> ChatCompletionChunk | None:
+    try:
+        return _decode_chunk(payload)
+    except msgspec.MsgspecError:
+        return None
+
+
+def _failure(request: Request, invocation: Invocation) -> Callable[[BaseException], None]:
+    """Report an error that ends a stream after its first byte: to the HTTP metrics and the GenAI span."""
+
+    def fail(exc: BaseException) -> None:
+        error_type = error_type_of(exc)
+        record_error(request.scope, error_type)
+        invocation.fail(error_type)
+
+    return fail
 
 
 def _raise_for_state(entry: Entry, status: str, error: str | None) -> None:
@@ -107,17 +203,21 @@ def _done_reply(kind: Kind, model: str, reason: str) -> Reply:
     return ChatResponse(model=model, created_at=created_at, message=message, done=True, done_reason=reason)
 
 
-async def owning(payloads: PayloadStream, lines: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+async def _owning(payloads: PayloadStream, lines: AsyncIterator[bytes], invocation: Invocation) -> AsyncIterator[bytes]:
     """The one generator that owns the upstream response: however the stream ends, it is released."""
     try:
         async for line in lines:
             yield line
     finally:
         await payloads.aclose()
+        invocation.fail(CLIENT_DISCONNECTED)  # a no-op unless the client left before the end
 
 
-async def _collect_owning(payloads: PayloadStream, replies: AsyncIterator[Reply]) -> Reply:
+async def _collect(payloads: PayloadStream, replies: AsyncIterator[Reply], invocation: Invocation) -> Reply:
     try:
         return await collect(replies)
+    except BaseException as exc:
+        invocation.fail(error_type_of(exc))
+        raise
     finally:
         await payloads.aclose()

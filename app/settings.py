@@ -17,6 +17,7 @@ DEFAULT_BIND = "0.0.0.0:11434"
 DEFAULT_REQUEST_TIMEOUT = 300.0
 DEFAULT_CONNECT_TIMEOUT = 10.0
 DEFAULT_MODEL_CACHE_TTL = 10.0
+DEFAULT_HEALTH_INTERVAL = 15.0
 # The Ollama API version we implement; clients such as Open WebUI gate features on it.
 OLLAMA_API_VERSION = "0.33.0"
 
@@ -34,6 +35,8 @@ class Settings:
     cors_allowed_origins: tuple[str, ...] = ()
     model_aliases: Mapping[str, str] = field(default_factory=dict)
     model_cache_ttl: float = DEFAULT_MODEL_CACHE_TTL
+    health_interval: float = DEFAULT_HEALTH_INTERVAL
+    workers: int = 1
     ollama_version: str = OLLAMA_API_VERSION
 
     @classmethod
@@ -48,4 +51,6 @@ class Settings:
             cors_allowed_origins=config("CORS_ALLOWED_ORIGINS", cast=_csv, default=""),
             model_aliases=config("MODEL_ALIASES", cast=parse_aliases, default=""),
             model_cache_ttl=config("MODEL_CACHE_TTL_SECS", cast=float, default=DEFAULT_MODEL_CACHE_TTL),
+            health_interval=config("HEALTH_CHECK_INTERVAL_SECS", cast=float, default=DEFAULT_HEALTH_INTERVAL),
+            workers=config("WORKERS", cast=int, default=1),
         )

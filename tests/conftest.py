@@ -5,9 +5,12 @@ from collections.abc import Iterator
 import httpx
 import ollama
 import pytest
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from app.main import create_app
 from app.settings import Settings
+from otel.setup import Telemetry, configure
 from tests.emulator import Emulator
 from tests.servers import Server, serve_in_thread
 
@@ -29,8 +32,26 @@ def settings(upstream: Server) -> Settings:
 
 
 @pytest.fixture
-def proxy(settings: Settings) -> Iterator[Server]:
-    with serve_in_thread(create_app(settings)) as server:
+def span_exporter() -> InMemorySpanExporter:
+    return InMemorySpanExporter()
+
+
+@pytest.fixture
+def metric_reader() -> InMemoryMetricReader:
+    return InMemoryMetricReader()
+
+
+@pytest.fixture
+def telemetry(span_exporter: InMemorySpanExporter, metric_reader: InMemoryMetricReader) -> Iterator[Telemetry]:
+    """Telemetry fully on (Prometheus registry, traces), exporting to memory; no OTEL_* variables apply."""
+    telemetry = configure("test", environ={}, span_exporters=[span_exporter], metric_readers=[metric_reader])
+    yield telemetry
+    telemetry.shutdown()
+
+
+@pytest.fixture
+def proxy(settings: Settings, telemetry: Telemetry) -> Iterator[Server]:
+    with serve_in_thread(create_app(settings, telemetry=telemetry)) as server:
         yield server
 
 

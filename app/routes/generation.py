@@ -5,12 +5,11 @@ from __future__ import annotations
 import math
 import time
 
-import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
 from app.body import parse_body
-from app.errors import InvalidRequest, ModelNotFound, UpstreamProtocolError
+from app.errors import InvalidRequest, ModelNotFound
 from app.ollama import (
     ChatRequest,
     EmbeddingsRequest,
@@ -27,8 +26,6 @@ from app.translate.stream import Clock
 from app.upstream.schema import EmbeddingResponse
 
 __all__ = ["chat", "embed", "embeddings", "generate"]
-
-_decode_embeddings = msgspec.json.Decoder(EmbeddingResponse).decode
 
 
 def _service(request: Request) -> Service:
@@ -70,15 +67,9 @@ async def generate(request: Request) -> Response:
 async def _embed(service: Service, model: str, inputs: list[str]) -> EmbeddingResponse:
     try:
         entry = await service.catalog.resolve(model)
-        if not inputs:
-            return EmbeddingResponse(data=[])
-        raw = await service.upstream.post("embeddings", {"model": entry.id, "input": inputs})
+        return await service.embed(entry, inputs) if inputs else EmbeddingResponse(data=[])
     except ModelNotFound:
         raise ModelNotFound(model, f'model "{model}" not found, try pulling it first') from None
-    try:
-        return _decode_embeddings(raw)
-    except msgspec.MsgspecError:
-        raise UpstreamProtocolError("mistral.rs sent a malformed embeddings response") from None
 
 
 def _vectors(response: EmbeddingResponse, dimensions: int | None) -> list[list[float]]:

@@ -9,8 +9,8 @@ from starlette.responses import Response
 
 from app.body import parse_body
 from app.errors import InvalidRequest
-from app.responses import cancel_on_disconnect, json_response, sse_lines, sse_response
-from app.service import Service, owning
+from app.responses import json_response
+from app.service import Service
 from app.upstream import Route
 
 __all__ = ["chat_completions", "completions", "embeddings", "list_models"]
@@ -27,12 +27,9 @@ async def _relay(request: Request, route: Route) -> Response:
     if not isinstance(name, str) or not name:
         raise InvalidRequest("model must be a non-empty string")
     service = _service(request)
-    body["model"] = (await service.catalog.resolve(name)).id
-    if route != "embeddings" and body.get("stream") is True:
-        payloads = await service.upstream.open_stream(route, body)
-        return sse_response(owning(payloads, sse_lines(payloads)))
-    raw = await cancel_on_disconnect(request.receive, lambda: service.upstream.post(route, body))
-    return Response(raw, media_type="application/json")
+    entry = await service.catalog.resolve(name)
+    body["model"] = entry.id
+    return await service.relay(request, route, body, entry)
 
 
 async def chat_completions(request: Request) -> Response:

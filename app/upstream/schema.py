@@ -13,6 +13,7 @@ import msgspec
 __all__ = [
     "ChatCompletionChunk",
     "ChunkChoice",
+    "Completion",
     "Delta",
     "EmbeddingResponse",
     "FunctionCall",
@@ -70,6 +71,19 @@ class ChatCompletionChunk(msgspec.Struct):
     usage: Usage | None = None
 
 
+class _CompletionChoice(msgspec.Struct):
+    finish_reason: str | None = None
+
+
+class Completion(msgspec.Struct):
+    """A non-streamed chat or text completion, read for telemetry only (the bytes are relayed as they are)."""
+
+    id: str = ""
+    model: str = ""
+    choices: list[_CompletionChoice] = msgspec.field(default_factory=list)
+    usage: Usage | None = None
+
+
 class ModelCard(msgspec.Struct):
     id: str
     created: int = 0
@@ -118,5 +132,7 @@ class Upstream(Protocol):
     async def open_stream(self, route: Route, body: dict[str, Any]) -> PayloadStream: ...
 
     async def post(self, route: Route, body: dict[str, Any]) -> bytes: ...
+
+    async def health(self) -> bool: ...
 
     async def aclose(self) -> None: ...

@@ -1,0 +1,20 @@
+"""The ASGI entry point of each worker process when ``serve --workers N`` runs several."""
+
+from __future__ import annotations
+
+from importlib.metadata import version
+
+from starlette.applications import Starlette
+
+from app.main import create_app
+from app.settings import Settings
+from otel.setup import configure
+
+__all__ = ["worker_app"]
+
+
+def worker_app() -> Starlette:
+    """Each worker builds its own telemetry (its own ``service.instance.id``) and pushes it by OTLP."""
+    settings = Settings.from_env()
+    telemetry = configure(version("mistral-ollama-proxy"), workers=settings.workers)
+    return create_app(settings, telemetry=telemetry, owns_telemetry=True)

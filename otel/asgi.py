@@ -1,0 +1,139 @@
+"""Server-side HTTP telemetry as pure ASGI middleware: the server span (contrib) and the ``mistral_http_*`` series."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+from opentelemetry.metrics import NoOpMeterProvider
+from opentelemetry.trace import TracerProvider
+from starlette.middleware import Middleware
+from starlette.routing import BaseRoute, Match, Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from otel.genai import CLIENT_DISCONNECTED, error_type_of
+from otel.metrics import ProxyMetrics, attach_record
+from otel.semconv import ENDPOINT, ERROR_TYPE_LABEL, NO_ERROR, STATUS, UNMATCHED_ENDPOINT
+
+__all__ = ["EXCLUDED_PATHS", "HTTPMetricsMiddleware", "RouteTemplates", "middleware"]
+
+# Scrapes are not traffic: counting them would hide an idle service from the no-requests alert.
+EXCLUDED_PATHS = frozenset({"/metrics", "/api/metrics"})
+_STREAMING_TYPES = (b"application/x-ndjson", b"text/event-stream")
+_SANITIZED_HEADERS = ["authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key"]
+
+
+class RouteTemplates:
+    """The route template a request matched (``/api/blobs/{digest}``), for span names and the ``endpoint`` label."""
+
+    def __init__(self, routes: Sequence[BaseRoute]) -> None:
+        plain = [route for route in routes if isinstance(route, Route)]
+        self._static = {route.path for route in plain if "{" not in route.path}
+        self._dynamic = [route for route in plain if "{" in route.path]
+
+    def __call__(self, scope: Scope) -> str | None:
+        path: str = scope["path"]
+        if path in self._static:
+            return path
+        for route in self._dynamic:
+            if route.matches(scope)[0] is not Match.NONE:
+                return route.path
+        return None
+
+
+class _Exchange:
+    __slots__ = ("status", "streaming", "chunks", "finished")
+
+    def __init__(self) -> None:
+        self.status = 0
+        self.streaming = False
+        self.chunks = 0
+        self.finished = False
+
+    def see(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.status = message["status"]
+            content_type = dict(message.get("headers", ())).get(b"content-type", b"")
+            self.streaming = content_type.startswith(_STREAMING_TYPES)
+        elif message["type"] == "http.response.body":
+            if self.streaming and message.get("body"):
+                self.chunks += 1
+            self.finished = not message.get("more_body", False)
+
+
+class HTTPMetricsMiddleware:
+    """``mistral_http_requests_total``, ``..._duration_seconds``, ``mistral_active_requests`` and chunk counts.
+
+    Chunks are counted locally and added once per response: an SDK call per chunk would cost more than
+    relaying the chunk.
+    """
+
+    def __init__(self, app: ASGIApp, metrics: ProxyMetrics, templates: RouteTemplates) -> None:
+        self.app, self._metrics, self._templates = app, metrics, templates
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in EXCLUDED_PATHS:
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        endpoint = self._templates(scope) or UNMATCHED_ENDPOINT
+        record = attach_record(scope)
+        exchange = _Exchange()
+
+        async def observed_send(message: Message) -> None:
+            exchange.see(message)
+            await send(message)
+
+        metrics = self._metrics
+        metrics.active_requests.add(1)
+        failure: str | None = None
+        try:
+            await self.app(scope, receive, observed_send)
+        except BaseException as exc:
+            failure = error_type_of(exc) if not isinstance(exc, Exception) else "internal"
+            raise
+        finally:
+            status = exchange.status or (499 if failure == CLIENT_DISCONNECTED else 500)
+            error_type = failure or record.error_type or _inferred_error(exchange)
+            attributes = {ENDPOINT: endpoint, STATUS: str(status), ERROR_TYPE_LABEL: error_type}
+            metrics.http_requests.add(1, attributes)
+            metrics.http_request_duration.record(time.perf_counter() - started, {ENDPOINT: endpoint})
+            if exchange.chunks:
+                metrics.streaming_chunks.add(exchange.chunks, {ENDPOINT: endpoint})
+            metrics.active_requests.add(-1)
+
+
+def _inferred_error(exchange: _Exchange) -> str:
+    if exchange.status and not exchange.finished:
+        return CLIENT_DISCONNECTED  # the response began but its last byte was never sent
+    if exchange.status >= 400:
+        return "http_error"
+    return NO_ERROR
+
+
+def middleware(
+    routes: Sequence[BaseRoute], metrics: ProxyMetrics, tracer_provider: TracerProvider | None
+) -> list[Middleware]:
+    """The telemetry middleware stack, outermost first: the server span, then HTTP metrics."""
+    templates = RouteTemplates(routes)
+
+    def span_details(scope: Scope) -> tuple[str, dict[str, Any]]:
+        method = scope.get("method", "HTTP")
+        template = templates(scope)
+        return (f"{method} {template}", {"http.route": template}) if template else (method, {})
+
+    return [
+        Middleware(
+            OpenTelemetryMiddleware,
+            excluded_urls=",".join(path + "$" for path in EXCLUDED_PATHS),
+            default_span_details=span_details,
+            tracer_provider=tracer_provider,
+            # The mistral_http_* series already measure requests; skip contrib's duplicates.
+            meter_provider=NoOpMeterProvider(),
+            exclude_spans=["receive", "send"],
+            http_capture_headers_sanitize_fields=_SANITIZED_HEADERS,
+        ),
+        Middleware(HTTPMetricsMiddleware, metrics=metrics, templates=templates),
+    ]

@@ -1,0 +1,279 @@
+"""The GenAI span and metrics of one generation, fed by the chunks the proxy relays.
+
+``GenAIObserver.start`` opens a CLIENT span ``{operation} {model}`` (semconv v1.41.1) before mistral.rs is
+called, so that the upstream HTTP span nests under it; ``observe`` watches the chunk stream, and the
+``Invocation`` ends the span and records the GenAI and ``mistral_generate_*`` metrics exactly once, on
+success, on error, or when the client goes away.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any, Protocol, TypeVar
+
+from opentelemetry import trace
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode, TracerProvider
+
+from otel.metrics import ModelLabels, ProxyMetrics
+from otel.semconv import ERROR_TYPE, MODEL, PROVIDER, SERVER_ADDRESS, SERVER_PORT, GenAI
+
+__all__ = ["CLIENT_DISCONNECTED", "Chunk", "GenAIObserver", "Invocation", "error_type_of", "observe"]
+
+CLIENT_DISCONNECTED = "client_disconnected"
+_log = logging.getLogger(__name__)
+_REQUEST_ATTRIBUTES = {
+    "max_tokens": GenAI.REQUEST_MAX_TOKENS,
+    "temperature": GenAI.REQUEST_TEMPERATURE,
+    "top_p": GenAI.REQUEST_TOP_P,
+    "top_k": GenAI.REQUEST_TOP_K,
+    "frequency_penalty": GenAI.REQUEST_FREQUENCY_PENALTY,
+    "presence_penalty": GenAI.REQUEST_PRESENCE_PENALTY,
+    "seed": GenAI.REQUEST_SEED,
+    "stream": GenAI.REQUEST_STREAM,
+}
+
+
+class _Usage(Protocol):
+    @property
+    def prompt_tokens(self) -> int: ...
+    @property
+    def completion_tokens(self) -> int: ...
+
+
+class _Delta(Protocol):
+    @property
+    def content(self) -> str | None: ...
+    @property
+    def reasoning_content(self) -> str | None: ...
+    @property
+    def tool_calls(self) -> Sequence[Any] | None: ...
+
+
+class _Choice(Protocol):
+    @property
+    def delta(self) -> _Delta | None: ...
+    @property
+    def text(self) -> str | None: ...
+    @property
+    def finish_reason(self) -> str | None: ...
+
+
+class Chunk(Protocol):
+    """An OpenAI-shaped streamed chunk, as mistral.rs sends it."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def model(self) -> str: ...
+    @property
+    def choices(self) -> Sequence[_Choice]: ...
+    @property
+    def usage(self) -> _Usage | None: ...
+
+
+T = TypeVar("T")
+
+
+def error_type_of(exc: BaseException) -> str:
+    """A short, stable class for ``error.type`` and the ``error_type`` label."""
+    if isinstance(exc, asyncio.CancelledError | GeneratorExit):
+        return CLIENT_DISCONNECTED
+    error_type: str = getattr(exc, "error_type", "") or type(exc).__qualname__
+    return error_type
+
+
+class Invocation:
+    """One GenAI operation in flight. ``stop``/``fail`` finalise it; only the first call counts."""
+
+    def __init__(self, observer: GenAIObserver, span: Span, operation: str, model: str, request_start: int) -> None:
+        self._observer, self.span, self.operation, self.model = observer, span, operation, model
+        self._request_start = request_start
+        self.started = time.perf_counter_ns()
+        self.first = self.last = 0
+        self.input_tokens: int | None = None
+        self.output_tokens: int | None = None
+        self.counted = 0
+        self.response_id = self.response_model = ""
+        self.finish_reasons: list[str] = []
+        self.output: list[str] | None = [] if observer.capture_content else None
+        self.done = False
+
+    @contextmanager
+    def current(self) -> Iterator[None]:
+        """Make the GenAI span current, so that the upstream call is traced under it."""
+        with trace.use_span(self.span, end_on_exit=False, record_exception=False, set_status_on_exception=False):
+            yield
+
+    def on_chunk(self, chunk: Chunk) -> None:
+        if not self.response_id:
+            self.response_id, self.response_model = chunk.id, chunk.model
+        if chunk.usage is not None:
+            self.input_tokens, self.output_tokens = chunk.usage.prompt_tokens, chunk.usage.completion_tokens
+        for choice in chunk.choices:
+            delta = choice.delta
+            text = delta.content if delta is not None else choice.text
+            if text or (delta is not None and (delta.reasoning_content or delta.tool_calls)):
+                self.last = time.perf_counter_ns()
+                self.first = self.first or self.last
+                self.counted += 1
+                if self.output is not None and text:
+                    self.output.append(text)
+            if choice.finish_reason is not None:
+                self.finish_reasons.append(choice.finish_reason)
+
+    def on_response(self, response_id: str, model: str, finish_reasons: list[str], usage: _Usage | None) -> None:
+        """A whole (non-streamed) answer: no first-token time to learn, only what it reports."""
+        self.response_id, self.response_model = response_id, model
+        self.finish_reasons = finish_reasons
+        if usage is not None:
+            self.input_tokens, self.output_tokens = usage.prompt_tokens, usage.completion_tokens
+
+    def set_usage(self, input_tokens: int | None, output_tokens: int | None = None) -> None:
+        self.input_tokens, self.output_tokens = input_tokens, output_tokens
+
+    def stop(self) -> None:
+        self._finish(None)
+
+    def fail(self, error_type: str) -> None:
+        self._finish(error_type)
+
+    def _finish(self, error_type: str | None) -> None:
+        if self.done:
+            return
+        self.done = True
+        try:
+            self._observer.finish(self, error_type, time.perf_counter_ns())
+        except Exception:  # telemetry must never break a request
+            _log.debug("failed to record GenAI telemetry", exc_info=True)
+
+
+class GenAIObserver:
+    def __init__(
+        self,
+        metrics: ProxyMetrics,
+        tracer_provider: TracerProvider | None = None,
+        *,
+        server_address: str = "",
+        server_port: int | None = None,
+        capture_content: bool = False,
+    ) -> None:
+        self.metrics = metrics
+        self.capture_content = capture_content
+        self._tracer = (tracer_provider or trace.get_tracer_provider()).get_tracer("mistral-ollama-proxy.genai")
+        self._labels = ModelLabels()
+        self._server: dict[str, str | int] = {SERVER_ADDRESS: server_address} if server_address else {}
+        if server_port is not None:
+            self._server[SERVER_PORT] = server_port
+
+    def start(self, operation: str, model: str, request: Mapping[str, Any], *, request_start: int) -> Invocation:
+        attributes: dict[str, Any] = {
+            GenAI.OPERATION: operation,
+            GenAI.PROVIDER_NAME: PROVIDER,
+            GenAI.REQUEST_MODEL: model,
+            **self._server,
+        }
+        for field, key in _REQUEST_ATTRIBUTES.items():
+            value = request.get(field)
+            if isinstance(value, bool | int | float) and value is not None:
+                attributes[key] = value
+        if isinstance(stop := request.get("stop"), list) and stop:
+            attributes[GenAI.REQUEST_STOP_SEQUENCES] = [str(item) for item in stop]
+        if self.capture_content:
+            attributes[GenAI.INPUT_MESSAGES] = json.dumps(
+                request.get("messages", request.get("prompt", request.get("input")))
+            )
+        span = self._tracer.start_span(f"{operation} {model}", kind=SpanKind.CLIENT, attributes=attributes)
+        return Invocation(self, span, operation, self._labels(model), request_start)
+
+    @contextmanager
+    def loading(self, model: str) -> Iterator[None]:
+        """An INTERNAL span over a model load, and its duration in ``mistral_model_load_duration_seconds``."""
+        name = f"load_model {model}"
+        with self._tracer.start_as_current_span(name, kind=SpanKind.INTERNAL, attributes={GenAI.REQUEST_MODEL: model}):
+            started = time.perf_counter_ns()
+            yield
+            seconds = (time.perf_counter_ns() - started) / 1e9
+            self.metrics.model_load_duration.record(seconds, {MODEL: self._labels(model)})
+
+    def finish(self, invocation: Invocation, error_type: str | None, now: int) -> None:
+        span, metrics = invocation.span, self.metrics
+        context = trace.set_span_in_context(span)
+        base = {GenAI.OPERATION: invocation.operation, GenAI.PROVIDER_NAME: PROVIDER,
+                GenAI.REQUEST_MODEL: invocation.model, **self._server}  # fmt: skip
+        output = invocation.output_tokens if invocation.output_tokens is not None else invocation.counted or None
+        self._annotate(span, invocation, output)
+        if error_type is not None:
+            span.set_attribute(ERROR_TYPE, error_type)
+            span.set_status(Status(StatusCode.ERROR, error_type))
+        duration_attributes = {**base, ERROR_TYPE: error_type} if error_type else base
+        metrics.operation_duration.record((now - invocation.started) / 1e9, duration_attributes, context=context)
+        if invocation.input_tokens is not None:
+            metrics.token_usage.record(
+                invocation.input_tokens, {**base, GenAI.TOKEN_TYPE: GenAI.INPUT}, context=context
+            )
+        if output is not None and invocation.operation != GenAI.EMBEDDINGS:
+            metrics.token_usage.record(output, {**base, GenAI.TOKEN_TYPE: GenAI.OUTPUT}, context=context)
+            metrics.generate_tokens.add(output, {MODEL: invocation.model}, context=context)
+        self._record_timings(invocation, base, output, error_type, now, context)
+        span.end()
+
+    def _annotate(self, span: Span, invocation: Invocation, output: int | None) -> None:
+        if invocation.response_id:
+            span.set_attribute(GenAI.RESPONSE_ID, invocation.response_id)
+            span.set_attribute(GenAI.RESPONSE_MODEL, invocation.response_model)
+        if invocation.finish_reasons:
+            span.set_attribute(GenAI.RESPONSE_FINISH_REASONS, invocation.finish_reasons)
+        if invocation.input_tokens is not None:
+            span.set_attribute(GenAI.USAGE_INPUT_TOKENS, invocation.input_tokens)
+        if output is not None and invocation.operation != GenAI.EMBEDDINGS:
+            span.set_attribute(GenAI.USAGE_OUTPUT_TOKENS, output)
+        if invocation.first:
+            span.set_attribute(GenAI.RESPONSE_TIME_TO_FIRST_CHUNK, (invocation.first - invocation.started) / 1e9)
+        if invocation.output is not None:
+            message = {"role": "assistant", "parts": [{"type": "text", "content": "".join(invocation.output)}]}
+            span.set_attribute(GenAI.OUTPUT_MESSAGES, json.dumps([message]))
+
+    def _record_timings(
+        self,
+        invocation: Invocation,
+        base: dict[str, Any],
+        output: int | None,
+        error_type: str | None,
+        now: int,
+        context: Any,
+    ) -> None:
+        metrics, first, last = self.metrics, invocation.first, invocation.last
+        if first:
+            ttft = (first - invocation._request_start) / 1e9
+            metrics.time_to_first_token.record(ttft, base, context=context)
+        if output is not None and output > 1 and last > first:
+            per_token = (last - first) / 1e9 / (output - 1)
+            metrics.time_per_output_token.record(per_token, base, context=context)
+        if error_type is None and invocation.operation != GenAI.EMBEDDINGS:
+            seconds = ((last or now) - invocation.started) / 1e9
+            metrics.generate_duration.record(seconds, {MODEL: invocation.model}, context=context)
+
+
+async def observe(
+    items: AsyncIterator[T], invocation: Invocation, chunk_of: Callable[[T], Chunk | None] | None = None
+) -> AsyncIterator[T]:
+    """Pass items through, feeding the invocation; an upstream failure or cancellation finalises it.
+
+    ``chunk_of`` reads a chunk out of each item (relayed raw payloads are decoded for telemetry only).
+    Being closed early by the consumer does not finalise: the consumer knows why it stopped and says so.
+    """
+    try:
+        async for item in items:
+            chunk = item if chunk_of is None else chunk_of(item)
+            if chunk is not None:
+                invocation.on_chunk(chunk)  # type: ignore[arg-type]
+            yield item
+    except (Exception, asyncio.CancelledError) as exc:
+        invocation.fail(error_type_of(exc))
+        raise
+    invocation.stop()

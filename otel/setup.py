@@ -1,0 +1,192 @@
+"""The only module that touches the OpenTelemetry SDK and exporters.
+
+Standard variables are honoured: ``OTEL_SDK_DISABLED``, ``OTEL_SERVICE_NAME``, ``OTEL_RESOURCE_ATTRIBUTES``,
+``OTEL_TRACES_EXPORTER`` (``otlp``, ``console``, ``none``), ``OTEL_METRICS_EXPORTER`` (``prometheus``,
+``otlp``, ``console``, ``none``, comma-separated), ``OTEL_EXPORTER_OTLP[_TRACES|_METRICS]_PROTOCOL``
+(``grpc`` or ``http/protobuf``), and — read by the exporters and SDK themselves — the OTLP endpoint, headers,
+timeout and certificate variables, ``OTEL_TRACES_SAMPLER[_ARG]``, ``OTEL_METRIC_EXPORT_INTERVAL`` and
+``OTEL_METRICS_EXEMPLAR_FILTER``. Unlike the SDK's defaults, nothing is pushed unless an OTLP endpoint is
+set or an exporter is named, and Prometheus pull (``/metrics``) is on by default.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import httpx
+from opentelemetry import metrics as metrics_api
+from opentelemetry import trace as trace_api
+from opentelemetry.exporter.prometheus import PrometheusMetricReader
+from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+from opentelemetry.metrics import NoOpMeterProvider
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import ConsoleMetricExporter, MetricReader, PeriodicExportingMetricReader
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
+from opentelemetry.trace import NoOpTracerProvider, format_trace_id, get_current_span
+from prometheus_client import CollectorRegistry
+from starlette.middleware import Middleware
+from starlette.routing import BaseRoute, Route
+
+from otel.asgi import middleware
+from otel.exposition import metrics_endpoint
+from otel.genai import GenAIObserver
+from otel.metrics import ProxyMetrics
+
+__all__ = ["Telemetry", "TelemetryConfigError", "configure", "disabled"]
+
+SERVICE_NAME = "mistral-ollama-proxy"
+_TRUE = ("1", "true", "yes", "on")
+
+
+class TelemetryConfigError(ValueError):
+    pass
+
+
+@dataclass
+class Telemetry:
+    tracer_provider: trace_api.TracerProvider
+    meter_provider: metrics_api.MeterProvider
+    metrics: ProxyMetrics
+    registry: CollectorRegistry | None = None
+    capture_content: bool = False
+    _closers: list[Callable[[], object]] = field(default_factory=list)
+
+    def middleware(self, routes: Sequence[BaseRoute]) -> list[Middleware]:
+        return middleware(routes, self.metrics, self.tracer_provider)
+
+    def routes(self) -> list[BaseRoute]:
+        endpoint = metrics_endpoint(self.registry)
+        return [Route("/metrics", endpoint, methods=["GET"]), Route("/api/metrics", endpoint, methods=["GET"])]
+
+    def observer(self, server_address: str = "", server_port: int | None = None) -> GenAIObserver:
+        return GenAIObserver(
+            self.metrics,
+            self.tracer_provider,
+            server_address=server_address,
+            server_port=server_port,
+            capture_content=self.capture_content,
+        )
+
+    def instrument_httpx(self, client: httpx.AsyncClient) -> None:
+        """An upstream span per call, ``traceparent`` sent, and ``x-request-id`` = the trace id (for mistral.rs logs)."""
+        HTTPXClientInstrumentor.instrument_client(
+            client, tracer_provider=self.tracer_provider, meter_provider=NoOpMeterProvider()
+        )
+        client.event_hooks["request"].append(_request_id)
+
+    def shutdown(self) -> None:
+        """Flush spans and metrics, then stop the exporters."""
+        for close in self._closers:
+            close()
+        self._closers.clear()
+
+
+async def _request_id(request: httpx.Request) -> None:
+    context = get_current_span().get_span_context()
+    if context.is_valid and "x-request-id" not in request.headers:
+        request.headers["x-request-id"] = format_trace_id(context.trace_id)
+
+
+def disabled() -> Telemetry:
+    return Telemetry(NoOpTracerProvider(), NoOpMeterProvider(), ProxyMetrics(NoOpMeterProvider()))
+
+
+def _exporters(environ: Mapping[str, str], signal: str, default: str) -> list[str]:
+    names = environ.get(f"OTEL_{signal}_EXPORTER", default)
+    return [name.strip().lower() for name in names.split(",") if name.strip() and name.strip().lower() != "none"]
+
+
+def _protocol(environ: Mapping[str, str], signal: str) -> str:
+    protocol = environ.get(f"OTEL_EXPORTER_OTLP_{signal}_PROTOCOL") or environ.get(
+        "OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"
+    )
+    if protocol not in ("grpc", "http/protobuf"):
+        raise TelemetryConfigError(f"unsupported OTLP protocol {protocol!r}: use grpc or http/protobuf")
+    return protocol
+
+
+def _span_exporter(name: str, environ: Mapping[str, str]) -> SpanExporter:
+    if name == "console":
+        return ConsoleSpanExporter()
+    if name != "otlp":
+        raise TelemetryConfigError(f"unsupported OTEL_TRACES_EXPORTER {name!r}: use otlp, console or none")
+    if _protocol(environ, "TRACES") == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+    else:
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter  # type: ignore[assignment]
+    return OTLPSpanExporter()
+
+
+def _metric_reader(name: str, environ: Mapping[str, str], registry: CollectorRegistry) -> MetricReader:
+    if name == "prometheus":
+        return PrometheusMetricReader(scope_info_enabled=False, registry=registry)
+    if name == "console":
+        return PeriodicExportingMetricReader(ConsoleMetricExporter())
+    if name != "otlp":
+        raise TelemetryConfigError(f"unsupported OTEL_METRICS_EXPORTER {name!r}: use prometheus, otlp, console or none")
+    if _protocol(environ, "METRICS") == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
+    else:
+        from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter  # type: ignore[assignment]
+    return PeriodicExportingMetricReader(OTLPMetricExporter())
+
+
+def _resource(environ: Mapping[str, str], version: str) -> Resource:
+    return Resource.create(
+        {
+            "service.name": environ.get("OTEL_SERVICE_NAME") or SERVICE_NAME,
+            "service.version": version,
+            "service.instance.id": str(uuid.uuid4()),
+        }
+    )
+
+
+def configure(
+    version: str,
+    environ: Mapping[str, str] | None = None,
+    *,
+    workers: int = 1,
+    span_exporters: Sequence[SpanExporter] = (),
+    metric_readers: Sequence[MetricReader] = (),
+) -> Telemetry:
+    """Build providers from the environment; ``span_exporters``/``metric_readers`` add more (tests use in-memory ones).
+
+    With several worker processes, a pull endpoint would answer from one worker's registry at a time, so
+    metrics must be pushed by OTLP and ``/metrics`` is not served.
+    """
+    environ = os.environ if environ is None else environ
+    if environ.get("OTEL_SDK_DISABLED", "").strip().lower() in _TRUE:
+        return disabled()
+    pushing = bool(environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or environ.get("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT"))
+    metric_names = _exporters(environ, "METRICS", "prometheus,otlp" if pushing else "prometheus")
+    if workers > 1:
+        if "otlp" not in metric_names:
+            raise TelemetryConfigError(
+                f"{workers} workers need metrics pushed by OTLP (set OTEL_EXPORTER_OTLP_ENDPOINT): each worker "
+                "process has its own registry, so /metrics would answer with one worker's numbers at a time"
+            )
+        metric_names = [name for name in metric_names if name != "prometheus"]
+    pushing_traces = bool(pushing or environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"))
+    span_names = _exporters(environ, "TRACES", "otlp" if pushing_traces else "none")
+    registry = CollectorRegistry(auto_describe=True) if "prometheus" in metric_names else None
+    resource = _resource(environ, version)
+
+    tracer_provider = TracerProvider(resource=resource)
+    for exporter in [*(_span_exporter(name, environ) for name in span_names), *span_exporters]:
+        tracer_provider.add_span_processor(BatchSpanProcessor(exporter))
+    readers = [_metric_reader(name, environ, registry) for name in metric_names if registry or name != "prometheus"]  # type: ignore[arg-type]
+    meter_provider = MeterProvider(resource=resource, metric_readers=[*readers, *metric_readers])
+    capture = environ.get("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "").strip().lower() in _TRUE
+    return Telemetry(
+        tracer_provider,
+        meter_provider,
+        ProxyMetrics(meter_provider, version),
+        registry,
+        capture,
+        [tracer_provider.force_flush, meter_provider.force_flush, tracer_provider.shutdown, meter_provider.shutdown],
+    )
