@@ -73,7 +73,7 @@ class Telemetry:
         )
 
     def instrument_httpx(self, client: httpx.AsyncClient) -> None:
-        """An upstream span per call, ``traceparent`` sent, and ``x-request-id`` = the trace id (for mistral.rs logs)."""
+        """A span per upstream call, ``traceparent`` sent, and the trace id as ``x-request-id`` for mistral.rs logs."""
         HTTPXClientInstrumentor.instrument_client(
             client, tracer_provider=self.tracer_provider, meter_provider=NoOpMeterProvider()
         )
