@@ -6,6 +6,8 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
+from otel.genai import untraced
+
 __all__ = ["watch_upstream"]
 
 _log = logging.getLogger(__name__)
@@ -15,7 +17,8 @@ async def watch_upstream(check: Callable[[], Awaitable[bool]], report: Callable[
     was_up: bool | None = None
     while True:
         try:
-            up = await asyncio.wait_for(check(), timeout=max(interval, 1.0))
+            with untraced():
+                up = await asyncio.wait_for(check(), timeout=max(interval, 1.0))
         except Exception:  # unreachable, timed out or answering garbage: all mean "down"
             up = False
         if up != was_up:

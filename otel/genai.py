@@ -13,16 +13,17 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any, Protocol, TypeVar
 
 from opentelemetry import trace
+from opentelemetry.instrumentation.utils import suppress_instrumentation
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, TracerProvider
 
 from otel.metrics import ModelLabels, ProxyMetrics
 from otel.semconv import ERROR_TYPE, MODEL, PROVIDER, SERVER_ADDRESS, SERVER_PORT, GenAI
 
-__all__ = ["CLIENT_DISCONNECTED", "Chunk", "GenAIObserver", "Invocation", "error_type_of", "observe"]
+__all__ = ["CLIENT_DISCONNECTED", "Chunk", "GenAIObserver", "Invocation", "error_type_of", "observe", "untraced"]
 
 CLIENT_DISCONNECTED = "client_disconnected"
 _log = logging.getLogger(__name__)
@@ -77,6 +78,11 @@ class Chunk(Protocol):
 
 
 T = TypeVar("T")
+
+
+def untraced() -> AbstractContextManager[None]:
+    """No spans for what runs inside (the periodic health check would otherwise be a trace every 15 s)."""
+    return suppress_instrumentation()
 
 
 def error_type_of(exc: BaseException) -> str:

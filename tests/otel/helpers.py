@@ -1,0 +1,47 @@
+"""Reading what the in-memory metric reader and span exporter hold."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import ReadableSpan
+
+
+def points(reader: InMemoryMetricReader, name: str) -> dict[frozenset[tuple[str, Any]], Any]:
+    """Data points of one instrument, keyed by their attribute set."""
+    data = reader.get_metrics_data()
+    found: dict[frozenset[tuple[str, Any]], Any] = {}
+    for resource in data.resource_metrics if data else ():
+        for scope in resource.scope_metrics:
+            for metric in scope.metrics:
+                if metric.name == name:
+                    for point in metric.data.data_points:
+                        found[frozenset((point.attributes or {}).items())] = point
+    return found
+
+
+def values(reader: InMemoryMetricReader, name: str, *keys: str) -> dict[tuple[Any, ...], Any]:
+    """``{(label values in ``keys`` order): value or histogram count}`` of one instrument."""
+    result: dict[tuple[Any, ...], Any] = {}
+    for attributes, point in points(reader, name).items():
+        labels = dict(attributes)
+        assert set(labels) == set(keys), (name, labels)
+        result[tuple(labels[key] for key in keys)] = getattr(point, "value", None) if hasattr(point, "value") else point.count
+    return result
+
+
+def wait_idle(reader: InMemoryMetricReader, timeout: float = 5.0) -> None:
+    """Streams finish after their last byte: wait until no request is in flight."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        active = points(reader, "mistral_active_requests")
+        if active and all(point.value == 0 for point in active.values()):
+            return
+        time.sleep(0.01)
+    raise AssertionError("requests still in flight")
+
+
+def children(spans: list[ReadableSpan], parent: ReadableSpan) -> list[ReadableSpan]:
+    return [span for span in spans if span.parent is not None and span.parent.span_id == parent.context.span_id]

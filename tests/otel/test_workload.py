@@ -1,0 +1,146 @@
+"""A scripted workload, then every count, histogram and span checked against what was sent."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import httpx
+import ollama
+import pytest
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind, StatusCode
+
+from otel.setup import Telemetry
+from tests.emulator import Emulator, Reply
+from tests.otel.helpers import children, points, values, wait_idle
+from tests.servers import Server
+
+HI = [{"role": "user", "content": "hi"}]
+MODEL = "mistral-7b"
+
+
+@pytest.fixture
+def workload(proxy: Server, emulator: Emulator, metric_reader: InMemoryMetricReader) -> Iterator[None]:
+    client = ollama.Client(host=proxy.url)
+    client.chat(model="mistral", messages=HI)
+    list(client.chat(model="mistral", messages=HI, stream=True))
+    client.generate(model="mistral", prompt="hi")
+    list(client.generate(model="mistral", prompt="hi", stream=True))
+    client.embed(model="mistral", input=["a", "b"])
+    with pytest.raises(ollama.ResponseError):
+        client.chat(model="nope", messages=HI)
+    with httpx.Client(base_url=proxy.url) as http:
+        body = {"model": "mistral", "messages": HI, "max_tokens": 0}
+        assert http.post("/v1/chat/completions", json=body).status_code == 502  # mistral.rs answers 500
+        emulator.script(Reply(content="one two three", error_after=2))
+        assert http.post("/api/chat", json={"model": "mistral", "messages": HI}).text.endswith('"}\n')
+        emulator.script(Reply(content="a b c d", delay=0.5))
+        with http.stream("POST", "/api/chat", json={"model": "mistral", "messages": HI}) as response:
+            next(response.iter_lines())  # then hang up mid-stream
+    client.close()
+    wait_idle(metric_reader)
+    yield
+
+
+@pytest.mark.usefixtures("workload")
+def test_every_request_is_counted_with_its_status_and_error_type(metric_reader: InMemoryMetricReader) -> None:
+    assert values(metric_reader, "mistral_http_requests", "endpoint", "status", "error_type") == {
+        ("/api/chat", "200", "none"): 2,
+        ("/api/generate", "200", "none"): 2,
+        ("/api/embed", "200", "none"): 1,
+        ("/api/chat", "404", "model_not_found"): 1,
+        ("/v1/chat/completions", "502", "upstream_status"): 1,
+        ("/api/chat", "200", "upstream_error"): 1,
+        ("/api/chat", "200", "client_disconnected"): 1,
+    }
+    assert values(metric_reader, "mistral_http_request_duration", "endpoint") == {
+        ("/api/chat",): 5,
+        ("/api/generate",): 2,
+        ("/api/embed",): 1,
+        ("/v1/chat/completions",): 1,
+    }
+    assert values(metric_reader, "mistral_active_requests") == {(): 0}
+
+
+@pytest.mark.usefixtures("workload")
+def test_tokens_and_generations(metric_reader: InMemoryMetricReader) -> None:
+    # 4 answers of 4 tokens by usage; the broken stream relayed 2 tokens and the abandoned one 1.
+    assert values(metric_reader, "mistral_generate_tokens", "model") == {(MODEL,): 4 * 4 + 2 + 1}
+    assert values(metric_reader, "mistral_generate_duration", "model") == {(MODEL,): 4}
+    # Streamed lines: 5 per good stream, 2 + an error line, and the 1 line the leaving client read.
+    assert values(metric_reader, "mistral_streaming_chunks", "endpoint") == {("/api/chat",): 9, ("/api/generate",): 5}
+
+
+@pytest.mark.usefixtures("workload")
+def test_genai_metrics(metric_reader: InMemoryMetricReader) -> None:
+    base = ("mistral_rs", MODEL, "127.0.0.1")
+    keys = ("gen_ai.operation.name", "gen_ai.provider.name", "gen_ai.request.model", "server.address", "server.port")
+    durations = points(metric_reader, "gen_ai.client.operation.duration")
+    counted = {(dict(a)["gen_ai.operation.name"], dict(a).get("error.type")): p.count for a, p in durations.items()}
+    assert counted == {
+        ("chat", None): 4,
+        ("embeddings", None): 1,
+        ("chat", "upstream_status"): 1,
+        ("chat", "upstream_error"): 1,
+        ("chat", "client_disconnected"): 1,
+    }
+    usage = {dict(a)["gen_ai.token.type"] + "/" + dict(a)["gen_ai.operation.name"]: (p.count, p.sum)
+             for a, p in points(metric_reader, "gen_ai.client.token.usage").items()}  # fmt: skip
+    assert usage == {"input/chat": (4, 16), "output/chat": (6, 19), "input/embeddings": (1, 2)}
+    ttft = points(metric_reader, "gen_ai.server.time_to_first_token")
+    assert [(tuple(dict(a)[k] for k in keys[1:4]), p.count) for a, p in ttft.items()] == [(base, 6)]
+    assert sum(p.count for p in points(metric_reader, "gen_ai.server.time_per_output_token").values()) == 5
+
+
+@pytest.mark.usefixtures("workload")
+def test_each_generation_has_a_complete_span_tree(span_exporter: InMemorySpanExporter, telemetry: Telemetry) -> None:
+    telemetry.tracer_provider.force_flush()  # type: ignore[attr-defined]
+    spans = list(span_exporter.get_finished_spans())
+    servers = [span for span in spans if span.kind is SpanKind.SERVER]
+    assert sorted(span.name for span in servers) == sorted(
+        ["POST /api/chat"] * 5 + ["POST /api/generate"] * 2 + ["POST /api/embed", "POST /v1/chat/completions"]
+    )
+    for server in servers:
+        genai = [span for span in children(spans, server) if span.name.startswith(("chat ", "embeddings "))]
+        if server.attributes and server.attributes.get("http.status_code") == 404:
+            assert genai == []
+            continue
+        assert len(genai) == 1, server.name
+        upstream = children(spans, genai[0])
+        assert [span.name for span in upstream] == ["POST"]
+        assert upstream[0].kind is SpanKind.CLIENT
+        assert upstream[0].end_time <= genai[0].end_time  # type: ignore[operator]
+        assert genai[0].end_time <= server.end_time  # type: ignore[operator]
+
+
+@pytest.mark.usefixtures("workload")
+def test_genai_span_attributes(span_exporter: InMemorySpanExporter, telemetry: Telemetry) -> None:
+    telemetry.tracer_provider.force_flush()  # type: ignore[attr-defined]
+    genai = [span for span in span_exporter.get_finished_spans() if span.name == f"chat {MODEL}"]
+    ok = [span for span in genai if span.status.status_code is StatusCode.UNSET]
+    assert len(ok) == 4
+    attributes = dict(ok[0].attributes or {})
+    first_chunk = attributes.pop("gen_ai.response.time_to_first_chunk")
+    assert isinstance(first_chunk, float) and 0 < first_chunk < 1
+    response_id = attributes.pop("gen_ai.response.id")
+    assert isinstance(response_id, str) and response_id.isdigit()
+    assert attributes == {
+        "gen_ai.operation.name": "chat",
+        "gen_ai.provider.name": "mistral_rs",
+        "gen_ai.request.model": MODEL,
+        "gen_ai.request.stream": True,
+        "gen_ai.response.model": MODEL,
+        "gen_ai.response.finish_reasons": ("stop",),
+        "gen_ai.usage.input_tokens": 4,
+        "gen_ai.usage.output_tokens": 4,
+        "server.address": "127.0.0.1",
+        "server.port": ok[0].attributes["server.port"],  # type: ignore[index]
+    }
+    failed = {span.attributes["error.type"]: span.status for span in genai if span.attributes and "error.type" in span.attributes}
+    assert set(failed) == {"upstream_status", "upstream_error", "client_disconnected"}
+    assert all(status.status_code is StatusCode.ERROR for status in failed.values())
+    # No prompt or completion text anywhere unless the operator opts in.
+    text = json.dumps([dict(span.attributes or {}) for span in span_exporter.get_finished_spans()], default=str)
+    assert "Hello from the emulator" not in text and '"hi"' not in text
