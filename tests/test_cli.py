@@ -7,6 +7,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import time
 
 import httpx
 
@@ -39,6 +40,7 @@ def test_serve_answers_ollama_clients_and_stops_on_sigterm(upstream: Server) -> 
         assert process.stdout is not None
         assert process.stdout.readline() == f"mistral-ollama-proxy listening on http://127.0.0.1:{port} (Ollama API)\n"
         assert process.stdout.readline() == f"upstream: mistral.rs at {upstream.url}\n"
+        assert process.stdout.readline() == f"metrics: http://127.0.0.1:{port}/metrics\n"
         with httpx.Client(base_url=f"http://127.0.0.1:{port}") as http:
             assert http.get("/").text == "Ollama is running"
             assert [m["model"] for m in http.get("/api/tags").json()["models"]][0] == "mistral:latest"
@@ -78,3 +80,40 @@ def test_busy_port_is_a_clear_error(upstream: Server) -> None:
         done.stderr
         == f"mistral-ollama-proxy: cannot listen on 127.0.0.1:{upstream.port}: [Errno 98] Address already in use\n"
     )
+
+
+def test_several_workers_without_otlp_metrics_refuse_to_start(upstream: Server) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")} | {"MISTRAL_URL": upstream.url}
+    done = subprocess.run([_command(), "serve", "--workers", "2"], env=env, capture_output=True, text=True, timeout=30)
+    assert done.returncode == 2
+    assert done.stderr == (
+        "mistral-ollama-proxy: invalid configuration: 2 workers need metrics pushed by OTLP (set "
+        "OTEL_EXPORTER_OTLP_ENDPOINT): each worker process has its own registry, so /metrics would answer with "
+        "one worker's numbers at a time\n"
+    )
+
+
+def test_several_workers_push_metrics_and_serve_no_pull_endpoint(upstream: Server) -> None:
+    port = _free_port()
+    env = {**os.environ, "MISTRAL_URL": upstream.url, "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9"}
+    command = [_command(), "serve", "--workers", "2", "--bind", f"127.0.0.1:{port}", "--log-level", "error"]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert process.stdout is not None
+        lines = [process.stdout.readline() for _ in range(3)]
+        assert lines[2] == "metrics: pushed by OTLP (OTEL_EXPORTER_OTLP_ENDPOINT)\n"
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}") as http:
+            for _ in range(200):
+                try:
+                    assert http.get("/").text == "Ollama is running"
+                    break
+                except httpx.TransportError:
+                    time.sleep(0.05)
+            metrics = http.get("/metrics")
+            assert metrics.status_code == 404
+            assert metrics.text == "metrics are not served here: see OTEL_METRICS_EXPORTER and --workers"
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=20) == 0
+        assert process.stdout is not None
+        process.stdout.close()

@@ -28,7 +28,9 @@ def values(reader: InMemoryMetricReader, name: str, *keys: str) -> dict[tuple[An
     for attributes, point in points(reader, name).items():
         labels = dict(attributes)
         assert set(labels) == set(keys), (name, labels)
-        result[tuple(labels[key] for key in keys)] = getattr(point, "value", None) if hasattr(point, "value") else point.count
+        result[tuple(labels[key] for key in keys)] = (
+            getattr(point, "value", None) if hasattr(point, "value") else point.count
+        )
     return result
 
 

@@ -138,7 +138,11 @@ def test_genai_span_attributes(span_exporter: InMemorySpanExporter, telemetry: T
         "server.address": "127.0.0.1",
         "server.port": ok[0].attributes["server.port"],  # type: ignore[index]
     }
-    failed = {span.attributes["error.type"]: span.status for span in genai if span.attributes and "error.type" in span.attributes}
+    failed = {
+        span.attributes["error.type"]: span.status
+        for span in genai
+        if span.attributes and "error.type" in span.attributes
+    }
     assert set(failed) == {"upstream_status", "upstream_error", "client_disconnected"}
     assert all(status.status_code is StatusCode.ERROR for status in failed.values())
     # No prompt or completion text anywhere unless the operator opts in.
