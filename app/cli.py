@@ -17,7 +17,8 @@ from hypercorn.run import run as hypercorn_run
 
 from app.main import create_app
 from app.settings import Settings
-from otel.setup import Telemetry, TelemetryConfigError, configure
+from otel.setup import TelemetryConfigError, configure
+from otel.telemetry import Telemetry
 
 __all__ = ["main"]
 

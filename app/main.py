@@ -26,7 +26,7 @@ from app.settings import Settings
 from app.upstream import HTTPUpstream, Upstream
 from otel.metrics import record_error
 from otel.semconv import UPSTREAM
-from otel.setup import Telemetry, disabled
+from otel.telemetry import Telemetry, disabled
 
 __all__ = ["create_app"]
 

@@ -13,31 +13,20 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
 
-import httpx
-from opentelemetry import metrics as metrics_api
-from opentelemetry import trace as trace_api
 from opentelemetry.exporter.prometheus import PrometheusMetricReader
-from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
-from opentelemetry.metrics import NoOpMeterProvider
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import ConsoleMetricExporter, MetricReader, PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
-from opentelemetry.trace import NoOpTracerProvider, format_trace_id, get_current_span
 from prometheus_client import CollectorRegistry
-from starlette.middleware import Middleware
-from starlette.routing import BaseRoute, Route
 
-from otel.asgi import middleware
-from otel.exposition import metrics_endpoint
-from otel.genai import GenAIObserver
 from otel.metrics import ProxyMetrics
+from otel.telemetry import Telemetry, disabled
 
-__all__ = ["Telemetry", "TelemetryConfigError", "configure", "disabled"]
+__all__ = ["TelemetryConfigError", "configure"]
 
 SERVICE_NAME = "mistral-ollama-proxy"
 _TRUE = ("1", "true", "yes", "on")
@@ -45,55 +34,6 @@ _TRUE = ("1", "true", "yes", "on")
 
 class TelemetryConfigError(ValueError):
     pass
-
-
-@dataclass
-class Telemetry:
-    tracer_provider: trace_api.TracerProvider
-    meter_provider: metrics_api.MeterProvider
-    metrics: ProxyMetrics
-    registry: CollectorRegistry | None = None
-    capture_content: bool = False
-    _closers: list[Callable[[], object]] = field(default_factory=list)
-
-    def middleware(self, routes: Sequence[BaseRoute]) -> list[Middleware]:
-        return middleware(routes, self.metrics, self.tracer_provider)
-
-    def routes(self) -> list[BaseRoute]:
-        endpoint = metrics_endpoint(self.registry)
-        return [Route("/metrics", endpoint, methods=["GET"]), Route("/api/metrics", endpoint, methods=["GET"])]
-
-    def observer(self, server_address: str = "", server_port: int | None = None) -> GenAIObserver:
-        return GenAIObserver(
-            self.metrics,
-            self.tracer_provider,
-            server_address=server_address,
-            server_port=server_port,
-            capture_content=self.capture_content,
-        )
-
-    def instrument_httpx(self, client: httpx.AsyncClient) -> None:
-        """A span per upstream call, ``traceparent`` sent, and the trace id as ``x-request-id`` for mistral.rs logs."""
-        HTTPXClientInstrumentor.instrument_client(
-            client, tracer_provider=self.tracer_provider, meter_provider=NoOpMeterProvider()
-        )
-        client.event_hooks["request"].append(_request_id)
-
-    def shutdown(self) -> None:
-        """Flush spans and metrics, then stop the exporters."""
-        for close in self._closers:
-            close()
-        self._closers.clear()
-
-
-async def _request_id(request: httpx.Request) -> None:
-    context = get_current_span().get_span_context()
-    if context.is_valid and "x-request-id" not in request.headers:
-        request.headers["x-request-id"] = format_trace_id(context.trace_id)
-
-
-def disabled() -> Telemetry:
-    return Telemetry(NoOpTracerProvider(), NoOpMeterProvider(), ProxyMetrics(NoOpMeterProvider()))
 
 
 def _exporters(environ: Mapping[str, str], signal: str, default: str) -> list[str]:

@@ -10,7 +10,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from app.main import create_app
 from app.settings import Settings
-from otel.setup import Telemetry, configure
+from otel.setup import configure
+from otel.telemetry import Telemetry
 from tests.emulator import Emulator
 from tests.servers import Server, serve_in_thread
 

@@ -15,7 +15,8 @@ from opentelemetry.trace import format_span_id, format_trace_id
 
 from app.main import create_app
 from app.settings import Settings
-from otel.setup import Telemetry, configure
+from otel.setup import configure
+from otel.telemetry import Telemetry
 from tests.emulator import Emulator, Reply
 from tests.otel.helpers import points, wait_idle
 from tests.servers import Server, serve_in_thread

@@ -1,0 +1,76 @@
+"""What the application holds of telemetry: providers, instruments and the hooks that attach them.
+
+This module uses the OpenTelemetry API only; ``otel.setup.configure`` builds a real one from the SDK, and
+``disabled()`` is the no-op one the proxy runs with when nothing is configured.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import httpx
+from opentelemetry import metrics as metrics_api
+from opentelemetry import trace as trace_api
+from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+from opentelemetry.metrics import NoOpMeterProvider
+from opentelemetry.trace import NoOpTracerProvider, format_trace_id, get_current_span
+from prometheus_client import CollectorRegistry
+from starlette.middleware import Middleware
+from starlette.routing import BaseRoute, Route
+
+from otel.asgi import middleware
+from otel.exposition import metrics_endpoint
+from otel.genai import GenAIObserver
+from otel.metrics import ProxyMetrics
+
+__all__ = ["Telemetry", "disabled"]
+
+
+@dataclass
+class Telemetry:
+    tracer_provider: trace_api.TracerProvider
+    meter_provider: metrics_api.MeterProvider
+    metrics: ProxyMetrics
+    registry: CollectorRegistry | None = None
+    capture_content: bool = False
+    _closers: list[Callable[[], object]] = field(default_factory=list)
+
+    def middleware(self, routes: Sequence[BaseRoute]) -> list[Middleware]:
+        return middleware(routes, self.metrics, self.tracer_provider)
+
+    def routes(self) -> list[BaseRoute]:
+        endpoint = metrics_endpoint(self.registry)
+        return [Route("/metrics", endpoint, methods=["GET"]), Route("/api/metrics", endpoint, methods=["GET"])]
+
+    def observer(self, server_address: str = "", server_port: int | None = None) -> GenAIObserver:
+        return GenAIObserver(
+            self.metrics,
+            self.tracer_provider,
+            server_address=server_address,
+            server_port=server_port,
+            capture_content=self.capture_content,
+        )
+
+    def instrument_httpx(self, client: httpx.AsyncClient) -> None:
+        """A span per upstream call, ``traceparent`` sent, and the trace id as ``x-request-id`` for mistral.rs logs."""
+        HTTPXClientInstrumentor.instrument_client(
+            client, tracer_provider=self.tracer_provider, meter_provider=NoOpMeterProvider()
+        )
+        client.event_hooks["request"].append(_request_id)
+
+    def shutdown(self) -> None:
+        """Flush spans and metrics, then stop the exporters."""
+        for close in self._closers:
+            close()
+        self._closers.clear()
+
+
+async def _request_id(request: httpx.Request) -> None:
+    context = get_current_span().get_span_context()
+    if context.is_valid and "x-request-id" not in request.headers:
+        request.headers["x-request-id"] = format_trace_id(context.trace_id)
+
+
+def disabled() -> Telemetry:
+    return Telemetry(NoOpTracerProvider(), NoOpMeterProvider(), ProxyMetrics(NoOpMeterProvider()))
