@@ -7,6 +7,7 @@ from typing import Any
 
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.trace import SpanKind
 
 
 def points(reader: InMemoryMetricReader, name: str) -> dict[frozenset[tuple[str, Any]], Any]:
@@ -43,6 +44,17 @@ def wait_idle(reader: InMemoryMetricReader, timeout: float = 5.0) -> None:
             return
         time.sleep(0.01)
     raise AssertionError("requests still in flight")
+
+
+def finished_spans(tracer_provider: Any, exporter: Any, servers: int, timeout: float = 5.0) -> list[ReadableSpan]:
+    """Spans once ``servers`` SERVER spans have ended: a server span ends just after the client got its last byte."""
+    deadline = time.monotonic() + timeout
+    while True:
+        tracer_provider.force_flush()
+        spans: list[ReadableSpan] = list(exporter.get_finished_spans())
+        if sum(span.kind is SpanKind.SERVER for span in spans) >= servers or time.monotonic() > deadline:
+            return spans
+        time.sleep(0.01)
 
 
 def children(spans: list[ReadableSpan], parent: ReadableSpan) -> list[ReadableSpan]:

@@ -18,7 +18,7 @@ from app.settings import Settings
 from otel.setup import configure
 from otel.telemetry import Telemetry
 from tests.emulator import Emulator, Reply
-from tests.otel.helpers import points, wait_idle
+from tests.otel.helpers import finished_spans, points, wait_idle
 from tests.servers import Server, serve_in_thread
 
 HI = [{"role": "user", "content": "the secret prompt"}]
@@ -26,8 +26,7 @@ TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 
 
 def _spans(telemetry: Telemetry, exporter: InMemorySpanExporter) -> list[ReadableSpan]:
-    telemetry.tracer_provider.force_flush()  # type: ignore[attr-defined]
-    return list(exporter.get_finished_spans())
+    return finished_spans(telemetry.tracer_provider, exporter, servers=1)
 
 
 def test_incoming_traceparent_is_continued_and_sent_upstream(

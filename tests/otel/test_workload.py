@@ -14,7 +14,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from otel.telemetry import Telemetry
 from tests.emulator import Emulator, Reply
-from tests.otel.helpers import children, points, values, wait_idle
+from tests.otel.helpers import children, finished_spans, points, values, wait_idle
 from tests.servers import Server
 
 HI = [{"role": "user", "content": "hi"}]
@@ -96,8 +96,7 @@ def test_genai_metrics(metric_reader: InMemoryMetricReader) -> None:
 
 @pytest.mark.usefixtures("workload")
 def test_each_generation_has_a_complete_span_tree(span_exporter: InMemorySpanExporter, telemetry: Telemetry) -> None:
-    telemetry.tracer_provider.force_flush()  # type: ignore[attr-defined]
-    spans = list(span_exporter.get_finished_spans())
+    spans = finished_spans(telemetry.tracer_provider, span_exporter, servers=9)
     servers = [span for span in spans if span.kind is SpanKind.SERVER]
     assert sorted(span.name for span in servers) == sorted(
         ["POST /api/chat"] * 5 + ["POST /api/generate"] * 2 + ["POST /api/embed", "POST /v1/chat/completions"]
@@ -117,8 +116,8 @@ def test_each_generation_has_a_complete_span_tree(span_exporter: InMemorySpanExp
 
 @pytest.mark.usefixtures("workload")
 def test_genai_span_attributes(span_exporter: InMemorySpanExporter, telemetry: Telemetry) -> None:
-    telemetry.tracer_provider.force_flush()  # type: ignore[attr-defined]
-    genai = [span for span in span_exporter.get_finished_spans() if span.name == f"chat {MODEL}"]
+    spans = finished_spans(telemetry.tracer_provider, span_exporter, servers=9)
+    genai = [span for span in spans if span.name == f"chat {MODEL}"]
     ok = [span for span in genai if span.status.status_code is StatusCode.UNSET]
     assert len(ok) == 4
     attributes = dict(ok[0].attributes or {})
@@ -146,5 +145,5 @@ def test_genai_span_attributes(span_exporter: InMemorySpanExporter, telemetry: T
     assert set(failed) == {"upstream_status", "upstream_error", "client_disconnected"}
     assert all(status.status_code is StatusCode.ERROR for status in failed.values())
     # No prompt or completion text anywhere unless the operator opts in.
-    text = json.dumps([dict(span.attributes or {}) for span in span_exporter.get_finished_spans()], default=str)
+    text = json.dumps([dict(span.attributes or {}) for span in spans], default=str)
     assert "Hello from the emulator" not in text and '"hi"' not in text
