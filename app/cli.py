@@ -1,4 +1,7 @@
-"""``mistral-ollama-proxy serve``: settings from the environment, overridden by flags, served by Hypercorn."""
+"""``mistral-ollama-proxy serve``: settings from the environment, overridden by flags, served by Hypercorn.
+
+With ``MISTRAL_URL`` the proxy drives a mistral.rs server; without it, it runs mistral.rs in-process.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +12,9 @@ import os
 import signal
 import socket
 import sys
+import time
 from importlib.metadata import version
+from pathlib import Path
 
 from hypercorn.asyncio import serve as hypercorn_serve
 from hypercorn.config import Config
@@ -17,6 +22,7 @@ from hypercorn.run import run as hypercorn_run
 
 from app.main import create_app
 from app.settings import Settings
+from app.upstream import Upstream
 from otel.setup import TelemetryConfigError, configure
 from otel.telemetry import Telemetry
 
@@ -25,6 +31,7 @@ __all__ = ["main"]
 # Flags write the environment variable they stand for, so that worker processes see them too.
 _FLAGS = {
     "mistral_url": "MISTRAL_URL",
+    "model": "MODEL",
     "bind": "BIND_ADDRESS",
     "request_timeout": "REQUEST_TIMEOUT_SECS",
     "cors_allowed_origins": "CORS_ALLOWED_ORIGINS",
@@ -37,7 +44,8 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mistral-ollama-proxy", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="serve the Ollama API in front of mistral.rs")
-    serve.add_argument("--mistral-url", help="mistral.rs server URL (env MISTRAL_URL)")
+    serve.add_argument("--mistral-url", help="a mistral.rs server (env MISTRAL_URL); unset: run mistral.rs in-process")
+    serve.add_argument("--model", help="in-process model: .gguf file, model directory or HF id (env MODEL)")
     serve.add_argument("--bind", help="host:port to listen on (env BIND_ADDRESS, default 0.0.0.0:11434)")
     serve.add_argument("--request-timeout", help="seconds (env REQUEST_TIMEOUT_SECS, default 300)")
     serve.add_argument("--cors-allowed-origins", help="comma-separated origins (env CORS_ALLOWED_ORIGINS)")
@@ -73,23 +81,40 @@ def _config(sock: socket.socket) -> Config:
     return config
 
 
-async def _serve(settings: Settings, telemetry: Telemetry, config: Config) -> None:
+def _embedded(settings: Settings, telemetry: Telemetry) -> Upstream:
+    """Resolve (fetching the default if needed) and load the in-process model, timed and traced."""
+    from app.engine import EmbeddedUpstream, default_cache_dir, resolve
+
+    cache = Path(settings.model_cache_dir) if settings.model_cache_dir else default_cache_dir()
+    spec = resolve(settings.model, cache)
+    upstream = EmbeddedUpstream(spec, concurrency=settings.engine_concurrency, max_queue=settings.engine_max_queue)
+    started = time.perf_counter()
+    with telemetry.observer().loading(spec.name):
+        upstream.load()
+    where = f"{spec.location}/{spec.filename}" if spec.filename else spec.location
+    print(f"engine: mistral.rs in-process (mistralrs {version('mistralrs')}), {spec.kind} model", flush=True)
+    print(f"model: {spec.name} from {where}, loaded in {time.perf_counter() - started:.2f} s", flush=True)
+    return upstream
+
+
+async def _serve(settings: Settings, telemetry: Telemetry, upstream: Upstream | None, config: Config) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    app = create_app(settings, telemetry=telemetry, owns_telemetry=True)
+    app = create_app(settings, telemetry=telemetry, upstream=upstream, owns_telemetry=True)
     await hypercorn_serve(app, config, shutdown_trigger=stop.wait)  # type: ignore[arg-type]
 
 
 def _announce(settings: Settings, metrics: bool) -> None:
     print(f"mistral-ollama-proxy listening on http://{settings.bind} (Ollama API)", flush=True)
-    print(f"upstream: mistral.rs at {settings.mistral_url}", flush=True)
+    if settings.mistral_url:
+        print(f"upstream: mistral.rs at {settings.mistral_url}", flush=True)
     where = f"http://{settings.bind}/metrics" if metrics else "pushed by OTLP (OTEL_EXPORTER_OTLP_ENDPOINT)"
     print(f"metrics: {where}", flush=True)
 
 
-def _run(settings: Settings, telemetry: Telemetry, sock: socket.socket) -> None:
+def _run(settings: Settings, telemetry: Telemetry, upstream: Upstream | None, sock: socket.socket) -> None:
     config = _config(sock)
     if settings.workers > 1:
         telemetry.shutdown()  # each worker builds its own
@@ -99,7 +124,12 @@ def _run(settings: Settings, telemetry: Telemetry, sock: socket.socket) -> None:
         return
     import uvloop
 
-    uvloop.run(_serve(settings, telemetry, config))
+    uvloop.run(_serve(settings, telemetry, upstream, config))
+
+
+def _fail(message: str, code: int) -> int:
+    print(f"mistral-ollama-proxy: {message}", file=sys.stderr)
+    return code
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -111,18 +141,24 @@ def main(argv: list[str] | None = None) -> int:
         # Workers build their own telemetry; this one checks the configuration (and serves a single process).
         telemetry = configure(version("mistral-ollama-proxy"), workers=settings.workers)
     except (ValueError, TelemetryConfigError) as exc:
-        print(f"mistral-ollama-proxy: invalid configuration: {exc}", file=sys.stderr)
-        return 2
-    if not settings.mistral_url:
-        print("mistral-ollama-proxy: set MISTRAL_URL (or --mistral-url) to a mistral.rs server", file=sys.stderr)
-        return 2
+        return _fail(f"invalid configuration: {exc}", 2)
+    if not settings.mistral_url and settings.workers > 1:
+        return _fail("--workers needs MISTRAL_URL: each worker would load its own copy of the model", 2)
     try:
         sock = _listen(settings.bind)
     except (OSError, ValueError) as exc:
-        print(f"mistral-ollama-proxy: cannot listen on {settings.bind}: {exc}", file=sys.stderr)
-        return 1
+        return _fail(f"cannot listen on {settings.bind}: {exc}", 1)
+    upstream = None
+    if not settings.mistral_url:
+        from app.engine import ModelUnavailable
+
+        try:
+            upstream = _embedded(settings, telemetry)
+        except ModelUnavailable as exc:
+            sock.close()
+            return _fail(str(exc), 1)
     _announce(settings, telemetry.registry is not None)
-    _run(settings, telemetry, sock)
+    _run(settings, telemetry, upstream, sock)
     return 0
 
 

@@ -92,12 +92,9 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         client = upstream or _http_upstream(settings, transport)
-        address, port = "", None
-        if isinstance(client, HTTPUpstream):
-            telemetry.instrument_httpx(client.client)
-            address, port = client.client.base_url.host, client.client.base_url.port
+        client.instrument(telemetry)
         catalog = ModelCatalog(client, settings.model_aliases, settings.model_cache_ttl)
-        app.state.service = Service(settings, client, catalog, telemetry.observer(address, port))
+        app.state.service = Service(settings, client, catalog, telemetry.observer(*client.address))
         label = {UPSTREAM: settings.mistral_url or "embedded"}
         report = lambda up: telemetry.metrics.upstream_up.set(1 if up else 0, label)  # noqa: E731
         health = asyncio.create_task(watch_upstream(client.health, report, settings.health_interval))

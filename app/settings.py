@@ -37,6 +37,10 @@ class Settings:
     model_cache_ttl: float = DEFAULT_MODEL_CACHE_TTL
     health_interval: float = DEFAULT_HEALTH_INTERVAL
     workers: int = 1
+    model: str | None = None  # the embedded engine's model, when there is no MISTRAL_URL
+    model_cache_dir: str | None = None
+    engine_concurrency: int = 0  # 0: 1 for GGUF models (a mistralrs 0.9.5 CPU bug), 8 otherwise
+    engine_max_queue: int = 64
     ollama_version: str = OLLAMA_API_VERSION
 
     @classmethod
@@ -53,4 +57,8 @@ class Settings:
             model_cache_ttl=config("MODEL_CACHE_TTL_SECS", cast=float, default=DEFAULT_MODEL_CACHE_TTL),
             health_interval=config("HEALTH_CHECK_INTERVAL_SECS", cast=float, default=DEFAULT_HEALTH_INTERVAL),
             workers=config("WORKERS", cast=int, default=1),
+            model=config("MODEL", default=None) or None,
+            model_cache_dir=config("MODEL_CACHE_DIR", default=None) or None,
+            engine_concurrency=config("ENGINE_CONCURRENCY", cast=int, default=0),
+            engine_max_queue=config("ENGINE_MAX_QUEUE", cast=int, default=64),
         )

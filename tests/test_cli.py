@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import time
+from pathlib import Path
 
 import httpx
 
@@ -51,11 +52,28 @@ def test_serve_answers_ollama_clients_and_stops_on_sigterm(upstream: Server) -> 
         process.stdout.close()
 
 
-def test_serve_without_an_upstream_says_what_to_set() -> None:
+def test_a_model_that_cannot_load_is_a_message_and_a_nonzero_exit(tmp_path: Path) -> None:
     env = {key: value for key, value in os.environ.items() if key != "MISTRAL_URL"}
-    done = subprocess.run([_command(), "serve"], env=env, capture_output=True, text=True, timeout=30)
-    assert done.returncode == 2
-    assert done.stderr == "mistral-ollama-proxy: set MISTRAL_URL (or --mistral-url) to a mistral.rs server\n"
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "config.json").write_text("{}")
+    command = [_command(), "serve", "--model", str(broken), "--bind", f"127.0.0.1:{_free_port()}"]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert done.stderr.startswith("mistral-ollama-proxy: mistral.rs could not load broken: ")
+    assert "Traceback" not in done.stderr
+
+
+def test_a_missing_model_says_how_to_provide_one(tmp_path: Path) -> None:
+    env = {key: value for key, value in os.environ.items() if key != "MISTRAL_URL"}
+    done = subprocess.run([_command(), "serve", "--model", str(tmp_path / "nothing.gguf")], env=env,
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 1
+    assert done.stderr == (
+        f"mistral-ollama-proxy: no model at {tmp_path / 'nothing.gguf'}; provide a model with --model (or MODEL): "
+        "a .gguf file, a model directory (config.json, *.safetensors, tokenizer.json), or a Hugging Face id when "
+        "online; or set MISTRAL_URL to use a mistral.rs server\n"
+    )
 
 
 def test_invalid_configuration_is_a_message_not_a_traceback() -> None:

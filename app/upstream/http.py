@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import msgspec
@@ -11,6 +11,9 @@ import msgspec
 from app.upstream.errors import map_upstream_errors, status_error
 from app.upstream.schema import ModelAction, ModelCard, ModelList, ModelState, Route
 from app.upstream.sse import SSEDecoder
+
+if TYPE_CHECKING:
+    from otel.telemetry import Telemetry
 
 __all__ = ["HTTPUpstream", "SSEStream"]
 
@@ -62,6 +65,13 @@ class HTTPUpstream:
             limits=limits or httpx.Limits(max_connections=512, max_keepalive_connections=128),
             transport=transport,
         )
+
+    @property
+    def address(self) -> tuple[str, int | None]:
+        return self.client.base_url.host, self.client.base_url.port
+
+    def instrument(self, telemetry: Telemetry) -> None:
+        telemetry.instrument_httpx(self.client)
 
     async def list_models(self) -> list[ModelCard]:
         return _decode_models(await self._get("/v1/models")).data

@@ -6,9 +6,12 @@ Decoding uses msgspec: one validating pass per streamed chunk, unknown fields ig
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import msgspec
+
+if TYPE_CHECKING:
+    from otel.telemetry import Telemetry
 
 __all__ = [
     "ChatCompletionChunk",
@@ -124,6 +127,13 @@ class PayloadStream(Protocol):
 
 class Upstream(Protocol):
     """What the proxy needs from mistral.rs, whether reached over HTTP or run in-process."""
+
+    @property
+    def address(self) -> tuple[str, int | None]:
+        """``server.address`` and ``server.port`` for telemetry (empty in-process)."""
+        ...
+
+    def instrument(self, telemetry: Telemetry) -> None: ...
 
     async def list_models(self) -> list[ModelCard]: ...
 

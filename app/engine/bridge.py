@@ -1,0 +1,83 @@
+"""A blocking ``mistralrs`` streamer, iterated in its own thread, handed to the event loop chunk by chunk.
+
+The streamer's ``next()`` blocks until the engine produces a token but releases the GIL, so one producer
+thread per stream keeps the event loop free. Hand-over is bounded (credits): a slow client slows its own
+producer, never memory. ``aclose`` tells the producer to stop; it notices at the next token (a blocked
+``next()`` cannot be interrupted) and drops the streamer, which cancels the sequence in the engine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from app.errors import ProxyError
+
+__all__ = ["EngineStream"]
+
+_CREDITS = 64
+_POLL = 0.05  # how often a producer waiting for credit checks whether it should stop
+
+
+class EngineStream:
+    """An engine stream as a ``PayloadStream``: iterate for JSON payloads, ``aclose`` to abandon it."""
+
+    def __init__(
+        self,
+        chunks: Iterator[Any],
+        encode: Callable[[Any], bytes],
+        map_error: Callable[[BaseException], ProxyError],
+        on_exit: Callable[[], None],
+    ) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+        self._credits = threading.Semaphore(_CREDITS)
+        self._stop = threading.Event()
+        self._encode, self._map_error, self._on_exit = encode, map_error, on_exit
+        self._thread = threading.Thread(target=self._produce, args=(chunks,), name="mistralrs-stream", daemon=True)
+        self._thread.start()
+
+    def __aiter__(self) -> EngineStream:
+        return self
+
+    async def __anext__(self) -> bytes:
+        kind, value = await self._queue.get()
+        self._credits.release()
+        if kind == "chunk":
+            payload: bytes = value
+            return payload
+        if kind == "end":
+            raise StopAsyncIteration
+        raise value
+
+    async def aclose(self) -> None:
+        self._stop.set()
+
+    @property
+    def finished(self) -> bool:
+        return not self._thread.is_alive()
+
+    def _produce(self, chunks: Iterator[Any]) -> None:
+        try:
+            for chunk in chunks:
+                if not self._hand_over("chunk", self._encode(chunk)):
+                    return  # abandoned: returning drops the streamer, and the engine cancels the sequence
+            self._hand_over("end", None)
+        except BaseException as exc:  # mistralrs panics are BaseExceptions
+            self._hand_over("error", self._map_error(exc))
+        finally:
+            self._on_exit()
+
+    def _hand_over(self, kind: str, value: Any) -> bool:
+        while not self._credits.acquire(timeout=_POLL):
+            if self._stop.is_set():
+                return False
+        if self._stop.is_set():
+            return False
+        try:
+            self._loop.call_soon_threadsafe(self._queue.put_nowait, (kind, value))
+        except RuntimeError:  # the event loop is gone (shutdown)
+            return False
+        return True

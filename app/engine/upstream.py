@@ -1,0 +1,180 @@
+"""mistral.rs run in-process through ``mistralrs``, behind the same interface as a mistral.rs server."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import anyio
+import mistralrs
+import msgspec
+from opentelemetry import trace
+
+from app.engine.bridge import EngineStream
+from app.engine.convert import (
+    chat_request,
+    chat_response,
+    chunk_payload,
+    completion_payload,
+    completion_request,
+    embedding_request,
+)
+from app.engine.models import ModelSpec, ModelUnavailable
+from app.errors import InvalidRequest, ModelNotFound, ProxyError, UpstreamBusy, UpstreamError, UpstreamStatusError
+from app.upstream.schema import ModelAction, ModelCard, ModelState, PayloadStream, Route
+
+if TYPE_CHECKING:
+    from otel.telemetry import Telemetry
+
+__all__ = ["BUSY", "EmbeddedUpstream", "engine_error"]
+
+BUSY = "server busy, please try again.  maximum pending requests exceeded"  # Ollama's wording
+T = TypeVar("T")
+_decode_object = msgspec.json.Decoder(dict[str, Any]).decode
+_encode = msgspec.json.Encoder().encode
+_OPERATIONS: dict[Route, str] = {"chat": "chat", "completion": "text_completion", "embeddings": "embeddings"}
+
+
+def engine_error(exc: BaseException) -> ProxyError:
+    """What the client hears when the engine refuses or fails."""
+    if isinstance(exc, ProxyError):
+        return exc
+    message = str(exc).strip() or type(exc).__name__
+    if "incompatible for this model's category" in message:
+        return InvalidRequest("this model does not support embeddings")
+    if isinstance(exc, ValueError | OverflowError) and "not contiguous" not in message:
+        return UpstreamStatusError(message, status_code=400, upstream_status=400)
+    if not isinstance(exc, Exception):
+        return UpstreamError(f"mistral.rs engine panicked: {message}")
+    return UpstreamError(f"mistral.rs engine error: {message}")
+
+
+class EmbeddedUpstream:
+    """One model in a ``mistralrs.Runner``. Every Runner call holds one lock (the Runner is not thread-safe)."""
+
+    def __init__(self, spec: ModelSpec, *, concurrency: int | None = None, max_queue: int = 64) -> None:
+        self.spec = spec
+        self.address: tuple[str, int | None] = ("", None)
+        self.tracer: trace.Tracer = trace.NoOpTracer()
+        # mistralrs 0.9.5 fails GGUF sequences of equal length prefilled together on CPU: serialise them.
+        self._slots = asyncio.Semaphore(concurrency or (1 if spec.kind == "gguf" else 8))
+        self._max_queue = max_queue
+        self._waiting = 0
+        self._runner: Any = None
+        self._lock = threading.Lock()
+        self._created = int(time.time())
+
+    def load(self) -> None:
+        """Build the Runner (blocking): this is the model load."""
+        which: Any
+        if self.spec.kind == "gguf":
+            which = mistralrs.Which.GGUF(quantized_model_id=self.spec.location, quantized_filename=self.spec.filename)
+        else:
+            which = mistralrs.Which.Plain(model_id=self.spec.location)
+        try:
+            self._runner = mistralrs.Runner(which=which)
+        except BaseException as exc:
+            if isinstance(exc, KeyboardInterrupt | SystemExit):
+                raise
+            raise ModelUnavailable(f"mistral.rs could not load {self.spec.name}: {exc}") from None
+
+    @property
+    def loaded(self) -> bool:
+        return self._runner is not None
+
+    async def list_models(self) -> list[ModelCard]:
+        status = "loaded" if self.loaded else "unloaded"
+        return [ModelCard(id=self.spec.name, created=self._created, status=status)]
+
+    async def manage_model(self, action: ModelAction, model_id: str) -> ModelState:
+        if model_id not in (self.spec.name, "default"):
+            return ModelState(model_id=model_id, status="not_found")
+        if action == "unload":
+            self._runner = None  # in-flight streams keep the engine alive until they end
+        elif action == "reload" and not self.loaded:
+            try:
+                await anyio.to_thread.run_sync(self.load)
+            except ModelUnavailable as exc:
+                return ModelState(model_id=model_id, status="internal_error", error=str(exc))
+        return ModelState(model_id=model_id, status="loaded" if self.loaded else "unloaded")
+
+    async def open_stream(self, route: Route, body: dict[str, Any]) -> PayloadStream:
+        if route == "embeddings":
+            raise InvalidRequest("embeddings are not streamed")
+        runner = await self._runner_for(body)
+        build = chat_request if route == "chat" else completion_request
+        request = build(body, self.spec.name)
+        await self._acquire()
+        span = self.tracer.start_span(f"mistralrs {_OPERATIONS[route]}", kind=trace.SpanKind.INTERNAL)
+        loop = asyncio.get_running_loop()
+
+        def on_exit() -> None:
+            span.end()
+            loop.call_soon_threadsafe(self._slots.release)
+
+        try:
+            if route == "chat":
+                chunks = await self._call(runner.send_chat_completion_request, request)
+                return EngineStream(chunks, lambda chunk: chunk_payload(chunk, self.spec.name), engine_error, on_exit)
+            response = await self._call(runner.send_completion_request, request)
+            return EngineStream(
+                iter([response]), lambda r: completion_payload(r, self.spec.name), engine_error, on_exit
+            )
+        except BaseException:
+            on_exit()
+            raise
+
+    async def post(self, route: Route, body: dict[str, Any]) -> bytes:
+        if route == "embeddings":
+            runner = await self._runner_for(body)
+            vectors = await self._call(runner.send_embedding_request, embedding_request(body))
+            data = [{"object": "embedding", "embedding": vector, "index": i} for i, vector in enumerate(vectors)]
+            usage = {"prompt_tokens": 0, "total_tokens": 0}  # the engine does not report them for embeddings
+            return _encode({"object": "list", "data": data, "model": body.get("model"), "usage": usage})
+        stream = await self.open_stream(route, body)
+        payloads = [payload async for payload in stream]
+        if route == "completion":
+            return payloads[0]
+        return chat_response([_decode_object(payload) for payload in payloads], self.spec.name)
+
+    async def health(self) -> bool:
+        return self.loaded
+
+    async def aclose(self) -> None:
+        self._runner = None
+
+    def instrument(self, telemetry: Telemetry) -> None:
+        self.tracer = telemetry.tracer_provider.get_tracer("mistral-ollama-proxy.engine")
+
+    async def _runner_for(self, body: dict[str, Any]) -> Any:
+        if body.get("model", "default") not in (self.spec.name, "default"):
+            raise ModelNotFound(str(body.get("model")))
+        if self._runner is None:  # like mistral.rs, a request to an unloaded model loads it
+            state = await self.manage_model("reload", self.spec.name)
+            if state.error:
+                raise UpstreamError(state.error)
+        return self._runner
+
+    async def _acquire(self) -> None:
+        if self._slots.locked() and self._waiting >= self._max_queue:
+            raise UpstreamBusy(BUSY)
+        self._waiting += 1
+        try:
+            await self._slots.acquire()
+        finally:
+            self._waiting -= 1
+
+    async def _call(self, call: Callable[[Any], T], request: Any) -> T:
+        def locked() -> T:
+            with self._lock:
+                return call(request)
+
+        try:
+            return await anyio.to_thread.run_sync(locked)
+        except BaseException as exc:
+            if isinstance(exc, KeyboardInterrupt | SystemExit | asyncio.CancelledError):
+                raise
+            raise engine_error(exc) from None
