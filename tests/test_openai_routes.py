@@ -69,3 +69,19 @@ def test_non_object_body_is_an_openai_400(http: httpx.Client) -> None:
     response = http.post("/v1/chat/completions", content=b"[1]")
     assert response.status_code == 400
     assert response.json()["error"]["message"] == "invalid request: Expected `object`, got `array`"
+
+
+def test_model_management_routes_stand_in_for_mistralrs(http: httpx.Client, emulator: Emulator) -> None:
+    assert http.post("/v1/models/unload", json={"model_id": "mistral"}).json() == {
+        "model_id": "mistral",
+        "status": "unloaded",
+    }
+    assert emulator.model("mistral-7b").status == "unloaded"
+    assert http.post("/v1/models/reload", json={"model_id": "mistral"}).json()["status"] == "loaded"
+    assert http.post("/v1/models/status", json={"model_id": "nope"}).json() == {
+        "model_id": "nope",
+        "status": "not_found",
+    }
+    assert http.post("/v1/models/explode", json={"model_id": "mistral"}).status_code == 404
+    health = http.get("/health")
+    assert (health.status_code, health.text) == (200, "OK")

@@ -63,6 +63,7 @@ class EmbeddedUpstream:
         self._slots = asyncio.Semaphore(concurrency or (1 if spec.kind == "gguf" else 8))
         self._max_queue = max_queue
         self._waiting = 0
+        self.active_streams = 0  # engine streams whose producer thread has not finished
         self._runner: Any = None
         self._lock = threading.Lock()
         self._created = int(time.time())
@@ -108,12 +109,17 @@ class EmbeddedUpstream:
         build = chat_request if route == "chat" else completion_request
         request = build(body, self.spec.name)
         await self._acquire()
+        self.active_streams += 1
         span = self.tracer.start_span(f"mistralrs {_OPERATIONS[route]}", kind=trace.SpanKind.INTERNAL)
         loop = asyncio.get_running_loop()
 
-        def on_exit() -> None:
+        def finished() -> None:
+            self.active_streams -= 1
+            self._slots.release()
+
+        def on_exit() -> None:  # in the producer thread, once the engine no longer works for this stream
             span.end()
-            loop.call_soon_threadsafe(self._slots.release)
+            loop.call_soon_threadsafe(finished)
 
         try:
             if route == "chat":

@@ -16,6 +16,10 @@ async def root(request: Request) -> Response:
     return PlainTextResponse("Ollama is running")
 
 
+async def health(request: Request) -> Response:
+    return PlainTextResponse("OK")  # mistral.rs's liveness answer, for a proxy chained behind another
+
+
 async def version(request: Request) -> Response:
     return json_response({"version": request.app.state.service.settings.ollama_version})
 
@@ -23,6 +27,7 @@ async def version(request: Request) -> Response:
 ROUTES: list[BaseRoute] = [
     Route("/", root, methods=["GET", "HEAD"]),
     Route("/api/version", version, methods=["GET", "HEAD"]),
+    Route("/health", health, methods=["GET", "HEAD"]),
     Route("/api/tags", models.list_tags, methods=["GET", "HEAD"]),
     Route("/api/ps", models.list_running, methods=["GET"]),
     Route("/api/show", models.show, methods=["POST"]),
@@ -40,4 +45,5 @@ ROUTES: list[BaseRoute] = [
     Route("/v1/completions", openai.completions, methods=["POST"]),
     Route("/v1/embeddings", openai.embeddings, methods=["POST"]),
     Route("/v1/models", openai.list_models, methods=["GET"]),
+    Route("/v1/models/{action}", openai.manage_model, methods=["POST"]),
 ]

@@ -4,16 +4,24 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
 from app.body import parse_body
-from app.errors import InvalidRequest
+from app.errors import InvalidRequest, ModelNotFound
 from app.responses import json_response
 from app.service import Service
 from app.upstream import Route
 
-__all__ = ["chat_completions", "completions", "embeddings", "list_models"]
+__all__ = ["chat_completions", "completions", "embeddings", "list_models", "manage_model"]
+
+_ACTIONS = ("status", "unload", "reload")
+
+
+class _ModelId(msgspec.Struct):
+    model_id: str
 
 
 def _service(request: Request) -> Service:
@@ -48,3 +56,20 @@ async def list_models(request: Request) -> Response:
     entries = await _service(request).catalog.entries(fresh=True)
     data = [{"id": e.name, "object": "model", "created": e.card.created, "owned_by": "mistral.rs"} for e in entries]
     return json_response({"object": "list", "data": data})
+
+
+async def manage_model(request: Request) -> Response:
+    """mistral.rs's model management, so that this proxy can itself stand in for a mistral.rs server."""
+    action = request.path_params["action"]
+    if action not in _ACTIONS:
+        raise HTTPException(404)
+    body = await parse_body(request, _ModelId)
+    service = _service(request)
+    try:
+        entry = await service.catalog.resolve(body.model_id)
+    except ModelNotFound:
+        return json_response({"model_id": body.model_id, "status": "not_found"})
+    state = await service.upstream.manage_model(action, entry.id)
+    service.catalog.set_status(entry.id, state.status)
+    answer = {"model_id": body.model_id, "status": state.status}
+    return json_response(answer if state.error is None else {**answer, "error": state.error})

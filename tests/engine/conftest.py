@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import ollama
+import pytest
+
+from app.engine import EmbeddedUpstream, resolve
+from app.main import create_app
+from app.settings import Settings
+from otel.telemetry import Telemetry
+from tests.servers import Server, serve_in_thread
+from tests.tiny_model import build_tiny_model
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_model(tmp_path_factory.mktemp("models") / "tiny")
+
+
+@pytest.fixture
+def engine_limits() -> dict[str, int]:
+    return {}
+
+
+@pytest.fixture
+def engine(tiny_model: Path, engine_limits: dict[str, int], monkeypatch: pytest.MonkeyPatch) -> EmbeddedUpstream:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    upstream = EmbeddedUpstream(resolve(str(tiny_model), tiny_model.parent), **engine_limits)  # type: ignore[arg-type]
+    upstream.load()
+    return upstream
+
+
+@pytest.fixture
+def proxy(engine: EmbeddedUpstream, telemetry: Telemetry) -> Iterator[Server]:
+    with serve_in_thread(create_app(Settings(), telemetry=telemetry, upstream=engine)) as server:
+        yield server
+
+
+@pytest.fixture
+def client(proxy: Server) -> Iterator[ollama.Client]:
+    client = ollama.Client(host=proxy.url)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def http(proxy: Server) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=proxy.url, timeout=60) as client:
+        yield client
