@@ -76,6 +76,7 @@ def _config(sock: socket.socket) -> Config:
     config = Config()
     config.bind = [f"fd://{sock.detach()}"]
     config.accesslog = None
+    config.errorlog = logging.getLogger("hypercorn.error")  # through our handler, once
     config.keep_alive_timeout = 75
     config.worker_class = "uvloop"
     return config
@@ -150,6 +151,8 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(f"cannot listen on {settings.bind}: {exc}", 1)
     upstream = None
     if not settings.mistral_url:
+        # The engine logs through Rust's tracing, to stdout: warnings only, unless RUST_LOG asks for more.
+        os.environ.setdefault("RUST_LOG", "warn")
         from app.engine import ModelUnavailable
 
         try:
