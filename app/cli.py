@@ -52,6 +52,13 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--model-aliases", help="name=mistral-id,... (env MODEL_ALIASES)")
     serve.add_argument("--workers", help="worker processes; more than 1 needs OTLP metrics (env WORKERS)")
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    check = commands.add_parser("check", help="check that the monitoring stack sees the proxy (exit 1 if not)")
+    check.add_argument("--proxy", default="http://localhost:11434", help="the proxy (default %(default)s)")
+    check.add_argument("--prometheus", help="Prometheus, e.g. http://localhost:9090")
+    check.add_argument("--grafana", help="Grafana, e.g. http://localhost:3000 (prints the dashboard link)")
+    check.add_argument("--jaeger", help="Jaeger UI, e.g. http://localhost:16686 (prints the trace link)")
+    check.add_argument("--job", default="mistral", help="the proxy's Prometheus job (default %(default)s)")
+    check.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for scrapes")
     return parser
 
 
@@ -133,8 +140,17 @@ def _fail(message: str, code: int) -> int:
     return code
 
 
+def _check(args: argparse.Namespace) -> int:
+    from app.check import Check, run_check
+
+    check = Check(args.proxy, args.prometheus, args.grafana, args.jaeger, args.job, args.timeout)
+    return 0 if run_check(check) else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "check":
+        return _check(args)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     os.environ.update({env: str(value) for flag, env in _FLAGS.items() if (value := getattr(args, flag)) is not None})
     try:
