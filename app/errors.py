@@ -10,6 +10,8 @@ short, stable class name for metrics and spans.
     │   ├── ModelNotFound (404, model_not_found)
     │   └── PayloadTooLarge (413, payload_too_large)
     ├── NotSupported (501, not_supported)        an Ollama operation this proxy does not offer
+    ├── Overloaded (503, overloaded)             too many generations in flight and waiting (Retry-After)
+    ├── ShuttingDown (503, shutting_down)        the server stopped before the answer was complete
     └── UpstreamError (502, upstream_error)       mistral.rs failed us
         ├── UpstreamUnavailable (502, upstream_unavailable)
         ├── UpstreamTimeout (504, upstream_timeout)
@@ -24,12 +26,15 @@ truncated.
 from __future__ import annotations
 
 __all__ = [
+    "BUSY_MESSAGE",
     "ClientError",
     "InvalidRequest",
     "ModelNotFound",
     "NotSupported",
+    "Overloaded",
     "PayloadTooLarge",
     "ProxyError",
+    "ShuttingDown",
     "UpstreamBusy",
     "UpstreamError",
     "UpstreamProtocolError",
@@ -47,9 +52,14 @@ def truncate(text: str, limit: int = _MAX_MESSAGE) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+# Ollama's own wording, which clients may match on.
+BUSY_MESSAGE = "server busy, please try again.  maximum pending requests exceeded"
+
+
 class ProxyError(Exception):
     status_code = 500
     error_type = "internal"
+    headers: dict[str, str] | None = None
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -84,6 +94,24 @@ class NotSupported(ProxyError):
     error_type = "not_supported"
 
 
+class Overloaded(ProxyError):
+    status_code = 503
+    error_type = "overloaded"
+    headers = {"Retry-After": "1"}
+
+    def __init__(self, message: str = BUSY_MESSAGE) -> None:
+        super().__init__(message)
+
+
+class ShuttingDown(ProxyError):
+    status_code = 503
+    error_type = "shutting_down"
+    headers = {"Retry-After": "5"}
+
+    def __init__(self) -> None:
+        super().__init__("the server is shutting down")
+
+
 class UpstreamError(ProxyError):
     status_code = 502
     error_type = "upstream_error"
@@ -101,6 +129,7 @@ class UpstreamTimeout(UpstreamError):
 class UpstreamBusy(UpstreamError):
     status_code = 503
     error_type = "upstream_busy"
+    headers = {"Retry-After": "1"}
 
 
 class UpstreamProtocolError(UpstreamError):

@@ -16,9 +16,12 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
+from app.auth import AuthMiddleware
 from app.catalog import ModelCatalog
+from app.drain import Drain
 from app.errors import ProxyError, truncate
 from app.health import watch_upstream
+from app.limits import BodyLimitMiddleware, Limiter
 from app.responses import json_response, openai_error
 from app.routes import ROUTES
 from app.service import Service
@@ -38,7 +41,9 @@ def _http_upstream(settings: Settings, transport: httpx.AsyncBaseTransport | Non
     if not settings.mistral_url:
         raise RuntimeError("MISTRAL_URL is not set: point it at a mistral.rs server, e.g. http://localhost:8080")
     timeout = httpx.Timeout(settings.request_timeout, connect=settings.connect_timeout)
-    return HTTPUpstream(settings.mistral_url, timeout=timeout, transport=transport)
+    return HTTPUpstream(
+        settings.mistral_url, timeout=timeout, stream_timeouts=settings.stream_timeouts, transport=transport
+    )
 
 
 async def _proxy_error(request: Request, exc: Exception) -> Response:
@@ -46,9 +51,10 @@ async def _proxy_error(request: Request, exc: Exception) -> Response:
     record_error(request.scope, exc.error_type)
     if exc.status_code >= 500:
         _log.warning("%s %s failed: %s", request.method, request.url.path, exc.message)
-    if request.url.path.startswith("/v1/"):
-        return json_response(openai_error(exc), exc.status_code)
-    return json_response({"error": truncate(exc.message)}, exc.status_code)
+    body = openai_error(exc) if request.url.path.startswith("/v1/") else {"error": truncate(exc.message)}
+    response = json_response(body, exc.status_code)
+    response.headers.update(exc.headers or {})
+    return response
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -94,7 +100,9 @@ def create_app(
         client = upstream or _http_upstream(settings, transport)
         client.instrument(telemetry)
         catalog = ModelCatalog(client, settings.model_aliases, settings.model_cache_ttl)
-        app.state.service = Service(settings, client, catalog, telemetry.observer(*client.address))
+        limiter = Limiter(settings.max_concurrent, settings.max_queue, settings.queue_timeout)
+        observer = telemetry.observer(*client.address)
+        app.state.service = Service(settings, client, catalog, observer, limiter, app.state.drain)
         label = {UPSTREAM: settings.mistral_url or "embedded"}
         report = lambda up: telemetry.metrics.upstream_up.set(1 if up else 0, label)  # noqa: E731
         health = asyncio.create_task(watch_upstream(client.health, report, settings.health_interval))
@@ -109,9 +117,18 @@ def create_app(
                 telemetry.shutdown()
 
     routes = [*ROUTES, *telemetry.routes()]
-    return Starlette(
+    middleware = [
+        *telemetry.middleware(routes),
+        *_cors(settings),
+        *([Middleware(AuthMiddleware, api_keys=settings.api_keys, metrics_token=settings.metrics_token)]
+          if settings.api_keys or settings.metrics_token else []),
+        Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes),
+    ]  # fmt: skip
+    app = Starlette(
         routes=routes,
-        middleware=[*telemetry.middleware(routes), *_cors(settings)],
+        middleware=middleware,
         lifespan=lifespan,
         exception_handlers={ProxyError: _proxy_error, HTTPException: _http_error, Exception: _unexpected},
     )
+    app.state.drain = Drain()
+    return app

@@ -13,7 +13,8 @@ from starlette.background import BackgroundTask
 from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Send
 
-from app.errors import ProxyError, truncate
+from app.drain import Drain
+from app.errors import ProxyError, ShuttingDown, truncate
 
 __all__ = [
     "ClientDisconnected",
@@ -81,26 +82,45 @@ class ClosingStreamingResponse(StreamingResponse):
 OnError = Callable[[BaseException], None]
 
 
-async def ndjson_lines(replies: AsyncIterable[Any], on_error: OnError) -> AsyncIterator[bytes]:
+async def ndjson_lines(replies: AsyncIterable[Any], on_error: OnError, drain: Drain) -> AsyncIterator[bytes]:
     """One compact JSON object per line; a failure after the first line becomes a final ``{"error"}`` line."""
-    try:
-        async for reply in replies:
-            yield _encode(reply) + b"\n"
-    except Exception as exc:  # the status is already sent: tell the client in-band
-        on_error(exc)
-        yield _encode(error_line(exc)) + b"\n"
+    with drain.track():
+        try:
+            async for reply in replies:
+                yield _encode(reply) + b"\n"
+        except Exception as exc:  # the status is already sent: tell the client in-band
+            on_error(exc)
+            yield _encode(error_line(exc)) + b"\n"
+        except asyncio.CancelledError:
+            if not _ended_by_shutdown(drain):
+                raise
+            on_error(ShuttingDown())
+            yield _encode(error_line(ShuttingDown())) + b"\n"
 
 
-async def sse_lines(payloads: AsyncIterable[bytes], on_error: OnError) -> AsyncIterator[bytes]:
+async def sse_lines(payloads: AsyncIterable[bytes], on_error: OnError, drain: Drain) -> AsyncIterator[bytes]:
     """Relay OpenAI chunks as SSE; a failure becomes an OpenAI error event, and ``[DONE]`` always ends it."""
-    try:
-        async for payload in payloads:
-            yield b"data: " + payload + b"\n\n"
-    except Exception as exc:  # mistral.rs's own in-band error event, then [DONE]
-        on_error(exc)
-        message = error_line(exc)["error"]
-        yield b"data: " + _encode(openai_error(ProxyError(message), "server_error")) + b"\n\n"
-    yield b"data: [DONE]\n\n"
+    with drain.track():
+        try:
+            async for payload in payloads:
+                yield b"data: " + payload + b"\n\n"
+        except (Exception, asyncio.CancelledError) as exc:  # mistral.rs's own in-band error event, then [DONE]
+            if isinstance(exc, asyncio.CancelledError) and not _ended_by_shutdown(drain):
+                raise
+            failure = exc if isinstance(exc, Exception) else ShuttingDown()
+            on_error(failure)
+            message = error_line(failure)["error"]
+            yield b"data: " + _encode(openai_error(ProxyError(message), "server_error")) + b"\n\n"
+        yield b"data: [DONE]\n\n"
+
+
+def _ended_by_shutdown(drain: Drain) -> bool:
+    """A cancellation from the drain (not a client leaving): keep the task alive to write the error line."""
+    task = asyncio.current_task()
+    if not drain.expired or task is None:
+        return False
+    task.uncancel()
+    return True
 
 
 def ndjson_response(lines: AsyncIterable[bytes], background: BackgroundTask | None = None) -> Response:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 from starlette.background import BackgroundTask
@@ -13,7 +14,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from app.catalog import Entry, ModelCatalog
+from app.drain import Drain
 from app.errors import ModelNotFound, UpstreamError, UpstreamProtocolError
+from app.limits import Limiter
 from app.ollama import AssistantMessage, ChatResponse, GenerateResponse
 from app.responses import (
     cancel_on_disconnect,
@@ -27,12 +30,13 @@ from app.settings import Settings
 from app.translate.stream import Clock, Kind, OllamaStream, Reply, collect, decode_chunks, rfc3339_utc, to_ollama
 from app.upstream import ChatCompletionChunk, PayloadStream, Route, Upstream
 from app.upstream.schema import Completion, EmbeddingResponse
-from otel.genai import CLIENT_DISCONNECTED, GenAIObserver, Invocation, error_type_of, observe
+from otel.genai import GenAIObserver, Invocation, error_type_of, observe
 from otel.metrics import record_error
 from otel.semconv import GenAI
 
 __all__ = ["Generation", "Service"]
 
+T = TypeVar("T")
 _OPERATIONS: dict[Route, str] = {
     "chat": GenAI.CHAT,
     "completion": GenAI.TEXT_COMPLETION,
@@ -63,36 +67,49 @@ class Service:
     upstream: Upstream
     catalog: ModelCatalog
     observer: GenAIObserver
+    limiter: Limiter
+    drain: Drain
 
     async def generate(self, request: Request, generation: Generation) -> Response:
         clock = generation.clock
+        await self.limiter.acquire()
         invocation = self.observer.start(
             _OPERATIONS[generation.route], generation.entry.id, generation.body, request_start=clock.start
         )
-        payloads = await self._open(invocation, generation.route, generation.body, generation.entry, clock)
+        done = _Finish(invocation, self.limiter)
+        payloads = await self._open(invocation, generation, done)
         ollama = OllamaStream(generation.requested, generation.kind, clock)
         replies = to_ollama(observe(decode_chunks(payloads), invocation), ollama)
         background = BackgroundTask(self.unload, generation.entry) if generation.unload_after else None
         if generation.stream:
-            lines = ndjson_lines(replies, _failure(request, invocation))
-            return ndjson_response(_owning(payloads, lines, invocation), background)
-        reply = await cancel_on_disconnect(request.receive, lambda: _collect(payloads, replies, invocation))
+            # Wait for the first reply, so that a failure before it is still an ordinary HTTP error.
+            first = await done.guard(payloads, anext(replies))
+            lines = ndjson_lines(_prepend(first, replies), _failure(request, invocation), self.drain)
+            return ndjson_response(_owning(payloads, lines, done), background)
+        reply = await cancel_on_disconnect(request.receive, lambda: _collected(payloads, replies, done))
         return json_response(reply, background=background)
 
     async def relay(self, request: Request, route: Route, body: dict[str, Any], entry: Entry) -> Response:
         """The OpenAI pass-through: mistral.rs's bytes go out as they came, observed on the way."""
-        invocation = self.observer.start(_OPERATIONS[route], entry.id, body, request_start=time.perf_counter_ns())
+        clock = Clock()
+        await self.limiter.acquire()
+        invocation = self.observer.start(_OPERATIONS[route], entry.id, body, request_start=clock.start)
+        done = _Finish(invocation, self.limiter)
         if route != "embeddings" and body.get("stream") is True:
-            payloads = await self._open(invocation, route, body, entry, Clock())
+            generation = Generation("chat", route, body, entry, entry.name, True, False, clock)
+            payloads = await self._open(invocation, generation, done)
             observed = observe(aiter(payloads), invocation, _chunk_or_none)
-            return sse_response(_owning(payloads, sse_lines(observed, _failure(request, invocation)), invocation))
-        raw = await cancel_on_disconnect(request.receive, lambda: self._post(invocation, route, body))
+            first = await done.guard(payloads, anext(observed))
+            lines = sse_lines(_prepend(first, observed), _failure(request, invocation), self.drain)
+            return sse_response(_owning(payloads, lines, done))
+        raw = await cancel_on_disconnect(request.receive, lambda: self._post(invocation, route, body, done))
         return Response(raw, media_type="application/json")
 
     async def embed(self, entry: Entry, inputs: list[str]) -> EmbeddingResponse:
         body = {"model": entry.id, "input": inputs}
+        await self.limiter.acquire()
         invocation = self.observer.start(GenAI.EMBEDDINGS, entry.id, body, request_start=time.perf_counter_ns())
-        raw = await self._post(invocation, "embeddings", body)
+        raw = await self._post(invocation, "embeddings", body, _Finish(invocation, self.limiter))
         try:
             return _decode_embeddings(raw)
         except msgspec.MsgspecError:
@@ -130,30 +147,30 @@ class Service:
             clock.load = time.perf_counter_ns() - started
             self.catalog.set_status(entry.id, "loaded")
 
-    async def _open(
-        self, invocation: Invocation, route: Route, body: dict[str, Any], entry: Entry, clock: Clock
-    ) -> PayloadStream:
+    async def _open(self, invocation: Invocation, generation: Generation, done: _Finish) -> PayloadStream:
+        clock, entry = generation.clock, generation.entry
+        deadline = time.monotonic() + self.settings.request_timeout
         try:
             with invocation.current():
                 await self._ensure_loaded(entry, clock)
                 clock.upstream = time.perf_counter_ns()
-                return await self.upstream.open_stream(route, body)
+                return await self.upstream.open_stream(generation.route, generation.body, deadline)
         except ModelNotFound as exc:  # mistral.rs dropped it since the catalog was read
-            invocation.fail(exc.error_type)
+            done(exc)
             raise ModelNotFound(entry.name) from None
         except BaseException as exc:
-            invocation.fail(error_type_of(exc))
+            done(exc)
             raise
 
-    async def _post(self, invocation: Invocation, route: Route, body: dict[str, Any]) -> bytes:
+    async def _post(self, invocation: Invocation, route: Route, body: dict[str, Any], done: _Finish) -> bytes:
         try:
             with invocation.current():
                 raw = await self.upstream.post(route, body)
         except BaseException as exc:
-            invocation.fail(error_type_of(exc))
+            done(exc)
             raise
         _observe_response(invocation, raw, route)
-        invocation.stop()
+        done(None)
         return raw
 
 
@@ -203,21 +220,49 @@ def _done_reply(kind: Kind, model: str, reason: str) -> Reply:
     return ChatResponse(model=model, created_at=created_at, message=message, done=True, done_reason=reason)
 
 
-async def _owning(payloads: PayloadStream, lines: AsyncIterator[bytes], invocation: Invocation) -> AsyncIterator[bytes]:
+class _Finish:
+    """Ends a generation exactly once: its GenAI invocation, and its slot in the limiter."""
+
+    def __init__(self, invocation: Invocation, limiter: Limiter) -> None:
+        self._invocation, self._limiter, self._done = invocation, limiter, False
+
+    def __call__(self, error: BaseException | None) -> None:
+        if error is None:
+            self._invocation.stop()
+        else:
+            self._invocation.fail(error_type_of(error))
+        if not self._done:
+            self._done = True
+            self._limiter.release()
+
+    async def guard(self, payloads: PayloadStream, step: Awaitable[T]) -> T:
+        """Await ``step``; if it fails, release the upstream response and finish with the error."""
+        try:
+            return await step
+        except BaseException as exc:
+            await payloads.aclose()
+            self(exc)
+            raise
+
+
+async def _collected(payloads: PayloadStream, replies: AsyncIterator[Reply], done: _Finish) -> Reply:
+    reply = await done.guard(payloads, collect(replies))
+    await payloads.aclose()
+    done(None)
+    return reply
+
+
+async def _prepend(first: T, rest: AsyncIterator[T]) -> AsyncIterator[T]:
+    yield first
+    async for item in rest:
+        yield item
+
+
+async def _owning(payloads: PayloadStream, lines: AsyncIterator[bytes], done: _Finish) -> AsyncIterator[bytes]:
     """The one generator that owns the upstream response: however the stream ends, it is released."""
     try:
         async for line in lines:
             yield line
     finally:
         await payloads.aclose()
-        invocation.fail(CLIENT_DISCONNECTED)  # a no-op unless the client left before the end
-
-
-async def _collect(payloads: PayloadStream, replies: AsyncIterator[Reply], invocation: Invocation) -> Reply:
-    try:
-        return await collect(replies)
-    except BaseException as exc:
-        invocation.fail(error_type_of(exc))
-        raise
-    finally:
-        await payloads.aclose()
+        done(asyncio.CancelledError())  # a no-op for the invocation unless the client left before the end

@@ -10,6 +10,7 @@ from pathlib import Path
 from starlette.config import Config
 
 from app.names import parse_aliases
+from app.upstream.timeouts import StreamTimeouts
 
 __all__ = ["DEFAULT_BIND", "DEFAULT_REQUEST_TIMEOUT", "Settings"]
 
@@ -18,6 +19,12 @@ DEFAULT_REQUEST_TIMEOUT = 300.0
 DEFAULT_CONNECT_TIMEOUT = 10.0
 DEFAULT_MODEL_CACHE_TTL = 10.0
 DEFAULT_HEALTH_INTERVAL = 15.0
+DEFAULT_FIRST_BYTE_TIMEOUT = 120.0
+# mistral.rs sends a keep-alive comment every 10 s while it works: 30 s of silence means it is stuck.
+DEFAULT_IDLE_TIMEOUT = 30.0
+DEFAULT_MAX_BODY_BYTES = 50 * 1024 * 1024  # mistral.rs's own limit
+DEFAULT_MAX_IMAGE_BYTES = 20 * 1024 * 1024
+DEFAULT_MAX_MESSAGES = 4096
 # The Ollama API version we implement; clients such as Open WebUI gate features on it.
 OLLAMA_API_VERSION = "0.33.0"
 
@@ -26,12 +33,32 @@ def _csv(value: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in value.split(",") if part.strip())
 
 
+def _api_keys(inline: str, path: str) -> tuple[str, ...]:
+    """Keys from ``API_KEYS`` (comma-separated) and ``API_KEYS_FILE`` (one per line, ``#`` comments)."""
+    keys = list(_csv(inline))
+    if path:
+        lines = Path(path).read_text().splitlines()
+        keys += [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
+    return tuple(keys)
+
+
 @dataclass(frozen=True)
 class Settings:
     mistral_url: str | None = None
     bind: str = DEFAULT_BIND
     request_timeout: float = DEFAULT_REQUEST_TIMEOUT
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
+    first_byte_timeout: float = DEFAULT_FIRST_BYTE_TIMEOUT
+    idle_timeout: float = DEFAULT_IDLE_TIMEOUT
+    max_concurrent: int = 256  # generations in flight at once; 0 = no limit
+    max_queue: int = 512  # generations allowed to wait for a slot; beyond, 503
+    queue_timeout: float = 30.0  # longest wait for a slot, then 503
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    max_messages: int = DEFAULT_MAX_MESSAGES
+    max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES
+    api_keys: tuple[str, ...] = ()
+    metrics_token: str | None = None
+    graceful_timeout: float = 30.0
     cors_allowed_origins: tuple[str, ...] = ()
     model_aliases: Mapping[str, str] = field(default_factory=dict)
     model_cache_ttl: float = DEFAULT_MODEL_CACHE_TTL
@@ -43,6 +70,10 @@ class Settings:
     engine_max_queue: int = 64
     ollama_version: str = OLLAMA_API_VERSION
 
+    @property
+    def stream_timeouts(self) -> StreamTimeouts:
+        return StreamTimeouts(first_byte=self.first_byte_timeout, idle=self.idle_timeout)
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, env_file: str | None = ".env") -> Settings:
         env_path = Path(env_file) if env_file and Path(env_file).is_file() else None
@@ -52,6 +83,17 @@ class Settings:
             bind=config("BIND_ADDRESS", default=DEFAULT_BIND),
             request_timeout=config("REQUEST_TIMEOUT_SECS", cast=float, default=DEFAULT_REQUEST_TIMEOUT),
             connect_timeout=config("CONNECT_TIMEOUT_SECS", cast=float, default=DEFAULT_CONNECT_TIMEOUT),
+            first_byte_timeout=config("FIRST_BYTE_TIMEOUT_SECS", cast=float, default=DEFAULT_FIRST_BYTE_TIMEOUT),
+            idle_timeout=config("IDLE_TIMEOUT_SECS", cast=float, default=DEFAULT_IDLE_TIMEOUT),
+            max_concurrent=config("MAX_CONCURRENT_REQUESTS", cast=int, default=256),
+            max_queue=config("MAX_QUEUED_REQUESTS", cast=int, default=512),
+            queue_timeout=config("QUEUE_TIMEOUT_SECS", cast=float, default=30.0),
+            max_body_bytes=config("MAX_BODY_BYTES", cast=int, default=DEFAULT_MAX_BODY_BYTES),
+            max_messages=config("MAX_MESSAGES", cast=int, default=DEFAULT_MAX_MESSAGES),
+            max_image_bytes=config("MAX_IMAGE_BYTES", cast=int, default=DEFAULT_MAX_IMAGE_BYTES),
+            api_keys=_api_keys(config("API_KEYS", default=""), config("API_KEYS_FILE", default="")),
+            metrics_token=config("METRICS_TOKEN", default=None) or None,
+            graceful_timeout=config("GRACEFUL_TIMEOUT_SECS", cast=float, default=30.0),
             cors_allowed_origins=config("CORS_ALLOWED_ORIGINS", cast=_csv, default=""),
             model_aliases=config("MODEL_ALIASES", cast=parse_aliases, default=""),
             model_cache_ttl=config("MODEL_CACHE_TTL_SECS", cast=float, default=DEFAULT_MODEL_CACHE_TTL),

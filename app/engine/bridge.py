@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from app.errors import ProxyError
+from app.upstream.timeouts import StreamTimeouts
 
 __all__ = ["EngineStream"]
 
@@ -30,7 +31,10 @@ class EngineStream:
         encode: Callable[[Any], bytes],
         map_error: Callable[[BaseException], ProxyError],
         on_exit: Callable[[], None],
+        timeouts: StreamTimeouts,
+        deadline: float | None,
     ) -> None:
+        self._timeouts, self._deadline, self._started = timeouts, deadline, False
         self._loop = asyncio.get_running_loop()
         self._queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
         self._credits = threading.Semaphore(_CREDITS)
@@ -43,7 +47,14 @@ class EngineStream:
         return self
 
     async def __anext__(self) -> bytes:
-        kind, value = await self._queue.get()
+        wait, error = self._timeouts.wait(self._started, self._deadline)
+        try:
+            async with asyncio.timeout(wait):
+                kind, value = await self._queue.get()
+        except TimeoutError:
+            self._stop.set()
+            raise error from None
+        self._started = True
         self._credits.release()
         if kind == "chunk":
             payload: bytes = value

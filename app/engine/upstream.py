@@ -6,6 +6,7 @@ import asyncio
 import threading
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
@@ -23,18 +24,19 @@ from app.engine.convert import (
     embedding_request,
 )
 from app.engine.models import ModelSpec, ModelUnavailable
-from app.errors import InvalidRequest, ModelNotFound, ProxyError, UpstreamBusy, UpstreamError, UpstreamStatusError
+from app.errors import InvalidRequest, ModelNotFound, Overloaded, ProxyError, UpstreamError, UpstreamStatusError
 from app.upstream.schema import ModelAction, ModelCard, ModelState, PayloadStream, Route
+from app.upstream.timeouts import StreamTimeouts
 
 if TYPE_CHECKING:
     from otel.telemetry import Telemetry
 
-__all__ = ["BUSY", "EmbeddedUpstream", "engine_error"]
+__all__ = ["EmbeddedUpstream", "engine_error"]
 
-BUSY = "server busy, please try again.  maximum pending requests exceeded"  # Ollama's wording
 T = TypeVar("T")
 _decode_object = msgspec.json.Decoder(dict[str, Any]).decode
 _encode = msgspec.json.Encoder().encode
+_NO_STALLS = StreamTimeouts(first_byte=300.0, idle=300.0)
 _OPERATIONS: dict[Route, str] = {"chat": "chat", "completion": "text_completion", "embeddings": "embeddings"}
 
 
@@ -55,8 +57,15 @@ def engine_error(exc: BaseException) -> ProxyError:
 class EmbeddedUpstream:
     """One model in a ``mistralrs.Runner``. Every Runner call holds one lock (the Runner is not thread-safe)."""
 
-    def __init__(self, spec: ModelSpec, *, concurrency: int | None = None, max_queue: int = 64) -> None:
-        self.spec = spec
+    def __init__(
+        self,
+        spec: ModelSpec,
+        *,
+        concurrency: int | None = None,
+        max_queue: int = 64,
+        timeouts: StreamTimeouts = _NO_STALLS,
+    ) -> None:
+        self.spec, self._timeouts = spec, timeouts
         self.address: tuple[str, int | None] = ("", None)
         self.tracer: trace.Tracer = trace.NoOpTracer()
         # mistralrs 0.9.5 fails GGUF sequences of equal length prefilled together on CPU: serialise them.
@@ -102,7 +111,7 @@ class EmbeddedUpstream:
                 return ModelState(model_id=model_id, status="internal_error", error=str(exc))
         return ModelState(model_id=model_id, status="loaded" if self.loaded else "unloaded")
 
-    async def open_stream(self, route: Route, body: dict[str, Any]) -> PayloadStream:
+    async def open_stream(self, route: Route, body: dict[str, Any], deadline: float | None = None) -> PayloadStream:
         if route == "embeddings":
             raise InvalidRequest("embeddings are not streamed")
         runner = await self._runner_for(body)
@@ -122,13 +131,14 @@ class EmbeddedUpstream:
             loop.call_soon_threadsafe(finished)
 
         try:
+            encode: Callable[[Any], bytes]
             if route == "chat":
-                chunks = await self._call(runner.send_chat_completion_request, request)
-                return EngineStream(chunks, lambda chunk: chunk_payload(chunk, self.spec.name), engine_error, on_exit)
-            response = await self._call(runner.send_completion_request, request)
-            return EngineStream(
-                iter([response]), lambda r: completion_payload(r, self.spec.name), engine_error, on_exit
-            )
+                chunks: Any = await self._call(runner.send_chat_completion_request, request)
+                encode = partial(chunk_payload, model=self.spec.name)
+            else:
+                chunks = iter([await self._call(runner.send_completion_request, request)])
+                encode = partial(completion_payload, model=self.spec.name)
+            return EngineStream(chunks, encode, engine_error, on_exit, self._timeouts, deadline)
         except BaseException:
             on_exit()
             raise
@@ -166,7 +176,7 @@ class EmbeddedUpstream:
 
     async def _acquire(self) -> None:
         if self._slots.locked() and self._waiting >= self._max_queue:
-            raise UpstreamBusy(BUSY)
+            raise Overloaded()
         self._waiting += 1
         try:
             await self._slots.acquire()

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 import httpx
 import msgspec
 
+from app.errors import UpstreamTimeout, UpstreamUnavailable
 from app.upstream.errors import map_upstream_errors, status_error
 from app.upstream.schema import ModelAction, ModelCard, ModelList, ModelState, Route
 from app.upstream.sse import SSEDecoder
+from app.upstream.timeouts import StreamTimeouts
 
 if TYPE_CHECKING:
     from otel.telemetry import Telemetry
@@ -23,21 +26,34 @@ _PATHS: dict[Route, str] = {
     "embeddings": "/v1/embeddings",
 }
 _JSON = {"content-type": "application/json"}
+_RETRIED = frozenset({502, 503, 504})
+_BACKOFF = 0.1
 _decode_models = msgspec.json.Decoder(ModelList).decode
 _decode_state = msgspec.json.Decoder(ModelState).decode
 _encode = msgspec.json.Encoder().encode
 
 
 class SSEStream:
-    """An open ``text/event-stream`` response from mistral.rs, iterated as JSON payloads."""
+    """An open ``text/event-stream`` response from mistral.rs, iterated as JSON payloads, timed per read."""
 
-    def __init__(self, response: httpx.Response) -> None:
-        self._response = response
+    def __init__(self, response: httpx.Response, timeouts: StreamTimeouts, deadline: float | None) -> None:
+        self._response, self._timeouts, self._deadline = response, timeouts, deadline
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         decoder = SSEDecoder()
+        raw = self._response.aiter_raw()
+        started = False
         with map_upstream_errors():
-            async for data in self._response.aiter_raw():
+            while True:
+                wait, error = self._timeouts.wait(started, self._deadline)
+                try:
+                    async with asyncio.timeout(wait):
+                        data = await anext(raw)
+                except StopAsyncIteration:
+                    break
+                except TimeoutError:
+                    raise error from None
+                started = True
                 for payload in decoder.feed(data):
                     yield payload
                 if decoder.done:
@@ -55,10 +71,13 @@ class HTTPUpstream:
         base_url: str,
         *,
         timeout: httpx.Timeout,
+        stream_timeouts: StreamTimeouts,
         limits: httpx.Limits | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        retries: int = 2,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self._stream_timeouts, self._retries = stream_timeouts, retries
         self.client = httpx.AsyncClient(
             base_url=self.base_url,
             timeout=timeout,
@@ -80,32 +99,45 @@ class HTTPUpstream:
         body = await self._post(f"/v1/models/{action}", {"model_id": model_id})
         return _decode_state(body)
 
-    async def open_stream(self, route: Route, body: dict[str, Any]) -> SSEStream:
+    async def open_stream(self, route: Route, body: dict[str, Any], deadline: float | None = None) -> SSEStream:
         request = self.client.build_request("POST", _PATHS[route], content=_encode(body), headers=_JSON)
+        wait, error = self._stream_timeouts.wait(False, deadline)
         with map_upstream_errors():
-            response = await self.client.send(request, stream=True)
+            try:
+                async with asyncio.timeout(wait):
+                    response = await self.client.send(request, stream=True)
+            except TimeoutError:
+                raise error from None
             if response.status_code != 200:
                 try:
                     raise status_error(response.status_code, await response.aread())
                 finally:
                     await response.aclose()
-        return SSEStream(response)
+        return SSEStream(response, self._stream_timeouts, deadline)
 
     async def post(self, route: Route, body: dict[str, Any]) -> bytes:
         return await self._post(_PATHS[route], body)
 
     async def health(self) -> bool:
-        with map_upstream_errors():
-            response = await self.client.get("/health")
-        return response.status_code == 200
+        await self._get("/health")
+        return True
 
     async def aclose(self) -> None:
         await self.client.aclose()
 
     async def _get(self, path: str) -> bytes:
-        with map_upstream_errors():
-            response = await self.client.get(path)
-        return _checked(response)
+        """GETs are idempotent, so a refused connection or a 502/503/504 is retried, with backoff."""
+        for attempt in range(self._retries + 1):
+            try:
+                with map_upstream_errors():
+                    response = await self.client.get(path)
+                if response.status_code not in _RETRIED or attempt == self._retries:
+                    return _checked(response)
+            except (UpstreamUnavailable, UpstreamTimeout):
+                if attempt == self._retries:
+                    raise
+            await asyncio.sleep(_BACKOFF * 2**attempt)
+        raise AssertionError("unreachable")
 
     async def _post(self, path: str, body: dict[str, Any]) -> bytes:
         with map_upstream_errors():

@@ -1,0 +1,74 @@
+"""Bounds on what a client can make the proxy hold: generations in flight and waiting, and body size."""
+
+from __future__ import annotations
+
+import asyncio
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.errors import Overloaded, PayloadTooLarge
+from app.responses import json_response
+from otel.metrics import record_error
+
+__all__ = ["BodyLimitMiddleware", "Limiter"]
+
+
+class Limiter:
+    """At most ``limit`` generations at once; up to ``max_queue`` more wait, each at most ``timeout`` seconds.
+
+    Beyond either bound a request gets Ollama's 503 answer with ``Retry-After``: never an unbounded queue.
+    """
+
+    def __init__(self, limit: int, max_queue: int, timeout: float) -> None:
+        self._slots = asyncio.Semaphore(limit) if limit > 0 else None
+        self._max_queue, self._timeout = max_queue, timeout
+        self.waiting = 0
+
+    async def acquire(self) -> None:
+        if self._slots is None:
+            return
+        if self._slots.locked() and self.waiting >= self._max_queue:
+            raise Overloaded()
+        self.waiting += 1
+        try:
+            async with asyncio.timeout(self._timeout):
+                await self._slots.acquire()
+        except TimeoutError:
+            raise Overloaded() from None
+        finally:
+            self.waiting -= 1
+
+    def release(self) -> None:
+        if self._slots is not None:
+            self._slots.release()
+
+
+class BodyLimitMiddleware:
+    """413 for a body over ``max_bytes``: at once from ``Content-Length``, or as soon as a chunked body exceeds it."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app, self._max = app, max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self._max:
+            record_error(scope, PayloadTooLarge.error_type)
+            await json_response(self._error(), 413)(scope, receive, send)
+            return
+        received = 0
+
+        async def limited() -> Message:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self._max:
+                raise PayloadTooLarge(self._error()["error"])
+            return message
+
+        await self.app(scope, limited, send)
+
+    def _error(self) -> dict[str, str]:
+        return {"error": f"request body too large (the limit is {self._max} bytes)"}
