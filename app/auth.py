@@ -12,7 +12,7 @@ from otel.metrics import record_error
 __all__ = ["PUBLIC_PATHS", "AuthMiddleware"]
 
 # Liveness, readiness and metrics stay reachable for orchestrators and scrapers (metrics may have their own token).
-PUBLIC_PATHS = frozenset({"/", "/health", "/api/ready"})
+PUBLIC_PATHS = frozenset({"/", "/health", "/ready"})
 METRICS_PATHS = frozenset({"/metrics", "/api/metrics"})
 
 

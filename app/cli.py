@@ -111,7 +111,16 @@ async def _serve(settings: Settings, telemetry: Telemetry, upstream: Upstream | 
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     app = create_app(settings, telemetry=telemetry, upstream=upstream, owns_telemetry=True)
-    await hypercorn_serve(app, config, shutdown_trigger=stop.wait)  # type: ignore[arg-type]
+    draining: list[asyncio.Task[None]] = []
+
+    async def shutdown_trigger() -> None:
+        # Hypercorn stops accepting when this returns and waits for open connections; the drain ends the
+        # streams still running when the grace period is over, each with a final error line.
+        await stop.wait()
+        draining.append(asyncio.create_task(app.state.drain.shutdown(settings.graceful_timeout)))
+
+    config.graceful_timeout = settings.graceful_timeout + 5.0
+    await hypercorn_serve(app, config, shutdown_trigger=shutdown_trigger)  # type: ignore[arg-type]
 
 
 def _announce(settings: Settings, metrics: bool) -> None:

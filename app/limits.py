@@ -6,11 +6,21 @@ import asyncio
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.errors import Overloaded, PayloadTooLarge
+from app.errors import InvalidRequest, Overloaded, PayloadTooLarge
 from app.responses import json_response
 from otel.metrics import record_error
 
-__all__ = ["BodyLimitMiddleware", "Limiter"]
+__all__ = ["BodyLimitMiddleware", "Limiter", "check_inputs"]
+
+
+def check_inputs(messages: int, images: list[str], max_messages: int, max_image_bytes: int) -> None:
+    """Refuse conversations and images bigger than configured, before any work is done for them."""
+    if messages > max_messages:
+        raise InvalidRequest(f"too many messages: {messages} (the limit is {max_messages})")
+    for image in images:
+        size = len(image) * 3 // 4 - image[-2:].count("=")  # what the base64 decodes to
+        if size > max_image_bytes:
+            raise PayloadTooLarge(f"image too large: {size} bytes (the limit is {max_image_bytes})")
 
 
 class Limiter:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -10,6 +12,8 @@ from app.responses import json_response
 from app.routes import generation, models, openai
 
 __all__ = ["ROUTES"]
+
+_READY_TIMEOUT = 3.0
 
 
 async def root(request: Request) -> Response:
@@ -20,6 +24,18 @@ async def health(request: Request) -> Response:
     return PlainTextResponse("OK")  # mistral.rs's liveness answer, for a proxy chained behind another
 
 
+async def ready(request: Request) -> Response:
+    """Readiness: can mistral.rs (or the in-process model) serve right now?"""
+    service = request.app.state.service
+    try:
+        async with asyncio.timeout(_READY_TIMEOUT):
+            up = await service.upstream.health()
+    except Exception:  # unreachable, timed out or failing: all mean "not ready"
+        up = False
+    body = {"status": "ready" if up else "not ready", "upstream": "up" if up else "down"}
+    return json_response(body, 200 if up else 503)
+
+
 async def version(request: Request) -> Response:
     return json_response({"version": request.app.state.service.settings.ollama_version})
 
@@ -28,6 +44,7 @@ ROUTES: list[BaseRoute] = [
     Route("/", root, methods=["GET", "HEAD"]),
     Route("/api/version", version, methods=["GET", "HEAD"]),
     Route("/health", health, methods=["GET", "HEAD"]),
+    Route("/ready", ready, methods=["GET", "HEAD"]),
     Route("/api/tags", models.list_tags, methods=["GET", "HEAD"]),
     Route("/api/ps", models.list_running, methods=["GET"]),
     Route("/api/show", models.show, methods=["POST"]),

@@ -18,6 +18,7 @@ from app.ollama import (
     EmbedResponse,
     GenerateRequest,
 )
+from app.limits import check_inputs
 from app.responses import json_response
 from app.service import Generation, Service
 from app.translate.options import keep_alive_seconds
@@ -33,6 +34,11 @@ def _service(request: Request) -> Service:
     return service
 
 
+def _check(service: Service, messages: int, images: list[str]) -> None:
+    settings = service.settings
+    check_inputs(messages, images, settings.max_messages, settings.max_image_bytes)
+
+
 async def chat(request: Request) -> Response:
     clock = Clock()
     body = await parse_body(request, ChatRequest)
@@ -40,8 +46,10 @@ async def chat(request: Request) -> Response:
         raise InvalidRequest("model is required")
     unload = keep_alive_seconds(body.keep_alive) == 0
     service = _service(request)
+    messages = body.messages or []
+    _check(service, len(messages), [image for message in messages for image in message.images or []])
     entry = await service.catalog.resolve(body.model)
-    if not body.messages:
+    if not messages:
         return await service.load_or_unload("chat", entry, body.model, unload, clock)
     upstream_body = chat_request_to_openai(body, entry.id)
     generation = Generation("chat", "chat", upstream_body, entry, body.model, body.stream is not False, unload, clock)
@@ -55,6 +63,7 @@ async def generate(request: Request) -> Response:
         raise InvalidRequest("model is required")
     unload = keep_alive_seconds(body.keep_alive) == 0
     service = _service(request)
+    _check(service, 1, body.images or [])
     entry = await service.catalog.resolve(body.model)
     if not body.prompt and not body.suffix and not body.images:
         return await service.load_or_unload("generate", entry, body.model, unload, clock)

@@ -1,0 +1,243 @@
+"""The fault suite: limits, overload, timeouts, auth and readiness over real HTTP against the emulator."""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import ollama
+import pytest
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from app.main import create_app
+from app.settings import Settings
+from otel.telemetry import Telemetry
+from tests.emulator import Emulator, Reply
+from tests.otel.helpers import finished_spans, values, wait_idle
+from tests.servers import Server, serve_in_thread
+
+HI = [{"role": "user", "content": "hi"}]
+BUSY = {"error": "server busy, please try again.  maximum pending requests exceeded"}
+
+
+@pytest.fixture
+def configure(upstream: Server, telemetry: Telemetry) -> Iterator[Any]:
+    """A proxy in front of the emulator with some settings changed; yields an httpx client to it."""
+    servers: list[Any] = []
+
+    def start(**changes: Any) -> httpx.Client:
+        settings = Settings(mistral_url=upstream.url, model_aliases={"mistral:latest": "mistral-7b"}, **changes)
+        context = serve_in_thread(create_app(settings, telemetry=telemetry))
+        server = context.__enter__()
+        client = httpx.Client(base_url=server.url, timeout=30)
+        servers.append((context, client, server))
+        return client
+
+    yield start
+    for context, client, _ in servers:
+        client.close()
+        context.__exit__(None, None, None)
+
+
+def _counts(reader: InMemoryMetricReader) -> dict[tuple[Any, ...], Any]:
+    wait_idle(reader)
+    return values(reader, "mistral_http_requests", "endpoint", "status", "error_type")
+
+
+def test_body_over_the_limit_is_413(configure: Any, metric_reader: InMemoryMetricReader) -> None:
+    http = configure(max_body_bytes=1000)
+    big = {"model": "mistral", "messages": [{"role": "user", "content": "x" * 2000}]}
+    response = http.post("/api/chat", json=big)
+    assert (response.status_code, response.json()) == (
+        413,
+        {"error": "request body too large (the limit is 1000 bytes)"},
+    )
+    chunked = http.post("/api/chat", content=iter([json.dumps(big).encode()]))  # no Content-Length
+    assert (chunked.status_code, chunked.json()) == (413, {"error": "request body too large (the limit is 1000 bytes)"})
+    assert _counts(metric_reader) == {("/api/chat", "413", "payload_too_large"): 2}
+
+
+def test_too_many_messages_and_too_large_images(configure: Any) -> None:
+    http = configure(max_messages=2, max_image_bytes=30)
+    response = http.post("/api/chat", json={"model": "mistral", "messages": HI * 3})
+    assert (response.status_code, response.json()) == (400, {"error": "too many messages: 3 (the limit is 2)"})
+    image = base64.b64encode(b"\x89PNG" + b"0" * 60).decode()
+    body = {"model": "mistral", "prompt": "what is it?", "images": [image]}
+    response = http.post("/api/generate", json=body)
+    assert (response.status_code, response.json()) == (413, {"error": "image too large: 64 bytes (the limit is 30)"})
+
+
+def test_n_plus_k_streams_against_a_limit_of_n(
+    configure: Any, emulator: Emulator, metric_reader: InMemoryMetricReader
+) -> None:
+    http = configure(max_concurrent=2, max_queue=0)
+    emulator.script(*[Reply(content="a b c d", delay=0.2) for _ in range(5)])
+    statuses: list[int] = []
+    retry_after: list[str] = []
+
+    def stream() -> None:
+        with http.stream("POST", "/api/chat", json={"model": "mistral", "messages": HI}) as response:
+            lines = [json.loads(line) for line in response.iter_lines()]
+            statuses.append(response.status_code)
+            if response.status_code == 503:
+                assert lines == [BUSY]
+                retry_after.append(response.headers["retry-after"])
+            else:
+                assert lines[-1]["done"] is True
+
+    threads = [threading.Thread(target=stream) for _ in range(5)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert sorted(statuses) == [200, 200, 503, 503, 503]
+    assert retry_after == ["1", "1", "1"]
+    assert _counts(metric_reader) == {("/api/chat", "200", "none"): 2, ("/api/chat", "503", "overloaded"): 3}
+
+
+def test_a_bounded_queue_waits_then_gives_up(configure: Any, emulator: Emulator) -> None:
+    http = configure(max_concurrent=1, max_queue=1, queue_timeout=0.3)
+    emulator.script(Reply(content="a b c d e", delay=0.3))
+    with http.stream("POST", "/api/chat", json={"model": "mistral", "messages": HI}) as holding:
+        lines = holding.iter_lines()  # keep the iterator: dropping it would close the stream
+        next(lines)
+        waited = http.post("/api/chat", json={"model": "mistral", "messages": HI, "stream": False})
+        assert (waited.status_code, waited.json()) == (503, BUSY)
+        assert waited.headers["retry-after"] == "1"
+        assert json.loads(list(lines)[-1])["done"] is True
+    assert http.post("/api/chat", json={"model": "mistral", "messages": HI, "stream": False}).status_code == 200
+
+
+def test_mistralrs_silent_before_its_first_byte_is_504(
+    configure: Any, emulator: Emulator, metric_reader: InMemoryMetricReader
+) -> None:
+    http = configure(first_byte_timeout=0.3)
+    emulator.script(Reply(content="late", first_byte_delay=5.0))
+    response = http.post("/api/chat", json={"model": "mistral", "messages": HI})
+    assert (response.status_code, response.json()) == (504, {"error": "mistral.rs sent nothing for 0.3 s"})
+    assert _counts(metric_reader) == {("/api/chat", "504", "upstream_timeout"): 1}
+
+
+def test_a_stall_mid_stream_ends_it_with_an_error_line(
+    configure: Any, emulator: Emulator, metric_reader: InMemoryMetricReader
+) -> None:
+    http = configure(first_byte_timeout=5.0, idle_timeout=0.3)
+    emulator.script(Reply(content="a b c", stall_after=1))
+    lines = [
+        json.loads(line) for line in http.post("/api/chat", json={"model": "mistral", "messages": HI}).text.splitlines()
+    ]
+    assert lines[0]["message"]["content"] == "a"
+    assert lines[-1] == {"error": "mistral.rs stalled: nothing for 0.3 s"}
+    assert _counts(metric_reader) == {("/api/chat", "200", "upstream_timeout"): 1}
+    assert emulator.active_streams == 0
+
+
+def test_the_total_time_limit(configure: Any, emulator: Emulator) -> None:
+    http = configure(request_timeout=0.5, idle_timeout=5.0)
+    emulator.script(Reply(content="a b c d e f", delay=0.2))
+    lines = http.post("/api/generate", json={"model": "mistral", "prompt": "x"}).text.splitlines()
+    assert json.loads(lines[-1]) == {"error": "the request exceeded its time limit"}
+    assert 1 <= len(lines) - 1 <= 3
+
+
+def test_api_keys(configure: Any, proxy: Server, telemetry: Telemetry, span_exporter: InMemorySpanExporter,
+                  caplog: pytest.LogCaptureFixture) -> None:  # fmt: skip
+    caplog.set_level(logging.DEBUG)
+    http = configure(api_keys=("key-one-secret", "key-two-secret"), metrics_token="scrape-secret")
+    unauthorized = {"error": "unauthorized: a valid API key is required (Authorization: Bearer …)"}
+    missing = http.get("/api/tags")
+    assert (missing.status_code, missing.json()) == (401, unauthorized)
+    assert missing.headers["www-authenticate"] == "Bearer"
+    assert http.get("/api/tags", headers={"authorization": "Bearer nope"}).status_code == 401
+    assert http.get("/api/tags", headers={"authorization": "Basic key-one-secret"}).status_code == 401
+    assert http.get("/api/tags", headers={"authorization": "Bearer key-two-secret"}).status_code == 200
+    for public in ("/", "/health", "/ready"):
+        assert http.get(public).status_code == 200, public
+    assert http.get("/metrics").status_code == 401
+    assert http.get("/metrics", headers={"authorization": "Bearer scrape-secret"}).status_code == 200
+    port = http.base_url.port
+    with ollama.Client(host=f"http://127.0.0.1:{port}", headers={"Authorization": "Bearer key-one-secret"}) as client:
+        assert client.chat(model="mistral", messages=HI).message.content == "Hello from the emulator."
+    spans = finished_spans(telemetry.tracer_provider, span_exporter, servers=8)
+    text = json.dumps([dict(span.attributes or {}) for span in spans], default=str) + caplog.text
+    for secret in ("key-one-secret", "key-two-secret", "scrape-secret", "Hello from the emulator", '"hi"'):
+        assert secret not in text
+
+
+def test_readiness_follows_the_upstream(configure: Any) -> None:
+    http = configure()
+    assert (http.get("/ready").status_code, http.get("/ready").json()) == (200, {"status": "ready", "upstream": "up"})
+    with serve_in_thread(create_app(Settings(mistral_url="http://127.0.0.1:9"))) as dead:
+        response = httpx.get(f"{dead.url}/ready")
+        assert (response.status_code, response.json()) == (503, {"status": "not ready", "upstream": "down"})
+        assert httpx.get(f"{dead.url}/").text == "Ollama is running"  # liveness is not readiness
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "client_status", "error", "error_type"),
+    [
+        (500, b'{"message":"No models are currently loaded."}', 502,
+         "mistral.rs error: No models are currently loaded.", "upstream_status"),
+        (422, b'{"message":"Prompt sequence length is greater than 4096, perhaps consider using `truncate_sequence`?"}',
+         400, "Prompt sequence length is greater than 4096, perhaps consider using `truncate_sequence`?", "upstream_status"),
+        (503, b"overloaded", 503, "mistral.rs is busy: overloaded", "upstream_busy"),
+    ],
+)  # fmt: skip
+def test_mistralrs_error_statuses(
+    configure: Any, emulator: Emulator, metric_reader: InMemoryMetricReader,
+    status: int, body: bytes, client_status: int, error: str, error_type: str,
+) -> None:  # fmt: skip
+    http = configure()
+    emulator.script(Reply(status=status, body=body))
+    response = http.post("/api/chat", json={"model": "mistral", "messages": HI})
+    assert (response.status_code, response.json()) == (client_status, {"error": error})
+    assert _counts(metric_reader) == {("/api/chat", str(client_status), error_type): 1}
+    assert values(metric_reader, "mistral_active_requests") == {(): 0}
+
+
+@pytest.mark.parametrize(
+    ("fault", "error", "error_type"),
+    [
+        (Reply(content="a b c", malformed_after=1), "mistral.rs sent a malformed stream chunk", "upstream_protocol"),
+        (Reply(content="a b c", reset_after=1), "the connection to mistral.rs was lost", "upstream_unavailable"),
+        (Reply(content="a b c", error_after=1, error_message="CUDA out of memory"), "mistral.rs: CUDA out of memory",
+         "upstream_error"),
+    ],
+)  # fmt: skip
+def test_faults_mid_stream_end_with_an_error_line(
+    configure: Any, emulator: Emulator, metric_reader: InMemoryMetricReader, fault: Reply, error: str, error_type: str
+) -> None:
+    http = configure()
+    emulator.script(fault)
+    response = http.post("/api/generate", json={"model": "mistral", "prompt": "x"})
+    lines = [json.loads(line) for line in response.text.splitlines()]
+    assert response.status_code == 200
+    assert lines[0]["response"] == "a"
+    assert lines[-1] == {"error": error}
+    assert not any(line.get("done") for line in lines)
+    assert _counts(metric_reader) == {("/api/generate", "200", error_type): 1}
+    assert values(metric_reader, "mistral_active_requests") == {(): 0}
+    assert emulator.active_streams == 0
+
+
+def test_keep_alives_count_as_life(configure: Any, emulator: Emulator) -> None:
+    http = configure(idle_timeout=0.3)
+    emulator.script(Reply(content="a b", stall_after=1, stall_for=1.0, stall_keepalive=True))
+    lines = [
+        json.loads(line) for line in http.post("/api/chat", json={"model": "mistral", "messages": HI}).text.splitlines()
+    ]
+    assert [line["message"]["content"] for line in lines] == ["a", " b", ""]
+    assert lines[-1]["done"] is True
+
+
+def test_a_malformed_first_chunk_is_a_502_before_the_stream(configure: Any, emulator: Emulator) -> None:
+    http = configure()
+    emulator.script(Reply(content="a b", malformed_after=0))
+    response = http.post("/api/chat", json={"model": "mistral", "messages": HI})
+    assert (response.status_code, response.json()) == (502, {"error": "mistral.rs sent a malformed stream chunk"})

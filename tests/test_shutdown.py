@@ -1,0 +1,92 @@
+"""SIGTERM: stop accepting, let streams finish within the grace period, end the rest, flush telemetry."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from tests.emulator import Emulator, Reply
+from tests.otel.otlp_receiver import Received, http_receiver
+from tests.servers import Server
+from tests.test_cli import _free_port
+
+CHAT = {"model": "mistral-7b", "messages": [{"role": "user", "content": "hi"}]}
+
+
+@pytest.fixture
+def receiver() -> Iterator[tuple[str, Received]]:
+    with http_receiver() as (endpoint, received):
+        yield endpoint, received
+
+
+def _serve(upstream: Server, grace: float, otlp: str) -> tuple[subprocess.Popen[str], str]:
+    command = shutil.which("mistral-ollama-proxy")
+    assert command
+    port = _free_port()
+    env = {**os.environ, "MISTRAL_URL": upstream.url, "GRACEFUL_TIMEOUT_SECS": str(grace),
+           "OTEL_EXPORTER_OTLP_ENDPOINT": otlp, "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf"}  # fmt: skip
+    process = subprocess.Popen([command, "serve", "--bind", f"127.0.0.1:{port}", "--log-level", "warning"],
+                               env=env, stdout=subprocess.PIPE, text=True)  # fmt: skip
+    assert process.stdout is not None
+    for _ in range(3):
+        process.stdout.readline()
+    return process, f"http://127.0.0.1:{port}"
+
+
+def _finish(process: subprocess.Popen[str]) -> int:
+    code = process.wait(timeout=30)
+    assert process.stdout is not None
+    process.stdout.close()
+    return code
+
+
+def test_streams_in_flight_finish_and_telemetry_is_flushed(
+    upstream: Server, emulator: Emulator, receiver: tuple[str, Received]
+) -> None:
+    endpoint, received = receiver
+    emulator.script(Reply(content="a b c d e", delay=0.2))
+    process, url = _serve(upstream, 10.0, endpoint)
+    try:
+        with httpx.Client(base_url=url, timeout=30) as http, http.stream("POST", "/api/chat", json=CHAT) as response:
+            lines = response.iter_lines()
+            first = json.loads(next(lines))
+            process.send_signal(signal.SIGTERM)
+            with pytest.raises(httpx.ConnectError):  # no new connections once shutting down
+                httpx.get(f"{url}/", timeout=2)
+            rest = [json.loads(line) for line in lines]
+    finally:
+        process.send_signal(signal.SIGTERM)
+        code = _finish(process)
+    assert first["message"]["content"] == "a"
+    assert rest[-1]["done"] is True and rest[-1]["done_reason"] == "stop"
+    assert code == 0
+    assert "POST /api/chat" in {span.name for span in received.spans()}
+    assert "mistral_http_requests" in {metric.name for metric in received.metric_list()}
+
+
+def test_streams_past_the_grace_period_end_with_an_error_line(
+    upstream: Server, emulator: Emulator, receiver: tuple[str, Received]
+) -> None:
+    endpoint, _ = receiver
+    emulator.script(Reply(content=" ".join(["word"] * 40), delay=0.2))
+    process, url = _serve(upstream, 0.5, endpoint)
+    try:
+        with httpx.Client(base_url=url, timeout=30) as http, http.stream("POST", "/api/chat", json=CHAT) as response:
+            lines = response.iter_lines()
+            next(lines)
+            process.send_signal(signal.SIGTERM)
+            rest = [json.loads(line) for line in lines]
+    finally:
+        code = _finish(process)
+    assert rest[-1] == {"error": "the server is shutting down"}
+    assert not any(line.get("done") for line in rest)
+    assert len(rest) < 20  # ended after about half a second, not after the 40 words
+    assert code == 0
+    assert emulator.active_streams == 0
