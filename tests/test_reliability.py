@@ -184,8 +184,8 @@ def test_readiness_follows_the_upstream(configure: Any) -> None:
     [
         (500, b'{"message":"No models are currently loaded."}', 502,
          "mistral.rs error: No models are currently loaded.", "upstream_status"),
-        (422, b'{"message":"Prompt sequence length is greater than 4096, perhaps consider using `truncate_sequence`?"}',
-         400, "Prompt sequence length is greater than 4096, perhaps consider using `truncate_sequence`?", "upstream_status"),
+        (422, b'{"message":"Prompt sequence length is greater than 4096"}',
+         400, "Prompt sequence length is greater than 4096", "upstream_status"),
         (503, b"overloaded", 503, "mistral.rs is busy: overloaded", "upstream_busy"),
     ],
 )  # fmt: skip

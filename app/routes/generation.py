@@ -10,6 +10,7 @@ from starlette.responses import Response
 
 from app.body import parse_body
 from app.errors import InvalidRequest, ModelNotFound
+from app.limits import check_inputs
 from app.ollama import (
     ChatRequest,
     EmbeddingsRequest,
@@ -18,7 +19,6 @@ from app.ollama import (
     EmbedResponse,
     GenerateRequest,
 )
-from app.limits import check_inputs
 from app.responses import json_response
 from app.service import Generation, Service
 from app.translate.options import keep_alive_seconds
