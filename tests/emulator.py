@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import http
 import json
 import re
 import struct
@@ -44,6 +45,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 FINGERPRINT = "local"
 EMBEDDING_DIM = 8
+KEEPALIVE = b":\n\n"
+MALFORMED = b"data: {not json\n\n"
+DONE = b"data: [DONE]\n\n"
+STALL_KEEPALIVE_INTERVAL = 0.1  # seconds between keep-alive comments while a `stall_keepalive` stream stalls
 _TOKEN_RE = re.compile(r"\s*\S+|\s+")
 # Python json error text -> serde_json error text (the offending character's column is kept).
 _SERDE_SYNTAX = (
@@ -56,7 +61,30 @@ _SERDE_SYNTAX = (
 
 @dataclass
 class Reply:
-    """One scripted answer for a chat or completion request."""
+    """One scripted answer for a chat or completion request.
+
+    Fault injection (every field off by default; a fault's N counts the data events of a stream that went
+    out before it, the error event included, keep-alive comments and `[DONE]` not; N beyond the last event
+    means "just before `[DONE]`"; several faults at one point apply in the order stall, reset, malformed):
+
+    * `status`: answer with this HTTP status and the raw `body` (None: `{"message": error_message}`)
+      instead of generating, streaming or not; content-type `application/json` when the body parses as
+      JSON, else `text/plain; charset=utf-8`. No sequence id is taken (like any rejected request).
+    * `malformed_after=N`: a stream sends N good events, then `data: {not json` and `data: [DONE]`.
+      Non-streaming: 200 `application/json` with the body `{not json`.
+    * `reset_after=N`: a stream sends N good events, then the connection is dropped without the chunked
+      body's terminator (the client sees an incomplete body). Non-streaming: the headers (with the full
+      `content-length`) go out, then the connection is dropped before the body.
+    * `stall_after=N`: a stream sends N events, then goes quiet for `stall_for` seconds without closing,
+      then carries on; with `stall_keepalive` it sends a `:` keep-alive comment every 0.1 s meanwhile.
+      Non-streaming: the headers go out, the body `stall_for` seconds later (no keep-alives).
+    * `first_byte_delay`: seconds to wait, after the request was read and admitted (taking its sequence
+      id), before the response headers go out; combines with every other field.
+
+    A stall or a first-byte delay ends at once when the client disconnects, which is recorded in
+    `Emulator.disconnects`. Like every reply, a faulty one is taken only by a request that passed
+    validation and model admission (a rejected request leaves the script alone).
+    """
 
     content: str = "Hello from the emulator."
     reasoning: str | None = None
@@ -68,6 +96,18 @@ class Reply:
     error_message: str = "model failed"
     # Seconds between stream chunks; a non-streaming answer waits delay * chunk count.
     delay: float = 0.0
+    # Fault injection, see the class docstring.
+    status: int | None = None
+    body: bytes | None = None
+    malformed_after: int | None = None
+    reset_after: int | None = None
+    stall_after: int | None = None
+    stall_for: float = 3600.0
+    stall_keepalive: bool = False
+    first_byte_delay: float = 0.0
+
+    def _breaks_body(self) -> bool:
+        return self.malformed_after is not None or self.reset_after is not None or self.stall_after is not None
 
 
 @dataclass
@@ -92,6 +132,10 @@ class _Plan:
     tool_calls: list[dict[str, Any]] | None
     finish_reason: str
     usage: dict[str, Any]
+
+
+class _Reset(Exception):
+    """Raised inside a stream to drop the connection instead of finishing the body."""
 
 
 class _Reject(Exception):
@@ -119,6 +163,15 @@ def _text(text: str, status: int = 200) -> Response:
 
 def _error(status: int, message: str) -> _Reject:
     return _Reject(_json({"message": message}, status))
+
+
+def _raw(status: int, body: bytes) -> Response:
+    """`body` as is; JSON content-type only when it parses as JSON."""
+    try:
+        json.loads(body)
+    except ValueError:
+        return Response(body, status_code=status, media_type="text/plain; charset=utf-8")
+    return Response(body, status_code=status, media_type="application/json")
 
 
 def _to_f32(value: float) -> float:
@@ -457,6 +510,15 @@ async def _disconnected(receive: Receive) -> None:
         pass
 
 
+async def _slept(seconds: float) -> bool:
+    await asyncio.sleep(seconds)
+    return True
+
+
+def _clip(after: int | None, events: int) -> int | None:
+    return None if after is None else min(max(0, after), events)
+
+
 async def _first_wins(work: Awaitable[bool], watch: Awaitable[None]) -> bool:
     """Run `work` until done or until `watch` finishes first; False when work was abandoned."""
     work_task = asyncio.ensure_future(work)
@@ -501,9 +563,51 @@ class _EventStream:
             # released before the body ends, so a client that saw the end sees the count drop
             self._release()
             await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except _Reset:
+            # The app returns with the body unfinished: Hypercorn then closes the connection without
+            # the terminating chunk, so the client sees an incomplete chunked body.
+            return True
         except OSError:
             return False
         return True
+
+
+class _Held:
+    """Sends nothing for `delay` seconds (the time to first byte), then answers with `app`."""
+
+    def __init__(self, emulator: Emulator, app: ASGIApp, delay: float) -> None:
+        self._emulator = emulator
+        self._app = app
+        self._delay = delay
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if not await _first_wins(_slept(self._delay), _disconnected(receive)):
+            self._emulator.disconnects.append(time.monotonic())
+            return
+        await self._app(scope, receive, send)
+
+
+class _BrokenBody:
+    """A non-streaming answer with a body fault: malformed, stalled after the headers, or cut off."""
+
+    def __init__(self, emulator: Emulator, response: Response, reply: Reply) -> None:
+        self._emulator = emulator
+        if reply.malformed_after is not None:
+            response = Response(b"{not json", media_type="application/json")
+        self._response = response
+        self._reply = reply
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response, reply = self._response, self._reply
+        start = {"type": "http.response.start", "status": response.status_code, "headers": response.raw_headers}
+        await send(start)
+        if reply.stall_after is not None:
+            if not await _first_wins(_slept(reply.stall_for), _disconnected(receive)):
+                self._emulator.disconnects.append(time.monotonic())
+                return
+        if reply.reset_after is not None:
+            return  # body unfinished: Hypercorn drops the connection
+        await send({"type": "http.response.body", "body": response.body, "more_body": False})
 
 
 async def _empty_error(request: Request, exc: Exception) -> Response:
@@ -530,6 +634,9 @@ class Emulator:
     sent. `keepalive_every=N` sends the `:\\n\\n` keep-alive comment before every Nth data event of
     a stream (the error event counts, `[DONE]` does not). An unknown model lists every configured
     model as available; `default` (or no `model`) is the first one.
+
+    Faults: per reply see `Reply`; `fail_next_gets(n, status)` makes the next n GETs of `/v1/models`
+    or `/health` fail; `restart()` forgets what a real server forgets when it restarts.
     """
 
     def __init__(self, models: list[str | ModelEntry] | None = None, *, keepalive_every: int = 0) -> None:
@@ -544,10 +651,30 @@ class Emulator:
         self.active_streams = 0
         self.tokens_processed = 0
         self._replies: deque[Reply] = deque()
+        self._initial_statuses = [(entry, entry.status) for entry in self.models]
+        self._failing_gets: deque[tuple[int, str]] = deque()
         self.app: ASGIApp = _FrontDoor(self._starlette(), self)
 
     def script(self, *replies: Reply) -> None:
         self._replies.extend(replies)
+
+    def fail_next_gets(self, n: int, status: int = 503, message: str | None = None) -> None:
+        """Answer the next `n` GETs of `/v1/models` or `/health` with `status` and
+        `{"message": message}` (default: the status's reason phrase, e.g. "Service Unavailable").
+        Calls queue up. The requests are recorded in `requests` like any other."""
+        text = http.HTTPStatus(status).phrase if message is None else message
+        self._failing_gets.extend([(status, text)] * n)
+
+    def restart(self) -> None:
+        """What a restart of the real server resets: the sequence counter (`next_id` back to 0), the
+        models' statuses (back to their values when the emulator was built), the engine counters of
+        `/metrics` and `created` (the server's creation time). Scripts, `requests` and `disconnects`
+        are test bookkeeping and are kept. Stopping and starting the HTTP server is up to the test."""
+        self.next_id = 0
+        self.tokens_processed = 0
+        self.created = int(time.time())
+        for entry, status in self._initial_statuses:
+            entry.status = status
 
     def model(self, id: str) -> ModelEntry:
         for entry in self.models:
@@ -578,12 +705,14 @@ class Emulator:
         body = await _read_json(request, "ChatCompletionRequest", ("messages",))
         entry = await self._admit(body)
         reply = self._replies.popleft() if self._replies else Reply()
+        if reply.status is not None:
+            return self._held(reply, self._status_reply(reply))
         plan = _plan(reply, _chat_prompt_tokens(body["messages"]), _max_tokens(body), chat=True)
         head = self._head(entry, plan)
         if body.get("stream") is True:
             payloads = _chat_payloads(head, plan, reply)
-            return _EventStream(self, self._sse(payloads, reply.delay))
-        return await self._answer(_chat_response(head, plan), plan, reply)
+            return self._held(reply, _EventStream(self, self._sse(payloads, reply)))
+        return self._held(reply, await self._answer(_chat_response(head, plan), plan, reply))
 
     async def _completions(self, request: Request) -> ASGIApp:
         body = await _read_json(request, "CompletionRequest", ("prompt",))
@@ -593,12 +722,22 @@ class Emulator:
             raise _Reject(_text(f"Failed to deserialize the JSON body into the target type: {problem}", 422))
         entry = await self._admit(body)
         reply = self._replies.popleft() if self._replies else Reply()
+        if reply.status is not None:
+            return self._held(reply, self._status_reply(reply))
         plan = _plan(reply, _words(prompt), _max_tokens(body), chat=False)
         head = self._head(entry, plan)
         if body.get("stream") is True:
             payloads = _completion_payloads(head, plan, reply)
-            return _EventStream(self, self._sse(payloads, reply.delay))
-        return await self._answer(_completion_response(head, plan), plan, reply)
+            return self._held(reply, _EventStream(self, self._sse(payloads, reply)))
+        return self._held(reply, await self._answer(_completion_response(head, plan), plan, reply))
+
+    def _status_reply(self, reply: Reply) -> Response:
+        assert reply.status is not None
+        body = _dumps({"message": reply.error_message}) if reply.body is None else reply.body
+        return _raw(reply.status, body)
+
+    def _held(self, reply: Reply, app: ASGIApp) -> ASGIApp:
+        return _Held(self, app, reply.first_byte_delay) if reply.first_byte_delay > 0 else app
 
     async def _admit(self, body: dict[str, Any]) -> ModelEntry:
         entry = self._resolve(body.get("model"))
@@ -636,23 +775,44 @@ class Emulator:
         self.tokens_processed += plan.usage["total_tokens"]
         return head
 
-    async def _answer(self, obj: dict[str, Any], plan: _Plan, reply: Reply) -> Response:
+    async def _answer(self, obj: dict[str, Any], plan: _Plan, reply: Reply) -> ASGIApp:
         chunks = len(plan.reasoning or []) + len(plan.content) + (1 if plan.tool_calls else 0)
         if reply.delay:
             await asyncio.sleep(reply.delay * chunks)
         if reply.error_after is not None:
-            return _json({"message": reply.error_message}, 500)
-        return _json(obj)
+            response = _json({"message": reply.error_message}, 500)
+        else:
+            response = _json(obj)
+        return _BrokenBody(self, response, reply) if reply._breaks_body() else response
 
-    async def _sse(self, payloads: list[dict[str, Any]], delay: float) -> AsyncIterator[bytes]:
-        for number, payload in enumerate(payloads, start=1):
-            if number > 1 and delay:
-                await asyncio.sleep(delay)
+    async def _sse(self, payloads: list[dict[str, Any]], reply: Reply) -> AsyncIterator[bytes]:
+        stall_at = _clip(reply.stall_after, len(payloads))
+        reset_at = _clip(reply.reset_after, len(payloads))
+        malformed_at = _clip(reply.malformed_after, len(payloads))
+        for sent in range(len(payloads) + 1):
+            if sent == stall_at:
+                # quiet for stall_for seconds; with stall_keepalive a comment every interval meanwhile
+                deadline = time.monotonic() + reply.stall_for
+                step = STALL_KEEPALIVE_INTERVAL if reply.stall_keepalive else reply.stall_for
+                while (left := deadline - time.monotonic()) > 0:
+                    await asyncio.sleep(min(step, left))
+                    if reply.stall_keepalive and time.monotonic() < deadline:
+                        yield KEEPALIVE
+            if sent == reset_at:
+                raise _Reset
+            if sent == malformed_at:
+                yield MALFORMED
+                break
+            if sent == len(payloads):
+                break
+            number = sent + 1
+            if number > 1 and reply.delay:
+                await asyncio.sleep(reply.delay)
             if self.keepalive_every and number % self.keepalive_every == 0:
-                yield b":\n\n"
-            yield b"data: " + _dumps(payload) + b"\n\n"
+                yield KEEPALIVE
+            yield b"data: " + _dumps(payloads[sent]) + b"\n\n"
             await asyncio.sleep(0)
-        yield b"data: [DONE]\n\n"
+        yield DONE
 
     async def _embeddings(self, request: Request) -> Response:
         body = await _read_json(request, "EmbeddingRequest", ("input",))
@@ -671,7 +831,17 @@ class Emulator:
 
     # ------------------------------------------------------------------------ models and misc
 
+    def _failing_get(self, request: Request) -> Response | None:
+        if request.method != "GET" or request.url.path not in ("/v1/models", "/health") or not self._failing_gets:
+            return None
+        status, message = self._failing_gets.popleft()
+        return _json({"message": message}, status)
+
     async def _list_models(self, request: Request) -> Response:
+        failed = self._failing_get(request)
+        if failed is not None:
+            return failed
+
         def card(model_id: str) -> dict[str, Any]:
             return {
                 "id": model_id,
@@ -710,7 +880,8 @@ class Emulator:
         return _text(f"Re ISQ: {json.dumps(body['ggml_type'])}")
 
     async def _health(self, request: Request) -> Response:
-        return _text("OK")
+        failed = self._failing_get(request)
+        return _text("OK") if failed is None else failed
 
     async def _metrics(self, request: Request) -> Response:
         lines = [

@@ -22,10 +22,12 @@ class Server:
 
 
 @contextmanager
-def serve_in_thread(app: ASGIFramework, *, graceful_timeout: float = 1.0) -> Iterator[Server]:
+def serve_in_thread(app: ASGIFramework, *, graceful_timeout: float = 1.0, port: int = 0) -> Iterator[Server]:
+    """Serve `app` on 127.0.0.1:`port` (0: an ephemeral port; a fixed one lets a test restart a server
+    at the same address)."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
+    sock.bind(("127.0.0.1", port))
     sock.set_inheritable(True)
     port = sock.getsockname()[1]
     config = Config()

@@ -466,3 +466,279 @@ def test_non_stream_delay(client: httpx.Client, emulator: Emulator) -> None:
     started = time.monotonic()
     client.post("/v1/chat/completions", json=HI)
     assert time.monotonic() - started >= 0.2
+
+
+# ---------------------------------------------------------------------------- fault injection
+
+
+STREAM = {**HI, "stream": True}
+
+
+def _wait_for(condition: Any, within: float = 2.0) -> None:
+    deadline = time.monotonic() + within
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.005)
+
+
+def _first_two_chunks(body: bytes) -> str:
+    c = _created(body)
+    return _chat_chunk(c, _content("Hello")) + _chat_chunk(c, _content(" from"))
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "content_type"),
+    [
+        (500, b'{"message":"model failed"}', "application/json"),
+        (422, b'{"message":"Prompt sequence length is greater than 4096"}', "application/json"),
+        (503, b'{"message": "server is restarting"}', "application/json"),
+        (503, b"Service Unavailable", "text/plain; charset=utf-8"),
+        (502, b"", "text/plain; charset=utf-8"),
+    ],
+)
+def test_status_reply(client: httpx.Client, emulator: Emulator, status: int, body: bytes, content_type: str) -> None:
+    emulator.script(Reply(status=status, body=body), Reply(status=status, body=body))
+    for request in (HI, STREAM):
+        r = client.post("/v1/chat/completions", json=request)
+        assert (r.status_code, r.content, r.headers["content-type"]) == (status, body, content_type)
+        assert r.headers["content-length"] == str(len(body))
+    assert emulator.next_id == 0  # like any rejected request, no sequence id is taken
+    assert client.post("/v1/chat/completions", json=HI).json()["id"] == "0"
+
+
+def test_status_reply_default_body_and_completions(client: httpx.Client, emulator: Emulator) -> None:
+    emulator.script(Reply(status=500, error_message="CUDA out of memory"), Reply(status=503))
+    r = client.post("/v1/completions", json={"prompt": "hi"})
+    assert (r.status_code, r.text) == (500, '{"message":"CUDA out of memory"}')
+    r = client.post("/v1/completions", json={"prompt": "hi", "stream": True})
+    assert (r.status_code, r.text) == (503, '{"message":"model failed"}')
+    assert r.headers["content-type"] == "application/json"
+    assert emulator.active_streams == 0
+
+
+@pytest.mark.parametrize("after", [0, 2, 99])
+def test_stream_malformed_after(client: httpx.Client, emulator: Emulator, after: int) -> None:
+    emulator.script(Reply(malformed_after=after))
+    r = client.post("/v1/chat/completions", json=STREAM)
+    assert r.status_code == 200 and r.headers["content-type"] == "text/event-stream"
+    good, tail = r.text.split("data: {not json\n\n")
+    assert tail == "data: [DONE]\n\n"
+    assert good.count("data: ") == min(after, 4)
+    if after == 2:
+        assert good == _first_two_chunks(r.content)
+    assert emulator.active_streams == 0 and emulator.disconnects == []
+    assert client.post("/v1/chat/completions", json=STREAM).text.count("data: ") == 5  # back to normal
+
+
+def test_completions_stream_malformed(client: httpx.Client, emulator: Emulator) -> None:
+    emulator.script(Reply(content="a b c", malformed_after=1))
+    events = client.post("/v1/completions", json={"prompt": "x", "stream": True}).text.split("\n\n")
+    assert '"text":"a"' in events[0]
+    assert events[1:] == ["data: {not json", "data: [DONE]", ""]
+
+
+def test_non_stream_malformed(client: httpx.Client, emulator: Emulator) -> None:
+    emulator.script(Reply(malformed_after=0))
+    r = client.post("/v1/chat/completions", json=HI)
+    assert (r.status_code, r.content, r.headers["content-type"]) == (200, b"{not json", "application/json")
+    with pytest.raises(json.JSONDecodeError):
+        r.json()
+
+
+@pytest.mark.parametrize("keepalive_every", [0, 1])
+def test_stream_reset_after(keepalive_every: int) -> None:
+    emulator = Emulator(keepalive_every=keepalive_every)
+    emulator.script(Reply(reset_after=2))
+    with serve_in_thread(emulator.app) as srv:  # type: ignore[arg-type]
+        with httpx.Client(base_url=srv.url, timeout=5) as client:
+            received: list[bytes] = []
+            with client.stream("POST", "/v1/chat/completions", json=STREAM) as r:
+                assert r.status_code == 200
+                with pytest.raises(httpx.RemoteProtocolError, match="incomplete chunked read"):
+                    for chunk in r.iter_raw():
+                        received.append(chunk)
+            body = b"".join(received)
+            c = _created(body)
+            keepalive = ":\n\n" if keepalive_every else ""
+            hello, from_ = _chat_chunk(c, _content("Hello")), _chat_chunk(c, _content(" from"))
+            assert body.decode() == keepalive + hello + keepalive + from_
+            assert emulator.active_streams == 0 and emulator.disconnects == []
+            # the emulator (and the client's pool) carry on with a new connection
+            after = client.post("/v1/chat/completions", json=STREAM)
+            assert after.status_code == 200 and after.text.endswith("data: [DONE]\n\n")
+            assert after.text.count('"id":"1"') == 4
+
+
+def test_stream_reset_before_first_chunk(client: httpx.Client, emulator: Emulator) -> None:
+    emulator.script(Reply(reset_after=0))
+    with pytest.raises(httpx.RemoteProtocolError):
+        client.post("/v1/chat/completions", json=STREAM)
+    assert emulator.active_streams == 0
+    assert client.get("/health").text == "OK"
+
+
+def test_non_stream_reset(client: httpx.Client, emulator: Emulator) -> None:
+    emulator.script(Reply(reset_after=0))
+    with client.stream("POST", "/v1/chat/completions", json=HI) as r:
+        assert r.status_code == 200 and int(r.headers["content-length"]) > 0
+        with pytest.raises(httpx.RemoteProtocolError, match="peer closed connection"):
+            r.read()
+    assert client.post("/v1/chat/completions", json=HI).json()["id"] == "1"
+
+
+def test_stall_with_keepalives_counts_as_life(client: httpx.Client, emulator: Emulator) -> None:
+    emulator.script(Reply(stall_after=2, stall_for=0.55, stall_keepalive=True))
+    arrivals: list[tuple[float, bytes]] = []
+    timeout = httpx.Timeout(5, read=0.3)  # longer than the keep-alive interval, shorter than the stall
+    with client.stream("POST", "/v1/chat/completions", json=STREAM, timeout=timeout) as r:
+        started = time.monotonic()
+        for chunk in r.iter_raw():
+            arrivals.append((time.monotonic() - started, chunk))
+    body = b"".join(chunk for _, chunk in arrivals)
+    parts = body.decode().split("\n\n")
+    comments = [i for i, p in enumerate(parts) if p == ":"]
+    assert 4 <= len(comments) <= 5  # one every 0.1 s of the 0.55 s stall
+    assert comments == list(range(2, 2 + len(comments)))  # all between data events 2 and 3
+    data = "\n\n".join(p for p in parts if p != ":")
+    c = _created(body)
+    assert data == (
+        _chat_chunk(c, _content("Hello"))
+        + _chat_chunk(c, _content(" from"))
+        + _chat_chunk(c, _content(" the"))
+        + _chat_chunk(c, _content(" emulator."), '"stop"', USAGE_5_4)
+        + "data: [DONE]\n\n"
+    )
+    keepalive_times = [t for t, chunk in arrivals if chunk == b":\n\n"]
+    assert len(keepalive_times) == len(comments)  # each comment arrived on its own, as it was sent
+    gaps = [b - a for a, b in zip(keepalive_times, keepalive_times[1:], strict=False)]
+    assert all(0.05 < gap < 0.25 for gap in gaps)
+    assert arrivals[-1][0] >= 0.5
+    assert emulator.active_streams == 0 and emulator.disconnects == []
+
+
+def test_stall_without_keepalives_is_silent(client: httpx.Client, emulator: Emulator) -> None:
+    emulator.script(Reply(stall_after=1, stall_for=0.4), Reply(stall_after=1))
+    body = client.post("/v1/chat/completions", json=STREAM).text
+    assert ":\n\n" not in body and body.count("data: ") == 5
+    received: list[bytes] = []
+    with pytest.raises(httpx.ReadTimeout):
+        with client.stream("POST", "/v1/chat/completions", json=STREAM, timeout=httpx.Timeout(5, read=0.3)) as r:
+            for chunk in r.iter_raw():
+                received.append(chunk)
+    assert b"".join(received).count(b"data: ") == 1
+    _wait_for(lambda: emulator.disconnects)
+    assert len(emulator.disconnects) == 1 and emulator.active_streams == 0
+
+
+@pytest.mark.parametrize("keepalive", [False, True])
+def test_stalled_stream_disconnect_is_recorded_fast(client: httpx.Client, emulator: Emulator, keepalive: bool) -> None:
+    emulator.script(Reply(stall_after=1, stall_keepalive=keepalive))  # stall_for defaults to an hour
+    with client.stream("POST", "/v1/chat/completions", json=STREAM) as r:
+        chunks = r.iter_raw()
+        assert b'"content":"Hello"' in next(chunks)
+        time.sleep(0.25)
+        assert emulator.active_streams == 1
+    closed_at = time.monotonic()
+    _wait_for(lambda: emulator.disconnects)
+    assert len(emulator.disconnects) == 1
+    assert emulator.disconnects[0] - closed_at < 0.5
+    _wait_for(lambda: emulator.active_streams == 0)
+    assert emulator.active_streams == 0
+    assert client.post("/v1/chat/completions", json=HI).status_code == 200
+
+
+def test_non_stream_stall_after_headers(client: httpx.Client, emulator: Emulator) -> None:
+    emulator.script(Reply(stall_after=0, stall_for=0.3), Reply(stall_after=0))
+    started = time.monotonic()
+    with client.stream("POST", "/v1/chat/completions", json=HI) as r:
+        headers_at = time.monotonic() - started
+        body = r.read()
+    assert headers_at < 0.2 and time.monotonic() - started >= 0.3
+    assert json.loads(body)["choices"][0]["message"]["content"] == "Hello from the emulator."
+    with pytest.raises(httpx.ReadTimeout):
+        client.post("/v1/chat/completions", json=HI, timeout=httpx.Timeout(5, read=0.2))
+    _wait_for(lambda: emulator.disconnects)
+    assert len(emulator.disconnects) == 1 and emulator.active_streams == 0
+
+
+@pytest.mark.parametrize("request_body", [HI, STREAM])
+def test_first_byte_delay(client: httpx.Client, emulator: Emulator, request_body: dict[str, Any]) -> None:
+    emulator.script(Reply(first_byte_delay=0.3, delay=0.05))
+    started = time.monotonic()
+    with client.stream("POST", "/v1/chat/completions", json=request_body) as r:
+        assert time.monotonic() - started >= 0.3 and r.status_code == 200
+        chunks = r.iter_raw()
+        body = next(chunks)
+        assert emulator.active_streams == (1 if request_body is STREAM else 0)  # a stream counts once started
+        body += b"".join(chunks)
+    assert b'"id":"0"' in body and b"emulator." in body
+    assert emulator.active_streams == 0 and emulator.disconnects == []
+
+
+def test_first_byte_delay_ends_on_disconnect(client: httpx.Client, emulator: Emulator) -> None:
+    emulator.script(Reply(first_byte_delay=3600), Reply(first_byte_delay=3600, status=503))
+    for request_body in (STREAM, HI):
+        with pytest.raises(httpx.ReadTimeout):
+            client.post("/v1/chat/completions", json=request_body, timeout=httpx.Timeout(5, read=0.2))
+        closed_at = time.monotonic()
+        _wait_for(lambda: emulator.disconnects)
+        assert emulator.disconnects and emulator.disconnects[-1] - closed_at < 0.5
+        emulator.disconnects.clear()
+    assert emulator.active_streams == 0
+    assert client.post("/v1/chat/completions", json=HI).json()["id"] == "1"  # the first one took id 0
+
+
+def test_first_byte_delay_with_status(client: httpx.Client, emulator: Emulator) -> None:
+    emulator.script(Reply(first_byte_delay=0.2, status=503, body=b'{"message":"busy"}'))
+    started = time.monotonic()
+    r = client.post("/v1/chat/completions", json=HI)
+    assert time.monotonic() - started >= 0.2
+    assert (r.status_code, r.text) == (503, '{"message":"busy"}')
+
+
+def test_fail_next_gets(client: httpx.Client, emulator: Emulator) -> None:
+    emulator.fail_next_gets(3)
+    assert client.post("/v1/chat/completions", json=HI).status_code == 200  # not a GET: unaffected
+    assert client.get("/").status_code == 200  # only /v1/models and /health fail
+    got = [client.get(path) for path in ("/v1/models", "/health", "/v1/models", "/v1/models", "/health")]
+    assert [r.status_code for r in got] == [503, 503, 503, 200, 200]
+    for r in got[:3]:
+        assert r.text == '{"message":"Service Unavailable"}'
+        assert r.headers["content-type"] == "application/json"
+    assert got[3].json()["object"] == "list" and got[4].text == "OK"
+    assert [(rec.method, rec.path) for rec in emulator.requests[2:]] == [
+        ("GET", "/v1/models"),
+        ("GET", "/health"),
+        ("GET", "/v1/models"),
+        ("GET", "/v1/models"),
+        ("GET", "/health"),
+    ]
+    emulator.fail_next_gets(1, status=500, message="engine is starting")
+    emulator.fail_next_gets(1, status=502)
+    first, second, third = (client.get("/health") for _ in range(3))
+    assert (first.status_code, first.text) == (500, '{"message":"engine is starting"}')
+    assert (second.status_code, second.text) == (502, '{"message":"Bad Gateway"}')
+    assert (third.status_code, third.text) == (200, "OK")
+
+
+def test_restart_resets_what_the_server_forgets(emulator: Emulator) -> None:
+    with serve_in_thread(emulator.app) as srv:  # type: ignore[arg-type]
+        port = srv.port
+        with httpx.Client(base_url=srv.url, timeout=5) as client:
+            assert [client.post("/v1/chat/completions", json=HI).json()["id"] for _ in range(2)] == ["0", "1"]
+            client.post("/v1/chat/completions", json={**HI, "model": "Qwen/Qwen3-4B"})
+            client.post("/v1/models/unload", json={"model_id": "mistral-7b"})
+    assert emulator.model("mistral-7b").status == "unloaded"
+    assert emulator.model("Qwen/Qwen3-4B").status == "loaded"
+    assert emulator.next_id == 3 and emulator.tokens_processed > 0
+    emulator.restart()
+    assert emulator.next_id == 0 and emulator.tokens_processed == 0
+    assert emulator.model("mistral-7b").status == "loaded"
+    assert emulator.model("Qwen/Qwen3-4B").status == "unloaded"
+    with serve_in_thread(emulator.app, port=port) as srv:  # type: ignore[arg-type]
+        assert srv.port == port
+        with httpx.Client(base_url=srv.url, timeout=5) as client:
+            statuses = {m["id"]: m.get("status") for m in client.get("/v1/models").json()["data"]}
+            assert statuses == {"default": None, "mistral-7b": "loaded", "Qwen/Qwen3-4B": "unloaded"}
+            assert "\nmistralrs_tokens_processed_total 0\n" in client.get("/metrics").text
+            assert client.post("/v1/chat/completions", json=HI).json()["id"] == "0"
+    assert len(emulator.requests) == 4 + 3  # bookkeeping survives the restart

@@ -21,6 +21,7 @@ from otel.telemetry import Telemetry
 from tests.emulator import Emulator, Reply
 from tests.otel.helpers import finished_spans, values, wait_idle
 from tests.servers import Server, serve_in_thread
+from tests.test_cli import _free_port
 
 HI = [{"role": "user", "content": "hi"}]
 BUSY = {"error": "server busy, please try again.  maximum pending requests exceeded"}
@@ -241,3 +242,40 @@ def test_a_malformed_first_chunk_is_a_502_before_the_stream(configure: Any, emul
     emulator.script(Reply(content="a b", malformed_after=0))
     response = http.post("/api/chat", json={"model": "mistral", "messages": HI})
     assert (response.status_code, response.json()) == (502, {"error": "mistral.rs sent a malformed stream chunk"})
+
+
+def test_idempotent_gets_are_retried_with_backoff(configure: Any, emulator: Emulator) -> None:
+    http = configure()
+    emulator.fail_next_gets(2)
+    response = http.get("/api/tags")
+    assert response.status_code == 200
+    assert [r.path for r in emulator.requests if r.method == "GET"][-3:] == ["/v1/models"] * 3
+    emulator.fail_next_gets(3)
+    response = http.get("/api/tags")
+    assert (response.status_code, response.json()) == (503, {"error": "mistral.rs is busy: Service Unavailable"})
+
+
+def test_generations_are_never_retried(configure: Any, emulator: Emulator) -> None:
+    http = configure()
+    emulator.script(Reply(status=503, body=b'{"message":"busy"}'))
+    response = http.post("/api/chat", json={"model": "mistral", "messages": HI, "stream": False})
+    assert response.status_code == 503
+    assert [r.path for r in emulator.requests].count("/v1/chat/completions") == 1
+
+
+def test_mistralrs_restarting_between_requests(telemetry: Telemetry, metric_reader: InMemoryMetricReader) -> None:
+    emulator, port = Emulator(), _free_port()
+    body = {"model": "mistral-7b", "messages": HI, "stream": False}
+    first = serve_in_thread(emulator.app, port=port)
+    first.__enter__()
+    settings = Settings(mistral_url=f"http://127.0.0.1:{port}")
+    with serve_in_thread(create_app(settings, telemetry=telemetry)) as proxy, httpx.Client(base_url=proxy.url) as http:
+        assert http.post("/api/chat", json=body).status_code == 200
+        first.__exit__(None, None, None)  # mistral.rs stops
+        down = http.post("/api/chat", json=body)
+        assert (down.status_code, down.json()) == (502, {"error": "could not connect to mistral.rs"})
+        with serve_in_thread(emulator.app, port=port):  # and comes back on the same address
+            emulator.restart()
+            assert http.post("/api/chat", json=body).json()["message"]["content"] == "Hello from the emulator."
+            assert emulator.next_id == 1  # a fresh server's counter
+    assert _counts(metric_reader) == {("/api/chat", "200", "none"): 2, ("/api/chat", "502", "upstream_unavailable"): 1}
