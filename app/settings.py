@@ -15,6 +15,8 @@ from app.upstream.timeouts import StreamTimeouts
 __all__ = ["DEFAULT_BIND", "DEFAULT_REQUEST_TIMEOUT", "Settings"]
 
 DEFAULT_BIND = "0.0.0.0:11434"
+# The CPU quick-start (no MISTRAL_URL) listens on loopback only unless told otherwise.
+DEFAULT_LOCAL_BIND = "127.0.0.1:11434"
 DEFAULT_REQUEST_TIMEOUT = 300.0
 DEFAULT_CONNECT_TIMEOUT = 10.0
 DEFAULT_MODEL_CACHE_TTL = 10.0
@@ -78,9 +80,10 @@ class Settings:
     def from_env(cls, environ: Mapping[str, str] | None = None, env_file: str | None = ".env") -> Settings:
         env_path = Path(env_file) if env_file and Path(env_file).is_file() else None
         config = Config(env_path, environ=os.environ if environ is None else environ)
+        mistral_url = config("MISTRAL_URL", default=None) or None
         return cls(
-            mistral_url=config("MISTRAL_URL", default=None) or None,
-            bind=config("BIND_ADDRESS", default=DEFAULT_BIND),
+            mistral_url=mistral_url,
+            bind=config("BIND_ADDRESS", default="") or (DEFAULT_BIND if mistral_url else DEFAULT_LOCAL_BIND),
             request_timeout=config("REQUEST_TIMEOUT_SECS", cast=float, default=DEFAULT_REQUEST_TIMEOUT),
             connect_timeout=config("CONNECT_TIMEOUT_SECS", cast=float, default=DEFAULT_CONNECT_TIMEOUT),
             first_byte_timeout=config("FIRST_BYTE_TIMEOUT_SECS", cast=float, default=DEFAULT_FIRST_BYTE_TIMEOUT),
