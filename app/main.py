@@ -27,6 +27,7 @@ from app.routes import ROUTES
 from app.service import Service
 from app.settings import Settings
 from app.upstream import HTTPUpstream, Upstream
+from app.upstream.transport import make_transport
 from otel.metrics import record_error
 from otel.semconv import UPSTREAM
 from otel.telemetry import Telemetry, disabled
@@ -41,6 +42,7 @@ def _http_upstream(settings: Settings, transport: httpx.AsyncBaseTransport | Non
     if not settings.mistral_url:
         raise RuntimeError("MISTRAL_URL is not set: point it at a mistral.rs server, e.g. http://localhost:8080")
     timeout = httpx.Timeout(settings.request_timeout, connect=settings.connect_timeout)
+    transport = transport or make_transport(settings.upstream_transport)
     return HTTPUpstream(
         settings.mistral_url, timeout=timeout, stream_timeouts=settings.stream_timeouts, transport=transport
     )

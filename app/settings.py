@@ -11,6 +11,7 @@ from starlette.config import Config
 
 from app.names import parse_aliases
 from app.upstream.timeouts import StreamTimeouts
+from app.upstream.transport import TransportKind
 
 __all__ = ["DEFAULT_BIND", "DEFAULT_REQUEST_TIMEOUT", "Settings"]
 
@@ -33,6 +34,12 @@ OLLAMA_API_VERSION = "0.33.0"
 
 def _csv(value: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in value.split(",") if part.strip())
+
+
+def _transport(value: str) -> TransportKind:
+    if value not in ("httpx", "aiohttp"):
+        raise ValueError(f"UPSTREAM_TRANSPORT must be httpx or aiohttp, not {value!r}")
+    return value  # type: ignore[return-value]
 
 
 def _api_keys(inline: str, path: str) -> tuple[str, ...]:
@@ -65,6 +72,7 @@ class Settings:
     model_aliases: Mapping[str, str] = field(default_factory=dict)
     model_cache_ttl: float = DEFAULT_MODEL_CACHE_TTL
     health_interval: float = DEFAULT_HEALTH_INTERVAL
+    upstream_transport: TransportKind = "httpx"
     workers: int = 1
     model: str | None = None  # the embedded engine's model, when there is no MISTRAL_URL
     model_cache_dir: str | None = None
@@ -101,6 +109,7 @@ class Settings:
             model_aliases=config("MODEL_ALIASES", cast=parse_aliases, default=""),
             model_cache_ttl=config("MODEL_CACHE_TTL_SECS", cast=float, default=DEFAULT_MODEL_CACHE_TTL),
             health_interval=config("HEALTH_CHECK_INTERVAL_SECS", cast=float, default=DEFAULT_HEALTH_INTERVAL),
+            upstream_transport=config("UPSTREAM_TRANSPORT", cast=_transport, default="httpx"),
             workers=config("WORKERS", cast=int, default=1),
             model=config("MODEL", default=None) or None,
             model_cache_dir=config("MODEL_CACHE_DIR", default=None) or None,

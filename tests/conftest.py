@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import httpx
@@ -29,7 +30,11 @@ def upstream(emulator: Emulator) -> Iterator[Server]:
 
 @pytest.fixture
 def settings(upstream: Server) -> Settings:
-    return Settings(mistral_url=upstream.url, model_aliases={"mistral:latest": "mistral-7b"})
+    # TEST_UPSTREAM_TRANSPORT=aiohttp runs the suite over the aiohttp-backed transport.
+    transport = os.environ.get("TEST_UPSTREAM_TRANSPORT", "httpx")
+    return Settings(
+        mistral_url=upstream.url, model_aliases={"mistral:latest": "mistral-7b"}, upstream_transport=transport
+    )  # type: ignore[arg-type]
 
 
 @pytest.fixture

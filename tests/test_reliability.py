@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import os
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -33,7 +34,13 @@ def configure(upstream: Server, telemetry: Telemetry) -> Iterator[Any]:
     servers: list[Any] = []
 
     def start(**changes: Any) -> httpx.Client:
-        settings = Settings(mistral_url=upstream.url, model_aliases={"mistral:latest": "mistral-7b"}, **changes)
+        transport = os.environ.get("TEST_UPSTREAM_TRANSPORT", "httpx")
+        settings = Settings(
+            mistral_url=upstream.url,
+            model_aliases={"mistral:latest": "mistral-7b"},
+            upstream_transport=transport,
+            **changes,
+        )
         context = serve_in_thread(create_app(settings, telemetry=telemetry))
         server = context.__enter__()
         client = httpx.Client(base_url=server.url, timeout=30)

@@ -32,11 +32,18 @@ class _JsonError(msgspec.Struct):
     message: str
 
 
+def _lost(exc: httpx.HTTPError) -> bool:
+    """The aiohttp transport reports a dropped connection as httpx's ConnectTimeout: look at the cause."""
+    return type(exc.__cause__).__name__ in ("ServerDisconnectedError", "ClientPayloadError", "ClientOSError")
+
+
 @contextmanager
 def map_upstream_errors() -> Iterator[None]:
     try:
         yield
     except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+        if _lost(exc):
+            raise UpstreamUnavailable("the connection to mistral.rs was lost") from exc
         raise UpstreamUnavailable("could not connect to mistral.rs") from exc
     except httpx.TimeoutException as exc:
         raise UpstreamTimeout("mistral.rs did not answer in time") from exc

@@ -14,6 +14,7 @@ from app.upstream.errors import map_upstream_errors, status_error
 from app.upstream.schema import ModelAction, ModelCard, ModelList, ModelState, Route
 from app.upstream.sse import SSEDecoder
 from app.upstream.timeouts import StreamTimeouts
+from app.upstream.transport import LIMITS
 
 if TYPE_CHECKING:
     from otel.telemetry import Telemetry
@@ -57,9 +58,12 @@ class SSEStream:
                 for payload in decoder.feed(data):
                     yield payload
                 if decoder.done:
-                    return
-        for payload in decoder.close():
-            yield payload
+                    break
+        if not decoder.done:
+            for payload in decoder.close():
+                yield payload
+        if decoder.failure is not None:
+            raise decoder.failure
 
     async def aclose(self) -> None:
         await self._response.aclose()
@@ -81,7 +85,7 @@ class HTTPUpstream:
         self.client = httpx.AsyncClient(
             base_url=self.base_url,
             timeout=timeout,
-            limits=limits or httpx.Limits(max_connections=512, max_keepalive_connections=128),
+            limits=limits or LIMITS,
             transport=transport,
         )
 

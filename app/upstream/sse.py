@@ -26,22 +26,26 @@ class SSEDecoder:
     """Incremental SSE parser: ``feed`` bytes as they arrive, get back complete payloads.
 
     Comment lines (mistral.rs keep-alives) and named events (agentic progress) carry no chunk and are
-    skipped; ``data: [DONE]`` ends the stream; an ``{"error": ...}`` event raises ``UpstreamError``.
+    skipped; ``data: [DONE]`` ends the stream; an ``{"error": ...}`` event ends it too, as ``failure``, after
+    the payloads that came before it in the same read.
     """
 
-    __slots__ = ("_buffer", "_data", "_event", "done")
+    __slots__ = ("_buffer", "_data", "_event", "done", "failure")
 
     def __init__(self) -> None:
         self._buffer = b""
         self._data: list[bytes] = []
         self._event = False
         self.done = False
+        self.failure: UpstreamError | None = None
 
     def feed(self, data: bytes) -> list[bytes]:
         lines = (self._buffer + data).split(b"\n")
         self._buffer = lines.pop()
         payloads: list[bytes] = []
         for line in lines:
+            if self.done:
+                break
             if line.endswith(b"\r"):
                 line = line[:-1]
             if not line:
@@ -69,7 +73,8 @@ class SSEDecoder:
         if payload == _DONE:
             self.done = True
         elif payload.startswith(b'{"error"'):
-            raise UpstreamError(f"mistral.rs: {_error_message(payload)}")
+            self.failure = UpstreamError(f"mistral.rs: {_error_message(payload)}")
+            self.done = True
         else:
             payloads.append(payload)
 

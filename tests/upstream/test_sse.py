@@ -35,10 +35,12 @@ def test_multi_line_data_is_joined() -> None:
     assert SSEDecoder().feed(b'data: {"a":\ndata: 1}\n\n') == [b'{"a":\n1}']
 
 
-def test_error_event_raises_with_mistralrs_message() -> None:
+def test_error_event_ends_the_stream_after_the_chunks_before_it() -> None:
     event = b'data: {"error":{"message":"boom","type":"server_error","param":null,"code":null}}\n\n'
-    with pytest.raises(UpstreamError, match=r"^mistral\.rs: boom$"):
-        SSEDecoder().feed(b"data: " + CHUNK + b"\n\n" + event)
+    decoder = SSEDecoder()
+    assert decoder.feed(b"data: " + CHUNK + b"\n\n" + event + b"data: [DONE]\n\n") == [CHUNK]
+    assert decoder.done
+    assert isinstance(decoder.failure, UpstreamError) and decoder.failure.message == "mistral.rs: boom"
 
 
 def test_stream_without_done_is_a_protocol_error() -> None:
