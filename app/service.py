@@ -77,17 +77,19 @@ class Service:
             _OPERATIONS[generation.route], generation.entry.id, generation.body, request_start=clock.start
         )
         done = _Finish(invocation, self.limiter)
-        payloads = await self._open(invocation, generation, done)
         ollama = OllamaStream(generation.requested, generation.kind, clock)
-        replies = to_ollama(observe(decode_chunks(payloads), invocation), ollama)
         background = BackgroundTask(self.unload, generation.entry) if generation.unload_after else None
-        if generation.stream:
-            # Wait for the first reply, so that a failure before it is still an ordinary HTTP error.
-            first = await done.guard(payloads, anext(replies))
-            lines = ndjson_lines(_prepend(first, replies), _failure(request, invocation), self.drain)
-            return ndjson_response(_owning(payloads, lines, done), background)
-        reply = await cancel_on_disconnect(request.receive, lambda: _collected(payloads, replies, done))
-        return json_response(reply, background=background)
+        if not generation.stream:
+            # One JSON answer from mistral.rs costs far less to relay than a stream of chunks.
+            body = generation.body
+            raw = await cancel_on_disconnect(request.receive, lambda: self._post(invocation, generation, body, done))
+            return json_response(ollama.whole(_decode_answer(raw)), background=background)
+        payloads = await self._open(invocation, generation, done)
+        replies = to_ollama(observe(decode_chunks(payloads), invocation), ollama)
+        # Wait for the first reply, so that a failure before it is still an ordinary HTTP error.
+        first = await done.guard(payloads, anext(replies))
+        lines = ndjson_lines(_prepend(first, replies), _failure(request, invocation), self.drain)
+        return ndjson_response(_owning(payloads, lines, done), background)
 
     async def relay(self, request: Request, route: Route, body: dict[str, Any], entry: Entry) -> Response:
         """The OpenAI pass-through: mistral.rs's bytes go out as they came, observed on the way."""
@@ -102,14 +104,17 @@ class Service:
             first = await done.guard(payloads, anext(observed))
             lines = sse_lines(_prepend(first, observed), _failure(request, invocation), self.drain)
             return sse_response(_owning(payloads, lines, done))
-        raw = await cancel_on_disconnect(request.receive, lambda: self._post(invocation, route, body, done))
+        generation = Generation("chat", route, body, entry, entry.name, False, False, clock)
+        raw = await cancel_on_disconnect(request.receive, lambda: self._post(invocation, generation, body, done))
         return Response(raw, media_type="application/json")
 
     async def embed(self, entry: Entry, inputs: list[str]) -> EmbeddingResponse:
         body = {"model": entry.id, "input": inputs}
         await self.limiter.acquire()
-        invocation = self.observer.start(GenAI.EMBEDDINGS, entry.id, body, request_start=time.perf_counter_ns())
-        raw = await self._post(invocation, "embeddings", body, _Finish(invocation, self.limiter))
+        clock = Clock()
+        invocation = self.observer.start(GenAI.EMBEDDINGS, entry.id, body, request_start=clock.start)
+        generation = Generation("chat", "embeddings", body, entry, entry.name, False, False, clock)
+        raw = await self._post(invocation, generation, body, _Finish(invocation, self.limiter))
         try:
             return _decode_embeddings(raw)
         except msgspec.MsgspecError:
@@ -162,10 +167,16 @@ class Service:
             done(exc)
             raise
 
-    async def _post(self, invocation: Invocation, route: Route, body: dict[str, Any], done: _Finish) -> bytes:
+    async def _post(self, invocation: Invocation, generation: Generation, body: dict[str, Any], done: _Finish) -> bytes:
+        route = generation.route
         try:
             with invocation.current():
+                await self._ensure_loaded(generation.entry, generation.clock)
+                generation.clock.upstream = time.perf_counter_ns()
                 raw = await self.upstream.post(route, body)
+        except ModelNotFound as exc:
+            done(exc)
+            raise ModelNotFound(generation.entry.name) from None
         except BaseException as exc:
             done(exc)
             raise
@@ -182,9 +193,18 @@ def _observe_response(invocation: Invocation, raw: bytes, route: Route) -> None:
         else:
             answer = _decode_completion(raw)
             reasons = [choice.finish_reason for choice in answer.choices if choice.finish_reason]
-            invocation.on_response(answer.id, answer.model, reasons, answer.usage)
+            first = answer.choices[0] if answer.choices else None
+            text = (first.message.content if first.message else first.text) if first else None
+            invocation.on_response(answer.id, answer.model, reasons, answer.usage, text)
     except msgspec.MsgspecError:
         pass  # relayed as it came; telemetry just learns less
+
+
+def _decode_answer(raw: bytes) -> ChatCompletionChunk:
+    try:
+        return _decode_completion(raw).as_chunk()
+    except msgspec.MsgspecError:
+        raise UpstreamProtocolError("mistral.rs sent a malformed answer") from None
 
 
 def _chunk_or_none(payload: bytes) -> ChatCompletionChunk | None:

@@ -132,10 +132,14 @@ class Invocation:
             if choice.finish_reason is not None:
                 self.finish_reasons.append(choice.finish_reason)
 
-    def on_response(self, response_id: str, model: str, finish_reasons: list[str], usage: _Usage | None) -> None:
+    def on_response(
+        self, response_id: str, model: str, finish_reasons: list[str], usage: _Usage | None, text: str | None
+    ) -> None:
         """A whole (non-streamed) answer: no first-token time to learn, only what it reports."""
         self.response_id, self.response_model = response_id, model
         self.finish_reasons = finish_reasons
+        if self.output is not None and text:
+            self.output.append(text)
         if usage is not None:
             self.input_tokens, self.output_tokens = usage.prompt_tokens, usage.completion_tokens
 

@@ -72,7 +72,7 @@ def test_chat_not_streamed(client: ollama.Client, emulator: Emulator) -> None:
     assert sent.body == {
         "model": "mistral-7b",
         "messages": [{"role": "user", "content": "hi"}],
-        "stream": True,
+        "stream": False,
         "temperature": 0.2,
         "max_tokens": 64,
     }
@@ -102,16 +102,22 @@ def test_generate_raw_uses_text_completions(client: ollama.Client, emulator: Emu
     assert reply.response == "Hello from the emulator."
     sent = emulator.requests[-1]
     assert sent.path == "/v1/completions"
-    assert sent.body == {"model": "mistral-7b", "stream": True, "prompt": "[INST] hi [/INST]"}
+    assert sent.body == {"model": "mistral-7b", "stream": False, "prompt": "[INST] hi [/INST]"}
+    assert reply.eval_count == 4 and reply.prompt_eval_count == 3  # the emulator counts the prompt's words
+
+
+def test_streamed_raw_generate_counts_chunks_without_usage(client: ollama.Client, emulator: Emulator) -> None:
+    parts = list(client.generate(model="mistral", prompt="[INST] hi [/INST]", raw=True, stream=True))
+    assert emulator.requests[-1].body["stream"] is True
     # streamed text completions carry no usage: the proxy counts the chunks it relayed
-    assert reply.eval_count == 4 and reply.prompt_eval_count is None
+    assert parts[-1].eval_count == 4 and parts[-1].prompt_eval_count is None
 
 
 def test_generate_suffix_is_fill_in_the_middle(client: ollama.Client, emulator: Emulator) -> None:
     client.generate(model="mistral", prompt="def add(a, b):", suffix="    return c")
     sent = emulator.requests[-1]
     assert sent.path == "/v1/completions"
-    assert sent.body == {"model": "mistral-7b", "stream": True, "prompt": "def add(a, b):", "suffix": "    return c"}
+    assert sent.body == {"model": "mistral-7b", "stream": False, "prompt": "def add(a, b):", "suffix": "    return c"}
 
 
 def test_embed_shortens_to_dimensions_and_renormalises(client: ollama.Client) -> None:

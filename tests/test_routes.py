@@ -94,7 +94,7 @@ def test_client_disconnect_mid_stream_closes_the_upstream_stream(http: httpx.Cli
 
 
 def test_client_disconnect_before_a_collected_answer_closes_upstream(proxy: Server, emulator: Emulator) -> None:
-    emulator.script(Reply(content="a b c d e f g h", delay=0.2))
+    emulator.script(Reply(content="a b c d e f g h", first_byte_delay=5.0))
     body = {"model": "mistral", "messages": HI, "stream": False}
     with httpx.Client(base_url=proxy.url, timeout=0.3) as impatient, pytest.raises(httpx.ReadTimeout):
         impatient.post("/api/chat", json=body)
@@ -287,7 +287,7 @@ def test_error_mid_stream_is_a_final_error_line_without_done(http: httpx.Client,
 def test_non_streamed_upstream_failure_keeps_its_status(http: httpx.Client, emulator: Emulator) -> None:
     emulator.script(Reply(content="a b c", error_after=1, error_message="out of memory"))
     response = http.post("/api/chat", json={"model": "mistral", "messages": HI, "stream": False})
-    assert (response.status_code, response.json()) == (502, {"error": "mistral.rs: out of memory"})
+    assert (response.status_code, response.json()) == (502, {"error": "mistral.rs error: out of memory"})
 
 
 def test_pull_streams_success(http: httpx.Client) -> None:

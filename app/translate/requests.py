@@ -14,7 +14,7 @@
 | `options.num_predict` > 0      | `max_tokens`                                                       |
 | `options.repeat_penalty`       | `repetition_penalty`                                               |
 | `options.temperature, top_p, top_k, min_p, stop, presence_penalty, frequency_penalty, seed` | same names |
-| `stream`                       | always `true` upstream: the proxy measures prompt and eval time itself |
+| `stream`                       | `stream` (default true): a stream is timed chunk by chunk; a single answer is split by mistral.rs's own prefill/decode ratio |
 
 Unknown and legacy options (`mirostat`, `tfs_z`, `num_ctx`, …) are ignored; `template` and `context` have no
 mistral.rs equivalent and are ignored.
@@ -37,7 +37,7 @@ def chat_request_to_openai(request: ChatRequest, model_id: str) -> dict[str, Any
     return {
         "model": model_id,
         "messages": messages_to_openai(request.messages or []),
-        "stream": True,
+        "stream": request.stream is not False,
         **tools_to_openai(request.tools),
         **format_to_openai(request.format),
         **think_to_openai(request.think),
@@ -48,7 +48,7 @@ def chat_request_to_openai(request: ChatRequest, model_id: str) -> dict[str, Any
 def generate_request_to_openai(request: GenerateRequest, model_id: str) -> tuple[Route, dict[str, Any]]:
     common = {
         "model": model_id,
-        "stream": True,
+        "stream": request.stream is not False,
         **format_to_openai(request.format),
         **think_to_openai(request.think),
         **options_to_openai(request.options),

@@ -128,6 +128,21 @@ class OllamaStream:
             self._mark(len(replies))
         return replies
 
+    def whole(self, chunk: ChatCompletionChunk) -> Reply:
+        """A non-streamed answer: mistral.rs measured prefill and decode itself (in whole milliseconds), so its
+        ratio splits the upstream time the proxy measured into prompt and eval durations."""
+        received = time.perf_counter_ns()
+        replies = [*self.translate(chunk), self.finish()]
+        usage, clock = self.usage, self.clock
+        spent = received - clock.upstream
+        engine = usage.total_prompt_time_sec + usage.total_completion_time_sec if usage else 0.0
+        share = usage.total_prompt_time_sec / engine if usage and engine > 0 else 1.0
+        clock.first, clock.last = clock.upstream + int(spent * share), received
+        final = replies[-1]
+        final.prompt_eval_duration = clock.first - clock.upstream
+        final.eval_duration = clock.last - clock.first
+        return _joined(replies)
+
     def finish(self) -> Reply:
         if tool_calls := self._tools.flush():
             self._mark(0)
@@ -179,11 +194,15 @@ async def to_ollama(chunks: AsyncIterable[ChatCompletionChunk], stream: OllamaSt
 
 async def collect(replies: AsyncIterable[Reply]) -> Reply:
     """A non-streamed answer: the final object with every fragment joined, as Ollama's server does."""
+    return _joined([reply async for reply in replies])
+
+
+def _joined(replies: list[Reply]) -> Reply:
     text: list[str] = []
     thinking: list[str] = []
     tool_calls: list[ToolCallOut] = []
     final: Reply | None = None
-    async for reply in replies:
+    for reply in replies:
         final = reply
         if isinstance(reply, GenerateResponse):
             text.append(reply.response)

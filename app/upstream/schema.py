@@ -17,6 +17,7 @@ __all__ = [
     "ChatCompletionChunk",
     "ChunkChoice",
     "Completion",
+    "CompletionChoice",
     "Delta",
     "EmbeddingResponse",
     "FunctionCall",
@@ -56,6 +57,9 @@ class Usage(msgspec.Struct):
     prompt_tokens: int = 0
     completion_tokens: int = 0
     total_tokens: int = 0
+    # Engine step times, accumulated in whole milliseconds: only their ratio is used.
+    total_prompt_time_sec: float = 0.0
+    total_completion_time_sec: float = 0.0
 
 
 class ChunkChoice(msgspec.Struct):
@@ -74,17 +78,25 @@ class ChatCompletionChunk(msgspec.Struct):
     usage: Usage | None = None
 
 
-class _CompletionChoice(msgspec.Struct):
+class CompletionChoice(msgspec.Struct):
+    index: int = 0
+    message: Delta | None = None  # chat completions
+    text: str | None = None  # text completions
     finish_reason: str | None = None
 
 
 class Completion(msgspec.Struct):
-    """A non-streamed chat or text completion, read for telemetry only (the bytes are relayed as they are)."""
+    """A non-streamed chat or text completion."""
 
     id: str = ""
     model: str = ""
-    choices: list[_CompletionChoice] = msgspec.field(default_factory=list)
+    choices: list[CompletionChoice] = msgspec.field(default_factory=list)
     usage: Usage | None = None
+
+    def as_chunk(self) -> ChatCompletionChunk:
+        """The whole answer as one stream chunk, so that one translator serves both."""
+        choices = [ChunkChoice(c.index, c.message, c.text, c.finish_reason) for c in self.choices]
+        return ChatCompletionChunk(self.id, self.model, choices, self.usage)
 
 
 class ModelCard(msgspec.Struct):

@@ -154,7 +154,7 @@ def test_the_mistral_target_is_up_with_the_original_labels(traffic: str) -> None
     mistral = next(target for target in targets if target["labels"]["job"] == "mistral")
     assert mistral["health"] == "up"
     assert (mistral["labels"]["engine"], mistral["labels"]["engine_type"]) == ("mistral", "inference")
-    series = _query(traffic, 'mistral_http_requests_total{job="mistral", error_type="upstream_error"}')
+    series = _query(traffic, 'mistral_http_requests_total{job="mistral", error_type="upstream_status"}')
     assert [s["metric"]["endpoint"] for s in series] == ["/api/chat"]
 
 

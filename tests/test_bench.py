@@ -1,0 +1,117 @@
+"""Smoke test of the benchmark's tools: the stand-in answers in mistral.rs's shapes and the load generator counts."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+BENCH = Path(__file__).resolve().parent.parent / "bench"
+_USAGE = [
+    "completion_tokens",
+    "prompt_tokens",
+    "total_tokens",
+    "avg_tok_per_sec",
+    "avg_prompt_tok_per_sec",
+    "avg_compl_tok_per_sec",
+    "total_time_sec",
+    "total_prompt_time_sec",
+    "total_completion_time_sec",
+]
+_TOP = ["id", "choices", "created", "model", "system_fingerprint", "object", "usage"]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _request(port: int, method: str, path: str, body: dict[str, Any] | None = None) -> tuple[int, str, bytes]:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        payload = json.dumps(body).encode() if body is not None else None
+        connection.request(method, path, body=payload, headers={"Content-Type": "application/json"})
+        response = connection.getresponse()
+        return response.status, response.getheader("Content-Type", ""), response.read()
+    finally:
+        connection.close()
+
+
+@pytest.fixture
+def standin() -> Iterator[int]:
+    port = _free_port()
+    command = [sys.executable, str(BENCH / "standin.py"), "--port", str(port)]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                if _request(port, "GET", "/health")[0] == 200:
+                    break
+            except OSError:
+                time.sleep(0.05)
+        yield port
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def _load(port: int, stream: bool) -> dict[str, Any]:
+    body = {"model": "bench-model", "messages": [{"role": "user", "content": "hi"}], "stream": stream}
+    command = [
+        *(sys.executable, str(BENCH / "load.py"), "--url", f"http://127.0.0.1:{port}/v1/chat/completions"),
+        *("--body", json.dumps({**body, "max_tokens": 20}), "--concurrency", "2"),
+        *("--duration", "1", "--warmup", "0.2", "--cpu", "-1"),
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=True)
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
+def _check_chunk(chunk: dict[str, Any], last: bool) -> None:
+    assert list(chunk) == _TOP
+    assert chunk["object"] == "chat.completion.chunk"
+    assert chunk["system_fingerprint"] == "local"
+    (choice,) = chunk["choices"]
+    assert list(choice) == ["finish_reason", "index", "delta", "logprobs"]
+    assert list(choice["delta"]) == ["content", "role", "tool_calls"]
+    assert (choice["finish_reason"] is not None) is last
+    assert (chunk["usage"] is not None) is last
+
+
+def test_standin_and_load_generator(standin: int) -> None:
+    for stream in (False, True):
+        result = _load(standin, stream)
+        assert result["requests"] > 0 and result["errors"] == 0, result
+        assert result["chunks_per_request"] == (20 if stream else 1)
+
+    status, content_type, body = _request(standin, "POST", "/v1/chat/completions", {"messages": [], "max_tokens": 3})
+    completion = json.loads(body)
+    assert (status, content_type) == (200, "application/json")
+    assert list(completion) == _TOP and completion["object"] == "chat.completion"
+    assert list(completion["usage"]) == _USAGE and completion["usage"]["completion_tokens"] == 3
+    assert list(completion["choices"][0]["message"]) == ["content", "role", "tool_calls"]
+
+    stream_body = {"messages": [], "max_tokens": 5, "stream": True}
+    status, content_type, body = _request(standin, "POST", "/v1/chat/completions", stream_body)
+    events = [event.removeprefix("data: ") for event in body.decode().split("\n\n") if event]
+    assert (status, content_type, events[-1]) == (200, "text/event-stream", "[DONE]")
+    chunks = [json.loads(event) for event in events[:-1]]
+    assert len(chunks) == 5 and len({chunk["id"] for chunk in chunks}) == 1
+    for index, chunk in enumerate(chunks):
+        _check_chunk(chunk, last=index == 4)
+    assert list(chunks[-1]["usage"]) == _USAGE
+
+    models = json.loads(_request(standin, "GET", "/v1/models")[2])
+    assert [(m["id"], m.get("status")) for m in models["data"]] == [("default", None), ("bench-model", "loaded")]
+    assert _request(standin, "GET", "/health")[2] == b"OK"
