@@ -14,7 +14,7 @@
 | `options.num_predict` > 0      | `max_tokens`                                                       |
 | `options.repeat_penalty`       | `repetition_penalty`                                               |
 | `options.temperature, top_p, top_k, min_p, stop, presence_penalty, frequency_penalty, seed` | same names |
-| `stream`                       | `stream` (default true): a stream is timed chunk by chunk; a single answer is split by mistral.rs's own prefill/decode ratio |
+| `stream` (default true)        | `stream`; a single answer's time is split by mistral.rs's prefill/decode ratio |
 
 Unknown and legacy options (`mirostat`, `tfs_z`, `num_ctx`, …) are ignored; `template` and `context` have no
 mistral.rs equivalent and are ignored.
