@@ -3,8 +3,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
-import ollama
 import pytest
 
 from app.engine import EmbeddedUpstream, resolve
@@ -37,16 +35,3 @@ def engine(tiny_model: Path, engine_limits: dict[str, int], monkeypatch: pytest.
 def proxy(engine: EmbeddedUpstream, telemetry: Telemetry) -> Iterator[Server]:
     with serve_in_thread(create_app(Settings(), telemetry=telemetry, upstream=engine)) as server:
         yield server
-
-
-@pytest.fixture
-def client(proxy: Server) -> Iterator[ollama.Client]:
-    client = ollama.Client(host=proxy.url)
-    yield client
-    client.close()
-
-
-@pytest.fixture
-def http(proxy: Server) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=proxy.url, timeout=60) as client:
-        yield client
