@@ -125,11 +125,16 @@ async def _serve(settings: Settings, telemetry: Telemetry, upstream: Upstream | 
     await hypercorn_serve(app, config, shutdown_trigger=shutdown_trigger)  # type: ignore[arg-type]
 
 
-def _announce(settings: Settings, metrics: bool) -> None:
+def _announce(settings: Settings, telemetry: Telemetry) -> None:
     print(f"mistral-ollama-proxy listening on http://{settings.bind} (Ollama API)", flush=True)
     if settings.mistral_url:
         print(f"upstream: mistral.rs at {settings.mistral_url}", flush=True)
-    where = f"http://{settings.bind}/metrics" if metrics else "pushed by OTLP (OTEL_EXPORTER_OTLP_ENDPOINT)"
+    if not telemetry.enabled:
+        where = "off (OTEL_SDK_DISABLED)"
+    elif telemetry.registry is not None:
+        where = f"http://{settings.bind}/metrics"
+    else:
+        where = "pushed by OTLP (OTEL_EXPORTER_OTLP_ENDPOINT)"
     print(f"metrics: {where}", flush=True)
 
 
@@ -187,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
         except ModelUnavailable as exc:
             sock.close()
             return _fail(str(exc), 1)
-    _announce(settings, telemetry.registry is not None)
+    _announce(settings, telemetry)
     _run(settings, telemetry, upstream, sock)
     return 0
 

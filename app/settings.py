@@ -72,7 +72,7 @@ class Settings:
     model_aliases: Mapping[str, str] = field(default_factory=dict)
     model_cache_ttl: float = DEFAULT_MODEL_CACHE_TTL
     health_interval: float = DEFAULT_HEALTH_INTERVAL
-    upstream_transport: TransportKind = "httpx"
+    upstream_transport: TransportKind = "aiohttp"
     workers: int = 1
     model: str | None = None  # the embedded engine's model, when there is no MISTRAL_URL
     model_cache_dir: str | None = None
@@ -109,7 +109,7 @@ class Settings:
             model_aliases=config("MODEL_ALIASES", cast=parse_aliases, default=""),
             model_cache_ttl=config("MODEL_CACHE_TTL_SECS", cast=float, default=DEFAULT_MODEL_CACHE_TTL),
             health_interval=config("HEALTH_CHECK_INTERVAL_SECS", cast=float, default=DEFAULT_HEALTH_INTERVAL),
-            upstream_transport=config("UPSTREAM_TRANSPORT", cast=_transport, default="httpx"),
+            upstream_transport=config("UPSTREAM_TRANSPORT", cast=_transport, default="aiohttp"),
             workers=config("WORKERS", cast=int, default=1),
             model=config("MODEL", default=None) or None,
             model_cache_dir=config("MODEL_CACHE_DIR", default=None) or None,

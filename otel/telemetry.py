@@ -35,6 +35,7 @@ class Telemetry:
     registry: CollectorRegistry | None = None
     capture_content: bool = False
     _closers: list[Callable[[], object]] = field(default_factory=list)
+    enabled: bool = True
 
     def middleware(self, routes: Sequence[BaseRoute]) -> list[Middleware]:
         return middleware(routes, self.metrics, self.tracer_provider)
@@ -73,4 +74,4 @@ async def _request_id(request: httpx.Request) -> None:
 
 
 def disabled() -> Telemetry:
-    return Telemetry(NoOpTracerProvider(), NoOpMeterProvider(), ProxyMetrics(NoOpMeterProvider()))
+    return Telemetry(NoOpTracerProvider(), NoOpMeterProvider(), ProxyMetrics(NoOpMeterProvider()), enabled=False)

@@ -30,8 +30,8 @@ def upstream(emulator: Emulator) -> Iterator[Server]:
 
 @pytest.fixture
 def settings(upstream: Server) -> Settings:
-    # TEST_UPSTREAM_TRANSPORT=aiohttp runs the suite over the aiohttp-backed transport.
-    transport = os.environ.get("TEST_UPSTREAM_TRANSPORT", "httpx")
+    # TEST_UPSTREAM_TRANSPORT=httpx runs the suite over httpx's own transport.
+    transport = os.environ.get("TEST_UPSTREAM_TRANSPORT", "aiohttp")
     return Settings(
         mistral_url=upstream.url, model_aliases={"mistral:latest": "mistral-7b"}, upstream_transport=transport
     )  # type: ignore[arg-type]

@@ -143,3 +143,21 @@ def test_the_cpu_quick_start_listens_on_loopback_by_default() -> None:
     assert Settings.from_env({}, env_file=None).bind == "127.0.0.1:11434"
     assert Settings.from_env({"MISTRAL_URL": "http://m:8080"}, env_file=None).bind == "0.0.0.0:11434"
     assert Settings.from_env({"BIND_ADDRESS": "0.0.0.0:9"}, env_file=None).bind == "0.0.0.0:9"
+
+
+def test_serve_says_when_telemetry_is_off(upstream: Server) -> None:
+    port = _free_port()
+    env = {**os.environ, "MISTRAL_URL": upstream.url, "OTEL_SDK_DISABLED": "true"}
+    process = subprocess.Popen([_command(), "serve", "--bind", f"127.0.0.1:{port}"], env=env, stdout=subprocess.PIPE,
+                               text=True)  # fmt: skip
+    try:
+        assert process.stdout is not None
+        assert [process.stdout.readline() for _ in range(3)][2] == "metrics: off (OTEL_SDK_DISABLED)\n"
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}") as http:
+            assert http.get("/metrics").status_code == 404
+    finally:
+        process.send_signal(signal.SIGTERM)
+        code = process.wait(timeout=10)
+        assert process.stdout is not None
+        process.stdout.close()
+    assert code == 0

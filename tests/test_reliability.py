@@ -34,7 +34,7 @@ def configure(upstream: Server, telemetry: Telemetry) -> Iterator[Any]:
     servers: list[Any] = []
 
     def start(**changes: Any) -> httpx.Client:
-        transport = os.environ.get("TEST_UPSTREAM_TRANSPORT", "httpx")
+        transport = os.environ.get("TEST_UPSTREAM_TRANSPORT", "aiohttp")
         settings = Settings(
             mistral_url=upstream.url,
             model_aliases={"mistral:latest": "mistral-7b"},
