@@ -316,10 +316,10 @@ def commit() -> str:
 
 
 def code_state() -> str:
-    """What the proxy runs: HEAD plus any uncommitted change under app/ and otel/ (untracked files by name)."""
+    """What the proxy runs: the committed trees of app/ and otel/, plus any uncommitted change or new file there."""
     paths = ["app", "otel", "pyproject.toml"]
     parts = [
-        _command_output(["git", "rev-parse", "HEAD"]),
+        _command_output(["git", "rev-parse", *(f"HEAD:{path}" for path in paths)]),
         _command_output(["git", "diff", "HEAD", "--", *paths]),
         _command_output(["git", "ls-files", "--others", "--exclude-standard", "--", *paths]),
     ]
