@@ -34,7 +34,7 @@ from otel.genai import GenAIObserver, Invocation, error_type_of, observe
 from otel.metrics import record_error
 from otel.semconv import GenAI
 
-__all__ = ["Generation", "Service"]
+__all__ = ["Generation", "Service", "service_of"]
 
 T = TypeVar("T")
 _OPERATIONS: dict[Route, str] = {
@@ -198,6 +198,12 @@ def _observe_response(invocation: Invocation, raw: bytes, route: Route) -> None:
             invocation.on_response(answer.id, answer.model, reasons, answer.usage, text)
     except msgspec.MsgspecError:
         pass  # relayed as it came; telemetry just learns less
+
+
+def service_of(request: Request) -> Service:
+    """The service the lifespan put on the application's state."""
+    service: Service = request.app.state.service
+    return service
 
 
 def _decode_answer(raw: bytes) -> ChatCompletionChunk:

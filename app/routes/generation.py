@@ -20,18 +20,13 @@ from app.ollama import (
     GenerateRequest,
 )
 from app.responses import json_response
-from app.service import Generation, Service
+from app.service import Generation, Service, service_of
 from app.translate.options import keep_alive_seconds
 from app.translate.requests import chat_request_to_openai, generate_request_to_openai
 from app.translate.stream import Clock
 from app.upstream.schema import EmbeddingResponse
 
 __all__ = ["chat", "embed", "embeddings", "generate"]
-
-
-def _service(request: Request) -> Service:
-    service: Service = request.app.state.service
-    return service
 
 
 def _check(service: Service, messages: int, images: list[str]) -> None:
@@ -45,7 +40,7 @@ async def chat(request: Request) -> Response:
     if not body.model:
         raise InvalidRequest("model is required")
     unload = keep_alive_seconds(body.keep_alive) == 0
-    service = _service(request)
+    service = service_of(request)
     messages = body.messages or []
     _check(service, len(messages), [image for message in messages for image in message.images or []])
     entry = await service.catalog.resolve(body.model)
@@ -62,7 +57,7 @@ async def generate(request: Request) -> Response:
     if not body.model:
         raise InvalidRequest("model is required")
     unload = keep_alive_seconds(body.keep_alive) == 0
-    service = _service(request)
+    service = service_of(request)
     _check(service, 1, body.images or [])
     entry = await service.catalog.resolve(body.model)
     if not body.prompt and not body.suffix and not body.images:
@@ -101,7 +96,7 @@ async def embed(request: Request) -> Response:
     if body.dimensions is not None and body.dimensions <= 0:
         raise InvalidRequest("dimensions must be a positive number")
     inputs = [body.input] if isinstance(body.input, str) else body.input or []
-    response = await _embed(_service(request), body.model, inputs)
+    response = await _embed(service_of(request), body.model, inputs)
     reply = EmbedResponse(model=body.model, embeddings=_vectors(response, body.dimensions))
     reply.total_duration = time.perf_counter_ns() - start
     if response.usage is not None:
@@ -113,5 +108,5 @@ async def embeddings(request: Request) -> Response:
     body = await parse_body(request, EmbeddingsRequest)
     if not body.model:
         raise InvalidRequest("model is required")
-    vectors = _vectors(await _embed(_service(request), body.model, [body.prompt] if body.prompt else []), None)
+    vectors = _vectors(await _embed(service_of(request), body.model, [body.prompt] if body.prompt else []), None)
     return json_response(EmbeddingsResponse(embedding=vectors[0] if vectors else []))

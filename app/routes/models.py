@@ -11,7 +11,7 @@ from app.body import parse_body
 from app.errors import InvalidRequest, ModelNotFound, NotSupported
 from app.ollama import CopyRequest, ListResponse, ModelRequest, ProcessResponse
 from app.responses import json_response, ndjson_response
-from app.service import Service
+from app.service import Service, service_of
 from app.translate.models import process_model, show_response, tag_model
 
 __all__ = ["blob", "copy", "create", "delete", "list_tags", "list_running", "pull", "push", "show"]
@@ -19,25 +19,20 @@ __all__ = ["blob", "copy", "create", "delete", "list_tags", "list_running", "pul
 _MANAGED = "models are managed by mistral.rs, not through this API"
 
 
-def _service(request: Request) -> Service:
-    service: Service = request.app.state.service
-    return service
-
-
 async def _named(request: Request) -> tuple[Service, ModelRequest]:
     body = await parse_body(request, ModelRequest)
     if not (body.model or body.name):
         raise InvalidRequest("model is required")
-    return _service(request), body
+    return service_of(request), body
 
 
 async def list_tags(request: Request) -> Response:
-    entries = await _service(request).catalog.entries(fresh=True)
+    entries = await service_of(request).catalog.entries(fresh=True)
     return json_response(ListResponse(models=[tag_model(entry) for entry in entries]))
 
 
 async def list_running(request: Request) -> Response:
-    entries = await _service(request).catalog.entries(fresh=True)
+    entries = await service_of(request).catalog.entries(fresh=True)
     return json_response(ProcessResponse(models=[process_model(entry) for entry in entries if entry.loaded]))
 
 
@@ -66,7 +61,7 @@ async def pull(request: Request) -> Response:
 
 
 async def _refuse_known(request: Request, name: str, action: str) -> Response:
-    await _service(request).catalog.resolve(name)
+    await service_of(request).catalog.resolve(name)
     raise NotSupported(f"{action} is not supported: {_MANAGED}")
 
 

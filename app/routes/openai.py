@@ -12,7 +12,7 @@ from starlette.responses import Response
 from app.body import parse_body
 from app.errors import InvalidRequest, ModelNotFound
 from app.responses import json_response
-from app.service import Service
+from app.service import service_of
 from app.upstream import Route
 
 __all__ = ["chat_completions", "completions", "embeddings", "list_models", "manage_model"]
@@ -24,17 +24,12 @@ class _ModelId(msgspec.Struct):
     model_id: str
 
 
-def _service(request: Request) -> Service:
-    service: Service = request.app.state.service
-    return service
-
-
 async def _relay(request: Request, route: Route) -> Response:
     body = await parse_body(request, dict[str, Any])
     name = body.get("model", "default")
     if not isinstance(name, str) or not name:
         raise InvalidRequest("model must be a non-empty string")
-    service = _service(request)
+    service = service_of(request)
     entry = await service.catalog.resolve(name)
     body["model"] = entry.id
     return await service.relay(request, route, body, entry)
@@ -53,7 +48,7 @@ async def embeddings(request: Request) -> Response:
 
 
 async def list_models(request: Request) -> Response:
-    entries = await _service(request).catalog.entries(fresh=True)
+    entries = await service_of(request).catalog.entries(fresh=True)
     data = [{"id": e.name, "object": "model", "created": e.card.created, "owned_by": "mistral.rs"} for e in entries]
     return json_response({"object": "list", "data": data})
 
@@ -64,7 +59,7 @@ async def manage_model(request: Request) -> Response:
     if action not in _ACTIONS:
         raise HTTPException(404)
     body = await parse_body(request, _ModelId)
-    service = _service(request)
+    service = service_of(request)
     try:
         entry = await service.catalog.resolve(body.model_id)
     except ModelNotFound:
