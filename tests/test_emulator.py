@@ -16,6 +16,7 @@ import pytest
 
 from tests.emulator import Emulator, ModelEntry, Reply, _f32, _tokens
 from tests.servers import Server, serve_in_thread
+from tests.waiting import eventually
 
 HI = {"model": "default", "messages": [{"role": "user", "content": "hi there"}]}
 # prompt 2 words + 3 = 5 tokens (10 ms), completion 4 tokens (40 ms) for the default reply.
@@ -474,12 +475,6 @@ def test_non_stream_delay(client: httpx.Client, emulator: Emulator) -> None:
 STREAM = {**HI, "stream": True}
 
 
-def _wait_for(condition: Any, within: float = 2.0) -> None:
-    deadline = time.monotonic() + within
-    while not condition() and time.monotonic() < deadline:
-        time.sleep(0.005)
-
-
 def _first_two_chunks(body: bytes) -> str:
     c = _created(body)
     return _chat_chunk(c, _content("Hello")) + _chat_chunk(c, _content(" from"))
@@ -625,7 +620,7 @@ def test_stall_without_keepalives_is_silent(client: httpx.Client, emulator: Emul
             for chunk in r.iter_raw():
                 received.append(chunk)
     assert b"".join(received).count(b"data: ") == 1
-    _wait_for(lambda: emulator.disconnects)
+    eventually(lambda: emulator.disconnects)
     assert len(emulator.disconnects) == 1 and emulator.active_streams == 0
 
 
@@ -638,10 +633,10 @@ def test_stalled_stream_disconnect_is_recorded_fast(client: httpx.Client, emulat
         time.sleep(0.25)
         assert emulator.active_streams == 1
     closed_at = time.monotonic()
-    _wait_for(lambda: emulator.disconnects)
+    eventually(lambda: emulator.disconnects)
     assert len(emulator.disconnects) == 1
     assert emulator.disconnects[0] - closed_at < 0.5
-    _wait_for(lambda: emulator.active_streams == 0)
+    eventually(lambda: emulator.active_streams == 0)
     assert emulator.active_streams == 0
     assert client.post("/v1/chat/completions", json=HI).status_code == 200
 
@@ -656,7 +651,7 @@ def test_non_stream_stall_after_headers(client: httpx.Client, emulator: Emulator
     assert json.loads(body)["choices"][0]["message"]["content"] == "Hello from the emulator."
     with pytest.raises(httpx.ReadTimeout):
         client.post("/v1/chat/completions", json=HI, timeout=httpx.Timeout(5, read=0.2))
-    _wait_for(lambda: emulator.disconnects)
+    eventually(lambda: emulator.disconnects)
     assert len(emulator.disconnects) == 1 and emulator.active_streams == 0
 
 
@@ -680,7 +675,7 @@ def test_first_byte_delay_ends_on_disconnect(client: httpx.Client, emulator: Emu
         with pytest.raises(httpx.ReadTimeout):
             client.post("/v1/chat/completions", json=request_body, timeout=httpx.Timeout(5, read=0.2))
         closed_at = time.monotonic()
-        _wait_for(lambda: emulator.disconnects)
+        eventually(lambda: emulator.disconnects)
         assert emulator.disconnects and emulator.disconnects[-1] - closed_at < 0.5
         emulator.disconnects.clear()
     assert emulator.active_streams == 0

@@ -16,6 +16,7 @@ from app.main import create_app
 from app.settings import Settings
 from tests.emulator import Emulator, Reply
 from tests.servers import Server, serve_in_thread
+from tests.waiting import eventually
 
 HI = [{"role": "user", "content": "hi"}]
 RFC3339_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?Z$")
@@ -84,13 +85,10 @@ def test_client_disconnect_mid_stream_closes_the_upstream_stream(http: httpx.Cli
         lines = response.iter_lines()
         assert json.loads(next(lines))["message"]["content"] == "a"
         left = time.monotonic()
-    for _ in range(100):
-        if emulator.disconnects:
-            break
-        time.sleep(0.01)
+    eventually(lambda: emulator.disconnects, within=1.0)
     assert len(emulator.disconnects) == 1
     assert emulator.disconnects[0] - left < 0.1
-    assert emulator.active_streams == 0
+    eventually(lambda: emulator.active_streams == 0, within=1.0)
 
 
 def test_client_disconnect_before_a_collected_answer_closes_upstream(proxy: Server, emulator: Emulator) -> None:
@@ -98,12 +96,9 @@ def test_client_disconnect_before_a_collected_answer_closes_upstream(proxy: Serv
     body = {"model": "mistral", "messages": HI, "stream": False}
     with httpx.Client(base_url=proxy.url, timeout=0.3) as impatient, pytest.raises(httpx.ReadTimeout):
         impatient.post("/api/chat", json=body)
-    for _ in range(100):
-        if emulator.disconnects:
-            break
-        time.sleep(0.01)
+    eventually(lambda: emulator.disconnects, within=1.0)
     assert len(emulator.disconnects) == 1
-    assert emulator.active_streams == 0
+    eventually(lambda: emulator.active_streams == 0, within=1.0)
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,6 @@ import asyncio
 import json
 import threading
 import time
-from collections.abc import Callable
 
 import httpx
 import ollama
@@ -18,6 +17,7 @@ from app.engine import EmbeddedUpstream
 from otel.telemetry import Telemetry
 from tests.otel.helpers import children, finished_spans, points, values, wait_idle
 from tests.servers import Server
+from tests.waiting import eventually
 
 HI = [{"role": "user", "content": "hello there"}]
 MODEL = "tiny:latest"
@@ -139,7 +139,7 @@ def test_beyond_the_queue_requests_get_ollamas_busy_answer(proxy: Server, engine
         waiting: list[int] = []
         waiter = threading.Thread(target=lambda: waiting.append(http.post("/api/chat", json=body).status_code))
         waiter.start()
-        _poll(lambda: engine._waiting == 1)
+        eventually(lambda: engine._waiting == 1, within=10.0)
         refused = http.post("/api/chat", json=body)
         assert refused.status_code == 503
         assert refused.json() == {"error": "server busy, please try again.  maximum pending requests exceeded"}
@@ -159,7 +159,7 @@ def test_client_disconnect_stops_the_engine_stream(
             next(response.iter_lines())
             assert engine.active_streams == 1
         left = time.monotonic()
-        _poll(lambda: engine.active_streams == 0)
+        eventually(lambda: engine.active_streams == 0, within=10.0)
         assert time.monotonic() - left < 1.0  # stopped at the next token, long before the 2000 asked for
         follow_up = http.post("/api/chat", json={**body, "stream": False, "options": {"num_predict": 2}})
         assert follow_up.status_code == 200 and follow_up.json()["eval_count"] == 2
@@ -168,10 +168,3 @@ def test_client_disconnect_stops_the_engine_stream(
         ("/api/chat", "200", "client_disconnected"): 1,
         ("/api/chat", "200", "none"): 1,
     }
-
-
-def _poll(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.005)

@@ -8,7 +8,7 @@ import re
 import shutil
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from app.check import Check, run_check
 from tests.emulator import Emulator, Reply
 from tests.servers import Server
 from tests.test_cli import _free_port
+from tests.waiting import eventually
 
 ROOT = Path(__file__).parent.parent.parent
 PROMETHEUS_DIR = ROOT / "monitoring" / "prometheus"
@@ -46,14 +47,6 @@ def _config(proxy: Server, upstream: Server) -> dict[str, Any]:
     return config
 
 
-def _poll(condition: Callable[[], Any], timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (value := condition()):
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.2)
-    return value
-
-
 @pytest.fixture
 def prometheus(proxy: Server, upstream: Server, tmp_path: Path) -> Iterator[str]:
     binary = shutil.which("prometheus")
@@ -73,7 +66,7 @@ def prometheus(proxy: Server, upstream: Server, tmp_path: Path) -> Iterator[str]
                 except httpx.TransportError:
                     return False
 
-            _poll(ready)
+            eventually(ready, within=30.0, every=0.2)
         yield url
     finally:
         process.terminate()
@@ -97,7 +90,7 @@ def traffic(proxy: Server, emulator: Emulator, prometheus: str) -> str:
             result = http.get("/api/v1/query", params={"query": query}).json()["data"]["result"]
             return bool(result) and float(result[0]["value"][1]) >= 4
 
-        _poll(scraped)
+        eventually(scraped, within=30.0, every=0.2)
         time.sleep(2.5)  # a second sample for every rate()
     return prometheus
 
@@ -145,7 +138,7 @@ def test_every_rule_expression_evaluates(traffic: str) -> None:
     loaded = httpx.get(f"{traffic}/api/v1/rules").json()["data"]["groups"]
     evaluated = [rule for group in loaded for rule in group["rules"]]
     assert len(evaluated) == len(rules)
-    _poll(lambda: all(r["health"] == "ok" for g in httpx.get(f"{traffic}/api/v1/rules").json()["data"]["groups"]
+    eventually(lambda: all(r["health"] == "ok" for g in httpx.get(f"{traffic}/api/v1/rules").json()["data"]["groups"]
                       for r in g["rules"]))  # fmt: skip
 
 

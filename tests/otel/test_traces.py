@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -20,6 +20,7 @@ from otel.telemetry import Telemetry
 from tests.emulator import Emulator, Reply
 from tests.otel.helpers import finished_spans, points, wait_idle
 from tests.servers import Server, serve_in_thread
+from tests.waiting import eventually
 
 HI = [{"role": "user", "content": "the secret prompt"}]
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -135,13 +136,6 @@ def test_upstream_up_follows_the_health_check(upstream: Server) -> None:
     for url, expected in ((upstream.url, 1), ("http://127.0.0.1:9", 0)):
         key = frozenset({("upstream", url)})
         with serve_in_thread(create_app(Settings(mistral_url=url, health_interval=0.05), telemetry=telemetry)):
-            _poll(lambda key=key: key in points(reader, "mistral_upstream_up"))  # type: ignore[misc]
+            eventually(lambda key=key: key in points(reader, "mistral_upstream_up"))  # type: ignore[misc]
         assert points(reader, "mistral_upstream_up")[key].value == expected
     telemetry.shutdown()
-
-
-def _poll(condition: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.01)
