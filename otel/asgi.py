@@ -6,6 +6,8 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from opentelemetry import context as context_api
+from opentelemetry import propagate
 from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
 from opentelemetry.metrics import NoOpMeterProvider
 from opentelemetry.trace import TracerProvider
@@ -17,12 +19,13 @@ from otel.genai import CLIENT_DISCONNECTED, error_type_of
 from otel.metrics import ProxyMetrics, attach_record
 from otel.semconv import ENDPOINT, ERROR_TYPE_LABEL, NO_ERROR, STATUS, UNMATCHED_ENDPOINT
 
-__all__ = ["EXCLUDED_PATHS", "HTTPMetricsMiddleware", "RouteTemplates", "middleware"]
+__all__ = ["EXCLUDED_PATHS", "HTTPMetricsMiddleware", "RouteTemplates", "TraceContextPassThrough", "middleware"]
 
 # Scrapes are not traffic: counting them would hide an idle service from the no-requests alert.
 EXCLUDED_PATHS = frozenset({"/metrics", "/api/metrics"})
 _STREAMING_TYPES = (b"application/x-ndjson", b"text/event-stream")
 _SANITIZED_HEADERS = ["authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key"]
+_TRACE_HEADERS = (b"traceparent", b"tracestate", b"baggage")
 
 
 class RouteTemplates:
@@ -103,6 +106,31 @@ class HTTPMetricsMiddleware:
             if exchange.chunks:
                 metrics.streaming_chunks.add(exchange.chunks, {ENDPOINT: endpoint})
             metrics.active_requests.add(-1)
+
+
+class TraceContextPassThrough:
+    """With telemetry off, a caller's trace context still reaches mistral.rs, as the OpenTelemetry API promises.
+
+    It costs one scan of the headers; the contrib middleware it replaces builds a dozen attributes per request.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        carrier = {
+            name.decode("latin-1"): value.decode("latin-1")
+            for name, value in scope.get("headers", ())
+            if name in _TRACE_HEADERS
+        }
+        if not carrier:
+            await self.app(scope, receive, send)
+            return
+        token = context_api.attach(propagate.extract(carrier))
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            context_api.detach(token)
 
 
 def _inferred_error(exchange: _Exchange) -> str:

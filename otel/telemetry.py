@@ -19,7 +19,7 @@ from prometheus_client import CollectorRegistry
 from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Route
 
-from otel.asgi import middleware
+from otel.asgi import TraceContextPassThrough, middleware
 from otel.exposition import metrics_endpoint
 from otel.genai import GenAIObserver
 from otel.metrics import ProxyMetrics
@@ -38,6 +38,8 @@ class Telemetry:
     enabled: bool = True
 
     def middleware(self, routes: Sequence[BaseRoute]) -> list[Middleware]:
+        if not self.enabled:  # the contrib middleware builds its attributes even for a no-op span (~9 % of CPU)
+            return [Middleware(TraceContextPassThrough)]
         return middleware(routes, self.metrics, self.tracer_provider)
 
     def routes(self) -> list[BaseRoute]:

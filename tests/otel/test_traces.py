@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -15,8 +16,9 @@ from opentelemetry.trace import format_span_id, format_trace_id
 
 from app.main import create_app
 from app.settings import Settings
+from otel.asgi import TraceContextPassThrough
 from otel.setup import configure
-from otel.telemetry import Telemetry
+from otel.telemetry import Telemetry, disabled
 from tests.emulator import Emulator, Reply
 from tests.otel.helpers import finished_spans, points, wait_idle
 from tests.servers import Server, serve_in_thread
@@ -139,3 +141,20 @@ def test_upstream_up_follows_the_health_check(upstream: Server) -> None:
             eventually(lambda key=key: key in points(reader, "mistral_upstream_up"))  # type: ignore[misc]
         assert points(reader, "mistral_upstream_up")[key].value == expected
     telemetry.shutdown()
+
+
+def test_with_telemetry_off_no_span_is_made_but_the_callers_trace_reaches_mistralrs(
+    settings: Settings, emulator: Emulator
+) -> None:
+    app = create_app(settings, telemetry=disabled())
+    assert [entry.cls for entry in app.user_middleware][:1] == [TraceContextPassThrough]
+    assert OpenTelemetryMiddleware not in [entry.cls for entry in app.user_middleware]
+    parent = f"00-{TRACE_ID}-00f067aa0ba902b7-01"
+    with serve_in_thread(app) as proxy, httpx.Client(base_url=proxy.url) as http:
+        body = {"model": "mistral", "messages": HI, "stream": False}
+        assert http.post("/api/chat", json=body, headers={"traceparent": parent}).status_code == 200
+        assert http.post("/api/chat", json=body).status_code == 200
+    continued, fresh = [r.headers for r in emulator.requests if r.path == "/v1/chat/completions"]
+    assert continued["traceparent"] == parent
+    assert continued["x-request-id"] == TRACE_ID
+    assert "traceparent" not in fresh and "x-request-id" not in fresh
