@@ -82,12 +82,13 @@ class ClosingStreamingResponse(StreamingResponse):
 OnError = Callable[[BaseException], None]
 
 
-async def ndjson_lines(replies: AsyncIterable[Any], on_error: OnError, drain: Drain) -> AsyncIterator[bytes]:
-    """One compact JSON object per line; a failure after the first line becomes a final ``{"error"}`` line."""
+async def ndjson_lines(bursts: AsyncIterable[list[Any]], on_error: OnError, drain: Drain) -> AsyncIterator[bytes]:
+    """One compact JSON object per line, a burst per write; a failure after the first line becomes a final
+    ``{"error"}`` line."""
     with drain.track():
         try:
-            async for reply in replies:
-                yield _encode(reply) + b"\n"
+            async for replies in bursts:
+                yield b"".join([_encode(reply) + b"\n" for reply in replies])
         except Exception as exc:  # the status is already sent: tell the client in-band
             on_error(exc)
             yield _encode(error_line(exc)) + b"\n"
@@ -98,12 +99,13 @@ async def ndjson_lines(replies: AsyncIterable[Any], on_error: OnError, drain: Dr
             yield _encode(error_line(ShuttingDown())) + b"\n"
 
 
-async def sse_lines(payloads: AsyncIterable[bytes], on_error: OnError, drain: Drain) -> AsyncIterator[bytes]:
-    """Relay OpenAI chunks as SSE; a failure becomes an OpenAI error event, and ``[DONE]`` always ends it."""
+async def sse_lines(bursts: AsyncIterable[list[bytes]], on_error: OnError, drain: Drain) -> AsyncIterator[bytes]:
+    """Relay OpenAI chunks as SSE, a burst per write; a failure becomes an OpenAI error event, and ``[DONE]``
+    always ends it."""
     with drain.track():
         try:
-            async for payload in payloads:
-                yield b"data: " + payload + b"\n\n"
+            async for payloads in bursts:
+                yield b"".join([b"data: " + payload + b"\n\n" for payload in payloads])
         except (Exception, asyncio.CancelledError) as exc:  # mistral.rs's own in-band error event, then [DONE]
             if isinstance(exc, asyncio.CancelledError) and not _ended_by_shutdown(drain):
                 raise

@@ -27,7 +27,7 @@ from app.responses import (
     sse_response,
 )
 from app.settings import Settings
-from app.translate.stream import Clock, Kind, OllamaStream, Reply, collect, decode_chunks, rfc3339_utc, to_ollama
+from app.translate.stream import Clock, Kind, OllamaStream, Reply, decode_chunks, rfc3339_utc, to_ollama
 from app.upstream import ChatCompletionChunk, PayloadStream, Route, Upstream
 from app.upstream.schema import Completion, EmbeddingResponse
 from otel.genai import GenAIObserver, Invocation, error_type_of, observe
@@ -269,13 +269,6 @@ class _Finish:
             await payloads.aclose()
             self(exc)
             raise
-
-
-async def _collected(payloads: PayloadStream, replies: AsyncIterator[Reply], done: _Finish) -> Reply:
-    reply = await done.guard(payloads, collect(replies))
-    await payloads.aclose()
-    done(None)
-    return reply
 
 
 async def _prepend(first: T, rest: AsyncIterator[T]) -> AsyncIterator[T]:

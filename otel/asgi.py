@@ -23,7 +23,8 @@ __all__ = ["EXCLUDED_PATHS", "HTTPMetricsMiddleware", "RouteTemplates", "TraceCo
 
 # Scrapes are not traffic: counting them would hide an idle service from the no-requests alert.
 EXCLUDED_PATHS = frozenset({"/metrics", "/api/metrics"})
-_STREAMING_TYPES = (b"application/x-ndjson", b"text/event-stream")
+# A streamed write may carry several chunks (a burst); each ends with its delimiter.
+_CHUNK_ENDS = {b"application/x-ndjson": b"\n", b"text/event-stream": b"\n\n"}
 _SANITIZED_HEADERS = ["authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key"]
 _TRACE_HEADERS = (b"traceparent", b"tracestate", b"baggage")
 
@@ -47,11 +48,11 @@ class RouteTemplates:
 
 
 class _Exchange:
-    __slots__ = ("status", "streaming", "chunks", "finished")
+    __slots__ = ("status", "chunk_end", "chunks", "finished")
 
     def __init__(self) -> None:
         self.status = 0
-        self.streaming = False
+        self.chunk_end = b""  # set for a streamed response
         self.chunks = 0
         self.finished = False
 
@@ -59,10 +60,10 @@ class _Exchange:
         if message["type"] == "http.response.start":
             self.status = message["status"]
             content_type = dict(message.get("headers", ())).get(b"content-type", b"")
-            self.streaming = content_type.startswith(_STREAMING_TYPES)
+            self.chunk_end = _CHUNK_ENDS.get(content_type.split(b";", 1)[0].strip(), b"")
         elif message["type"] == "http.response.body":
-            if self.streaming and message.get("body"):
-                self.chunks += 1
+            if self.chunk_end and (body := message.get("body")):
+                self.chunks += body.count(self.chunk_end)
             self.finished = not message.get("more_body", False)
 
 

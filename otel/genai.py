@@ -270,19 +270,20 @@ class GenAIObserver:
 
 
 async def observe(
-    items: AsyncIterator[T], invocation: Invocation, chunk_of: Callable[[T], Chunk | None] | None = None
-) -> AsyncIterator[T]:
-    """Pass items through, feeding the invocation; an upstream failure or cancellation finalises it.
+    bursts: AsyncIterator[list[T]], invocation: Invocation, chunk_of: Callable[[T], Chunk | None] | None = None
+) -> AsyncIterator[list[T]]:
+    """Pass bursts of items through, feeding the invocation; an upstream failure or cancellation finalises it.
 
     ``chunk_of`` reads a chunk out of each item (relayed raw payloads are decoded for telemetry only).
     Being closed early by the consumer does not finalise: the consumer knows why it stopped and says so.
     """
     try:
-        async for item in items:
-            chunk = item if chunk_of is None else chunk_of(item)
-            if chunk is not None:
-                invocation.on_chunk(chunk)  # type: ignore[arg-type]
-            yield item
+        async for items in bursts:
+            for item in items:
+                chunk = item if chunk_of is None else chunk_of(item)
+                if chunk is not None:
+                    invocation.on_chunk(chunk)  # type: ignore[arg-type]
+            yield items
     except (Exception, asyncio.CancelledError) as exc:
         invocation.fail(error_type_of(exc))
         raise

@@ -81,6 +81,9 @@ class Reply:
     * `first_byte_delay`: seconds to wait, after the request was read and admitted (taking its sequence
       id), before the response headers go out; combines with every other field.
 
+    * `burst`: a stream's events, `[DONE]` included, go out in one write, as a fast server's events reach
+      a reader that fell behind (with `reset_after`, the events before the reset go out in one write).
+
     A stall or a first-byte delay ends at once when the client disconnects, which is recorded in
     `Emulator.disconnects`. Like every reply, a faulty one is taken only by a request that passed
     validation and model admission (a rejected request leaves the script alone).
@@ -105,6 +108,7 @@ class Reply:
     stall_for: float = 3600.0
     stall_keepalive: bool = False
     first_byte_delay: float = 0.0
+    burst: bool = False
 
     def _breaks_body(self) -> bool:
         return self.malformed_after is not None or self.reset_after is not None or self.stall_after is not None
@@ -711,7 +715,7 @@ class Emulator:
         head = self._head(entry, plan)
         if body.get("stream") is True:
             payloads = _chat_payloads(head, plan, reply)
-            return self._held(reply, _EventStream(self, self._sse(payloads, reply)))
+            return self._held(reply, _EventStream(self, self._events(payloads, reply)))
         return self._held(reply, await self._answer(_chat_response(head, plan), plan, reply))
 
     async def _completions(self, request: Request) -> ASGIApp:
@@ -728,7 +732,7 @@ class Emulator:
         head = self._head(entry, plan)
         if body.get("stream") is True:
             payloads = _completion_payloads(head, plan, reply)
-            return self._held(reply, _EventStream(self, self._sse(payloads, reply)))
+            return self._held(reply, _EventStream(self, self._events(payloads, reply)))
         return self._held(reply, await self._answer(_completion_response(head, plan), plan, reply))
 
     def _status_reply(self, reply: Reply) -> Response:
@@ -784,6 +788,20 @@ class Emulator:
         else:
             response = _json(obj)
         return _BrokenBody(self, response, reply) if reply._breaks_body() else response
+
+    async def _events(self, payloads: list[dict[str, Any]], reply: Reply) -> AsyncIterator[bytes]:
+        if not reply.burst:
+            async for event in self._sse(payloads, reply):
+                yield event
+            return
+        events: list[bytes] = []
+        try:
+            async for event in self._sse(payloads, reply):
+                events.append(event)
+        except _Reset:  # what came before the reset still goes out
+            yield b"".join(events)
+            raise
+        yield b"".join(events)
 
     async def _sse(self, payloads: list[dict[str, Any]], reply: Reply) -> AsyncIterator[bytes]:
         stall_at = _clip(reply.stall_after, len(payloads))

@@ -7,14 +7,19 @@ import json
 import re
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import httpx
 import pytest
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from starlette.types import Message, Receive, Scope, Send
 
 from app.main import create_app
 from app.settings import Settings
+from otel.telemetry import Telemetry
 from tests.emulator import Emulator, Reply
+from tests.otel.helpers import values, wait_idle
 from tests.servers import Server, serve_in_thread
 from tests.waiting import eventually
 
@@ -77,6 +82,45 @@ def test_stream_is_relayed_chunk_by_chunk(http: httpx.Client, emulator: Emulator
     with http.stream("POST", "/api/chat", json={"model": "mistral", "messages": HI}) as response:
         first = next(response.iter_lines())
     assert json.loads(first)["message"]["content"] == "a"
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "events_of"),
+    [
+        ("/api/chat", {"model": "mistral", "messages": HI}, lambda write: write.count(b"\n")),
+        ("/v1/chat/completions", {"model": "mistral-7b", "messages": HI, "stream": True},
+         lambda write: write.count(b"\n\n")),
+    ],
+)  # fmt: skip
+def test_a_burst_from_mistralrs_goes_out_in_one_write(
+    settings: Settings, telemetry: Telemetry, metric_reader: InMemoryMetricReader, emulator: Emulator,
+    path: str, body: dict[str, Any], events_of: Callable[[bytes], int],
+) -> None:  # fmt: skip
+    emulator.script(Reply(content="a b c d", burst=True))
+    app = create_app(settings, telemetry=telemetry)
+    writes: list[bytes] = []
+
+    async def recording(scope: Scope, receive: Receive, send: Send) -> None:
+        async def recorded(message: Message) -> None:
+            if message["type"] == "http.response.body" and message.get("body"):
+                writes.append(message["body"])
+            await send(message)
+
+        await app(scope, receive, recorded)
+
+    with serve_in_thread(recording) as proxy:
+        received = httpx.post(f"{proxy.url}{path}", json=body).content
+    if path == "/api/chat":
+        contents = [json.loads(line)["message"]["content"] for line in received.splitlines()]
+        assert contents == ["a", " b", " c", " d", ""]
+        assert [events_of(write) for write in writes] == [4, 1]  # the final object follows the burst
+    else:
+        events = received.count(b"data: ")
+        assert events > 4 and received.endswith(b"data: [DONE]\n\n")
+        assert [events_of(write) for write in writes] == [events - 1, 1]  # [DONE] follows the burst
+    assert b"".join(writes) == received
+    wait_idle(metric_reader)
+    assert values(metric_reader, "mistral_streaming_chunks", "endpoint") == {(path,): sum(map(events_of, writes))}
 
 
 def test_client_disconnect_mid_stream_closes_the_upstream_stream(http: httpx.Client, emulator: Emulator) -> None:

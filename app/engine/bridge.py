@@ -23,7 +23,10 @@ _POLL = 0.05  # how often a producer waiting for credit checks whether it should
 
 
 class EngineStream:
-    """An engine stream as a ``PayloadStream``: iterate for JSON payloads, ``aclose`` to abandon it."""
+    """An engine stream as a ``PayloadStream``: iterate for bursts of JSON payloads, ``aclose`` to abandon it.
+
+    A burst is what the producer has handed over by the time the consumer asks, at least one payload.
+    """
 
     def __init__(
         self,
@@ -40,28 +43,38 @@ class EngineStream:
         self._credits = threading.Semaphore(_CREDITS)
         self._stop = threading.Event()
         self._encode, self._map_error, self._on_exit = encode, map_error, on_exit
+        self._pending: BaseException | None = None  # an end or error met behind a burst, raised next time
         self._thread = threading.Thread(target=self._produce, args=(chunks,), name="mistralrs-stream", daemon=True)
         self._thread.start()
 
     def __aiter__(self) -> EngineStream:
         return self
 
-    async def __anext__(self) -> bytes:
+    async def __anext__(self) -> list[bytes]:
+        if self._pending is not None:
+            raise self._pending
         wait, error = self._timeouts.wait(self._started, self._deadline)
         try:
             async with asyncio.timeout(wait):
-                kind, value = await self._queue.get()
+                item = await self._queue.get()
         except TimeoutError:
             self._stop.set()
             raise error from None
         self._started = True
-        self._credits.release()
-        if kind == "chunk":
-            payload: bytes = value
-            return payload
-        if kind == "end":
-            raise StopAsyncIteration
-        raise value
+        burst: list[bytes] = []
+        while True:
+            self._credits.release()
+            kind, value = item
+            if kind != "chunk":
+                ending: BaseException = StopAsyncIteration() if kind == "end" else value
+                if not burst:
+                    raise ending
+                self._pending = ending
+                return burst
+            burst.append(value)
+            if self._queue.empty():
+                return burst
+            item = self._queue.get_nowait()
 
     async def aclose(self) -> None:
         self._stop.set()

@@ -151,7 +151,7 @@ class EmbeddedUpstream:
             usage = {"prompt_tokens": 0, "total_tokens": 0}  # the engine does not report them for embeddings
             return _encode({"object": "list", "data": data, "model": body.get("model"), "usage": usage})
         stream = await self.open_stream(route, body)
-        payloads = [payload async for payload in stream]
+        payloads = [payload async for burst in stream for payload in burst]
         if route == "completion":
             return payloads[0]
         return chat_response([_decode_object(payload) for payload in payloads], self.spec.name)

@@ -60,13 +60,13 @@ class Clock:
     last: int = 0
 
 
-async def decode_chunks(payloads: AsyncIterable[bytes]) -> AsyncIterator[ChatCompletionChunk]:
-    async for payload in payloads:
+async def decode_chunks(bursts: AsyncIterable[list[bytes]]) -> AsyncIterator[list[ChatCompletionChunk]]:
+    async for payloads in bursts:
         try:
-            chunk = _decode_chunk(payload)
+            chunks = [_decode_chunk(payload) for payload in payloads]
         except msgspec.MsgspecError:
             raise UpstreamProtocolError("mistral.rs sent a malformed stream chunk") from None
-        yield chunk
+        yield chunks
 
 
 class _ToolCalls:
@@ -185,16 +185,19 @@ class OllamaStream:
         return reply
 
 
-async def to_ollama(chunks: AsyncIterable[ChatCompletionChunk], stream: OllamaStream) -> AsyncIterator[Reply]:
-    async for chunk in chunks:
-        for reply in stream.translate(chunk):
-            yield reply
-    yield stream.finish()
+async def to_ollama(
+    bursts: AsyncIterable[list[ChatCompletionChunk]], stream: OllamaStream
+) -> AsyncIterator[list[Reply]]:
+    """The Ollama objects of each burst of chunks (bursts that make none are skipped), then the final one."""
+    async for chunks in bursts:
+        if replies := [reply for chunk in chunks for reply in stream.translate(chunk)]:
+            yield replies
+    yield [stream.finish()]
 
 
-async def collect(replies: AsyncIterable[Reply]) -> Reply:
+async def collect(bursts: AsyncIterable[list[Reply]]) -> Reply:
     """A non-streamed answer: the final object with every fragment joined, as Ollama's server does."""
-    return _joined([reply async for reply in replies])
+    return _joined([reply async for replies in bursts for reply in replies])
 
 
 def _joined(replies: list[Reply]) -> Reply:

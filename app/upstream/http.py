@@ -35,12 +35,12 @@ _encode = msgspec.json.Encoder().encode
 
 
 class SSEStream:
-    """An open ``text/event-stream`` response from mistral.rs, iterated as JSON payloads, timed per read."""
+    """An open ``text/event-stream`` response from mistral.rs, iterated as the payloads of each read, timed per read."""
 
     def __init__(self, response: httpx.Response, timeouts: StreamTimeouts, deadline: float | None) -> None:
         self._response, self._timeouts, self._deadline = response, timeouts, deadline
 
-    async def __aiter__(self) -> AsyncIterator[bytes]:
+    async def __aiter__(self) -> AsyncIterator[list[bytes]]:
         decoder = SSEDecoder()
         raw = self._response.aiter_raw()
         started = False
@@ -55,13 +55,12 @@ class SSEStream:
                 except TimeoutError:
                     raise error from None
                 started = True
-                for payload in decoder.feed(data):
-                    yield payload
+                if payloads := decoder.feed(data):
+                    yield payloads
                 if decoder.done:
                     break
-        if not decoder.done:
-            for payload in decoder.close():
-                yield payload
+        if not decoder.done and (payloads := decoder.close()):
+            yield payloads
         if decoder.failure is not None:
             raise decoder.failure
 

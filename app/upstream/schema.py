@@ -130,9 +130,13 @@ class EmbeddingResponse(msgspec.Struct):
 
 
 class PayloadStream(Protocol):
-    """An open upstream stream: iterate for the JSON payload of each chunk; ``aclose`` releases it."""
+    """An open upstream stream, iterated in bursts: the JSON payloads of the chunks that arrived together.
 
-    def __aiter__(self) -> AsyncIterator[bytes]: ...
+    Each burst is a non-empty list. Relaying a burst as one write is what keeps a fast upstream from making
+    the proxy the bottleneck: mistral.rs's events often arrive several to a read. ``aclose`` releases it.
+    """
+
+    def __aiter__(self) -> AsyncIterator[list[bytes]]: ...
 
     async def aclose(self) -> None: ...
 

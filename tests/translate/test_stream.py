@@ -27,13 +27,18 @@ def _chunk(content: str, finish: str | None = None, tool_calls: bytes = b"null")
     return HEAD + reason + b',"index":0,"delta":' + delta + b',"logprobs":null}],' + TAIL + usage
 
 
-async def _replies(payloads: list[bytes], kind: str = "chat") -> list[dict[str, object]]:
-    async def source() -> AsyncIterator[bytes]:
-        for payload in payloads:
-            yield payload
+async def _bursts(payloads: list[bytes], kind: str = "chat", size: int = 1) -> list[list[dict[str, object]]]:
+    async def source() -> AsyncIterator[list[bytes]]:
+        for start in range(0, len(payloads), size):
+            yield payloads[start : start + size]
 
     stream = OllamaStream("qwen3", kind, Clock())  # type: ignore[arg-type]
-    return [msgspec.to_builtins(reply) async for reply in to_ollama(decode_chunks(source()), stream)]
+    translated = to_ollama(decode_chunks(source()), stream)
+    return [[msgspec.to_builtins(reply) for reply in replies] async for replies in translated]
+
+
+async def _replies(payloads: list[bytes], kind: str = "chat") -> list[dict[str, object]]:
+    return [reply for replies in await _bursts(payloads, kind) for reply in replies]
 
 
 def test_text_chunks_then_one_final_object() -> None:
@@ -52,6 +57,17 @@ def test_text_chunks_then_one_final_object() -> None:
         12,
     )
     assert all(isinstance(final[k], int) and final[k] >= 0 for k in ("total_duration", "eval_duration"))
+
+
+def test_a_burst_of_chunks_is_translated_together_and_an_empty_one_is_skipped() -> None:
+    role_only = (
+        HEAD + b'null,"index":0,"delta":{"content":null,"role":"assistant","tool_calls":null},"logprobs":null}],'
+    )
+    role_only += TAIL + b'"usage":null}'
+    bursts = asyncio.run(_bursts([role_only, role_only, _chunk("a"), _chunk("b"), _chunk("c", "stop")], size=2))
+    contents = [[r["message"]["content"] for r in replies] for replies in bursts]  # type: ignore[index]
+    assert contents == [["a", "b"], ["c"], [""]]
+    assert [[r["done"] for r in replies] for replies in bursts] == [[False, False], [False], [True]]
 
 
 def test_tool_calls_are_sent_whole_with_object_arguments() -> None:
@@ -80,9 +96,9 @@ def test_generate_shape_and_length_reason() -> None:
 
 def test_collect_joins_fragments_into_the_final_object() -> None:
     async def run() -> dict[str, object]:
-        async def source() -> AsyncIterator[bytes]:
-            for payload in (_chunk("The"), _chunk(" end", "stop")):
-                yield payload
+        async def source() -> AsyncIterator[list[bytes]]:
+            yield [_chunk("The")]
+            yield [_chunk(" end", "stop")]
 
         stream = OllamaStream("qwen3", "chat", Clock())
         return msgspec.to_builtins(await collect(to_ollama(decode_chunks(source()), stream)))  # type: ignore[no-any-return]
