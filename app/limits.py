@@ -37,7 +37,10 @@ class Limiter:
     async def acquire(self) -> None:
         if self._slots is None:
             return
-        if self._slots.locked() and self.waiting >= self._max_queue:
+        if not self._slots.locked():  # a free slot is taken at once: no timer to arm
+            await self._slots.acquire()
+            return
+        if self.waiting >= self._max_queue:
             raise Overloaded()
         self.waiting += 1
         try:

@@ -215,9 +215,15 @@ def test_mistralrs_error_statuses(
     ("fault", "error", "error_type"),
     [
         (Reply(content="a b c", malformed_after=1), "mistral.rs sent a malformed stream chunk", "upstream_protocol"),
+        (Reply(content="a b c", malformed_after=1, burst=True), "mistral.rs sent a malformed stream chunk",
+         "upstream_protocol"),
         (Reply(content="a b c", reset_after=1), "the connection to mistral.rs was lost", "upstream_unavailable"),
         (Reply(content="a b c", error_after=1, error_message="CUDA out of memory"), "mistral.rs: CUDA out of memory",
          "upstream_error"),
+        (Reply(content="a b c", error_after=1, error_message="CUDA out of memory", burst=True),
+         "mistral.rs: CUDA out of memory", "upstream_error"),
+        (Reply(content="a b c", reset_after=1, burst=True), "the connection to mistral.rs was lost",
+         "upstream_unavailable"),
     ],
 )  # fmt: skip
 def test_faults_mid_stream_end_with_an_error_line(

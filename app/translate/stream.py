@@ -61,11 +61,16 @@ class Clock:
 
 
 async def decode_chunks(bursts: AsyncIterable[list[bytes]]) -> AsyncIterator[list[ChatCompletionChunk]]:
+    """Each burst decoded; a malformed payload ends the stream after the good chunks before it."""
     async for payloads in bursts:
-        try:
-            chunks = [_decode_chunk(payload) for payload in payloads]
-        except msgspec.MsgspecError:
-            raise UpstreamProtocolError("mistral.rs sent a malformed stream chunk") from None
+        chunks: list[ChatCompletionChunk] = []
+        for payload in payloads:
+            try:
+                chunks.append(_decode_chunk(payload))
+            except msgspec.MsgspecError:
+                if chunks:
+                    yield chunks
+                raise UpstreamProtocolError("mistral.rs sent a malformed stream chunk") from None
         yield chunks
 
 
