@@ -1,9 +1,11 @@
-"""Smoke test of the benchmark's tools: the stand-in answers in mistral.rs's shapes and the load generator counts."""
+"""Smoke tests of the benchmark's tools: the stand-in answers in mistral.rs's shapes and the load generator counts;
+the embedded-mode benchmark measures both paths on the tiny model."""
 
 from __future__ import annotations
 
 import http.client
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -13,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.tiny_model import build_tiny_model
 
 BENCH = Path(__file__).resolve().parent.parent / "bench"
 _USAGE = [
@@ -115,3 +119,20 @@ def test_standin_and_load_generator(standin: int) -> None:
     models = json.loads(_request(standin, "GET", "/v1/models")[2])
     assert [(m["id"], m.get("status")) for m in models["data"]] == [("default", None), ("bench-model", "loaded")]
     assert _request(standin, "GET", "/health")[2] == b"OK"
+
+
+def test_embedded_benchmark_measures_both_paths(tmp_path: Path) -> None:
+    model, output = build_tiny_model(tmp_path / "tiny"), tmp_path / "results.md"
+    command = [sys.executable, str(BENCH / "embedded.py"), "--quick", "--model", str(model), "--output", str(output)]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = {
+        cells[0]: cells[1:]
+        for line in output.read_text().splitlines()
+        if line.startswith("| ") and (cells := [cell.strip() for cell in line.strip("|").split("|")])[0] in ("1", "4")
+    }
+    assert list(rows) == ["1", "4"]
+    for direct, proxy, ratio, per_request in rows.values():
+        assert float(direct) > 0 and float(proxy) > 0 and float(ratio.removesuffix("×")) > 0
+        assert per_request == "8 / 8"  # the tiny model never stops early: both paths generate --tokens
