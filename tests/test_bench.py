@@ -136,3 +136,34 @@ def test_embedded_benchmark_measures_both_paths(tmp_path: Path) -> None:
     for direct, proxy, ratio, per_request in rows.values():
         assert float(direct) > 0 and float(proxy) > 0 and float(ratio.removesuffix("×")) > 0
         assert per_request == "8 / 8"  # the tiny model never stops early: both paths generate --tokens
+
+
+def test_the_profile_attributes_each_busy_sample_to_the_innermost_known_component() -> None:
+    sys.path.insert(0, str(BENCH))
+    try:
+        import cpu_profile
+    finally:
+        sys.path.remove(str(BENCH))
+    root, site, lib = str(BENCH.parent), "/venv/lib/python3.11/site-packages", "/usr/lib/python3.11"
+    loop = f"_run ({root}/app/cli.py:151);run ({lib}/asyncio/runners.py:118)"
+    route = f"{loop};chat ({root}/app/routes/generation.py:51)"
+    post = f"{route};post ({site}/httpx/_client.py:1859)"
+    thread = f"_bootstrap ({lib}/threading.py:1002)"
+    collapsed = [
+        f"{post};record ({site}/opentelemetry/sdk/metrics/_internal/instrument.py:321) 3",
+        f"{post};_send ({site}/httpx/_client.py:1730) 2",
+        f"{route};rfc3339_utc ({root}/app/translate/stream.py:48) 1",
+        f"{loop};_run_once ({lib}/asyncio/base_events.py:1900) 1",
+        f"{thread};BatchProcessor.worker ({site}/opentelemetry/sdk/_shared_internal/__init__.py:162);"
+        f"encode ({site}/opentelemetry/exporter/otlp/proto/common/_internal/__init__.py:77) 2",
+        f"{thread};wait ({lib}/threading.py:331) 40",
+    ]
+    busy, table = cpu_profile.shares(collapsed)
+    assert busy == 9  # the parked thread is not work
+    assert table == [
+        ("OpenTelemetry SDK: metrics", 3 / 9),
+        ("httpx (upstream client API)", 2 / 9),
+        ("OpenTelemetry export threads (encode + send)", 2 / 9),
+        ("app/ (translation, limits, routes)", 1 / 9),
+        ("event loop, asyncio, stdlib", 1 / 9),
+    ]
