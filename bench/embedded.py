@@ -163,8 +163,9 @@ def measure_rounds(sides: Mapping[str, Callable[[int], int]], options: argparse.
     for generate in sides.values():
         generate(0)  # the first request pays one-off costs (lazy initialisation, first prefill)
     for round_ in range(options.rounds):
-        for side, generate in sides.items():
-            for concurrency in CONCURRENCIES:
+        # A then B at each concurrency, back to back: the pair sees the same machine, so their ratio is fair
+        for concurrency in CONCURRENCIES:
+            for side, generate in sides.items():
                 if not procs.settle([os.getpid()], timeout=options.settle):
                     results.unquiet += 1
                 measured = measure(generate, concurrency, options.requests)
@@ -180,9 +181,10 @@ def measure_rounds(sides: Mapping[str, Callable[[int], int]], options: argparse.
 
 
 def _ratio(results: Results, concurrency: int) -> float | None:
-    direct = results.median(DIRECT, concurrency, lambda r: r.tokens_per_s)
-    proxy = results.median(PROXY, concurrency, lambda r: r.tokens_per_s)
-    return proxy / direct if proxy is not None and direct else None
+    """The median over rounds of B ÷ A within each round: a shared machine's speed drifts between rounds."""
+    pairs = zip(results.runs.get((DIRECT, concurrency), []), results.runs.get((PROXY, concurrency), []), strict=False)
+    ratios = [proxy.tokens_per_s / direct.tokens_per_s for direct, proxy in pairs if direct.tokens_per_s]
+    return statistics.median(ratios) if ratios else None
 
 
 def _number(value: float | None, form: str = "{:.1f}") -> str:
@@ -235,10 +237,11 @@ def render(results: Results, options: argparse.Namespace, spec: ModelSpec, argv:
             f"- commit: {results.commit}",
             f"- command: `{' '.join(['python bench/embedded.py', *argv])}`",
             f"- model: {spec.name} ({spec.kind}, {where})",
-            f"- method: {options.rounds} round(s), each (A) at c1 and c4 then (B) at c1 and c4, one at a time, after "
-            f"one warm-up request each; every client sends {options.requests} streamed chat requests in a row for "
-            f"{options.tokens} tokens, temperature 0, its own prompt. tokens/s = all tokens ÷ wall time; medians over "
-            "rounds. (B): `mistral-ollama-proxy serve` without MISTRAL_URL, ENGINE_CONCURRENCY="
+            f"- method: {options.rounds} round(s), each (A) then (B) at c1, then (A) then (B) at c4, one at a time, "
+            f"after one warm-up request each; every client sends {options.requests} streamed chat requests in a row "
+            f"for {options.tokens} tokens, temperature 0, its own prompt. tokens/s = all tokens ÷ wall time; medians "
+            "over rounds; B ÷ A is the median of the ratios within each round. "
+            "(B): `mistral-ollama-proxy serve` without MISTRAL_URL, ENGINE_CONCURRENCY="
             f"{max(CONCURRENCIES)}, telemetry on (OTLP http/protobuf to a sink, traces at 100 %, metrics every 5 s), "
             "kept running but idle during (A). Nothing pinned.",
             "",
