@@ -116,11 +116,14 @@ def configure(
     registry = CollectorRegistry(auto_describe=True) if "prometheus" in metric_names else None
     resource = _resource(environ, version)
 
-    tracer_provider = TracerProvider(resource=resource)
+    # Telemetry.shutdown flushes within a time limit; the SDK's own exit hooks would wait on the exporters' retries.
+    tracer_provider = TracerProvider(resource=resource, shutdown_on_exit=False)
     for exporter in [*(_span_exporter(name, environ) for name in span_names), *span_exporters]:
         tracer_provider.add_span_processor(BatchSpanProcessor(exporter))
     readers = [_metric_reader(name, environ, registry) for name in metric_names if registry or name != "prometheus"]  # type: ignore[arg-type]
-    meter_provider = MeterProvider(resource=resource, metric_readers=[*readers, *metric_readers])
+    meter_provider = MeterProvider(
+        resource=resource, metric_readers=[*readers, *metric_readers], shutdown_on_exit=False
+    )
     capture = environ.get("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "").strip().lower() in _TRUE
     return Telemetry(
         tracer_provider,

@@ -6,6 +6,8 @@ This module uses the OpenTelemetry API only; ``otel.setup.configure`` builds a r
 
 from __future__ import annotations
 
+import logging
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -24,7 +26,11 @@ from otel.exposition import metrics_endpoint
 from otel.genai import GenAIObserver
 from otel.metrics import ProxyMetrics
 
-__all__ = ["Telemetry", "disabled"]
+__all__ = ["FLUSH_TIMEOUT", "Telemetry", "disabled"]
+
+# The OTLP exporters retry a batch for up to 10 s each: an unreachable collector kept a SIGTERM'd proxy alive 25 s.
+FLUSH_TIMEOUT = 5.0
+_log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -62,11 +68,19 @@ class Telemetry:
         )
         client.event_hooks["request"].append(_request_id)
 
-    def shutdown(self) -> None:
-        """Flush spans and metrics, then stop the exporters."""
-        for close in self._closers:
-            close()
-        self._closers.clear()
+    def shutdown(self, timeout: float = FLUSH_TIMEOUT) -> bool:
+        """Flush spans and metrics, then stop the exporters; give up after ``timeout`` seconds (False)."""
+        closers, self._closers = self._closers, []
+        if not closers:
+            return True
+        # A daemon thread: what is still exporting when the time is up does not hold the process.
+        worker = threading.Thread(target=lambda: [close() for close in closers], name="telemetry-flush", daemon=True)
+        worker.start()
+        worker.join(timeout)
+        if worker.is_alive():
+            _log.warning("telemetry not flushed within %g s (is the OTLP endpoint reachable?); going on", timeout)
+            return False
+        return True
 
 
 async def _request_id(request: httpx.Request) -> None:

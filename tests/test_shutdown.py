@@ -8,6 +8,8 @@ import shutil
 import signal
 import subprocess
 from collections.abc import Iterator
+from pathlib import Path
+from typing import IO
 
 import httpx
 import pytest
@@ -26,14 +28,16 @@ def receiver() -> Iterator[tuple[str, Received]]:
         yield endpoint, received
 
 
-def _serve(upstream: Server, grace: float, otlp: str) -> tuple[subprocess.Popen[str], str]:
+def _serve(
+    upstream: Server, grace: float, otlp: str, stderr: IO[str] | None = None
+) -> tuple[subprocess.Popen[str], str]:
     command = shutil.which("mistral-ollama-proxy")
     assert command
     port = _free_port()
     env = {**os.environ, "MISTRAL_URL": upstream.url, "GRACEFUL_TIMEOUT_SECS": str(grace),
            "OTEL_EXPORTER_OTLP_ENDPOINT": otlp, "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf"}  # fmt: skip
     process = subprocess.Popen([command, "serve", "--bind", f"127.0.0.1:{port}", "--log-level", "warning"],
-                               env=env, stdout=subprocess.PIPE, text=True)  # fmt: skip
+                               env=env, stdout=subprocess.PIPE, stderr=stderr, text=True)  # fmt: skip
     assert process.stdout is not None
     for _ in range(3):
         process.stdout.readline()
@@ -90,3 +94,19 @@ def test_streams_past_the_grace_period_end_with_an_error_line(
     assert len(rest) < 20  # ended after about half a second, not after the 40 words
     assert code == 0
     assert emulator.active_streams == 0
+
+
+def test_an_unreachable_collector_does_not_hold_the_exit(upstream: Server, tmp_path: Path) -> None:
+    log = tmp_path / "stderr.log"
+    with log.open("w") as stderr:
+        process, url = _serve(upstream, 1.0, f"http://127.0.0.1:{_free_port()}", stderr)
+        try:
+            assert httpx.post(f"{url}/api/chat", json={**CHAT, "stream": False}, timeout=30).status_code == 200
+        finally:
+            process.send_signal(signal.SIGTERM)
+            # The OTLP exporters retry each batch for 10 s; before the flush had a time limit this took 25 s.
+            code = process.wait(timeout=15)
+            assert process.stdout is not None
+            process.stdout.close()
+    assert code == 0
+    assert "telemetry not flushed within 5 s (is the OTLP endpoint reachable?); going on" in log.read_text()
