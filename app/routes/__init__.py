@@ -8,6 +8,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from app.openapi import document
 from app.responses import json_response
 from app.routes import generation, models, openai
 
@@ -34,6 +35,10 @@ async def ready(request: Request) -> Response:
         up = False
     body = {"status": "ready" if up else "not ready", "upstream": "up" if up else "down"}
     return json_response(body, 200 if up else 503)
+
+
+async def openapi(request: Request) -> Response:
+    return json_response(document())
 
 
 async def version(request: Request) -> Response:
@@ -63,4 +68,5 @@ ROUTES: list[BaseRoute] = [
     Route("/v1/embeddings", openai.embeddings, methods=["POST"]),
     Route("/v1/models", openai.list_models, methods=["GET"]),
     Route("/v1/models/{action}", openai.manage_model, methods=["POST"]),
+    Route("/api/openapi.json", openapi, methods=["GET"]),
 ]
