@@ -84,15 +84,17 @@ class EngineStream:
         return not self._thread.is_alive()
 
     def _produce(self, chunks: Iterator[Any]) -> None:
+        ending: tuple[str, Any] = ("end", None)
         try:
             for chunk in chunks:
                 if not self._hand_over("chunk", self._encode(chunk)):
                     return  # abandoned: returning drops the streamer, and the engine cancels the sequence
-            self._hand_over("end", None)
         except BaseException as exc:  # mistralrs panics are BaseExceptions
-            self._hand_over("error", self._map_error(exc))
+            ending = ("error", self._map_error(exc))
         finally:
             self._on_exit()
+        # after on_exit, so that whoever sees the end finds the engine's span ended and its slot free
+        self._hand_over(*ending)
 
     def _hand_over(self, kind: str, value: Any) -> bool:
         while not self._credits.acquire(timeout=_POLL):
