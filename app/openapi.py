@@ -13,13 +13,16 @@ from typing import Any
 
 import msgspec
 
-from app.ollama import ChatRequest, ChatResponse, GenerateRequest, GenerateResponse
-from app.ollama.models import (
+from app.ollama import (
+    ChatRequest,
+    ChatResponse,
     CopyRequest,
     EmbeddingsRequest,
     EmbeddingsResponse,
     EmbedRequest,
     EmbedResponse,
+    GenerateRequest,
+    GenerateResponse,
     ListResponse,
     ModelRequest,
     ProcessResponse,
