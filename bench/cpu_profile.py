@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import collections
 import datetime
-import json
 import os
 import shutil
 import subprocess
@@ -24,7 +23,19 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from report import PROXY_OFF, PROXY_ON
-from run import BENCH, LOAD_CORE, ROOT, SCENARIOS, Options, commit, machine, measure, start_helper, start_proxy
+from run import (
+    BENCH,
+    LOAD_CORE,
+    ROOT,
+    SCENARIOS,
+    Options,
+    commit,
+    machine,
+    measure,
+    publish,
+    start_helper,
+    start_proxy,
+)
 
 # (component, substrings of a frame's file path); the first component found from the innermost frame wins.
 COMPONENTS: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -124,11 +135,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             server.stop()
     busy, table = shares(raw.read_text().splitlines())
     rate = f"{result.requests_per_s:,.0f} req/s" + (f", {result.chunks_per_s:,.0f} chunks/s" if scenario.stream else "")
-    text = render(scenario.title, args.telemetry, rate, busy, table, argv)
-    print(text)
-    output.write_text(text)
-    print(f"written to {output} (stacks: {raw})")
-    print(json.dumps({"busy_samples": busy}))
+    publish(render(scenario.title, args.telemetry, rate, busy, table, argv), output)
+    print(f"stacks (for speedscope): {raw}")
     return 0
 
 

@@ -304,10 +304,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sink.stop()
     if run.code_state() != code:
         results.notes.append("**the proxy's code (app/, otel/) changed during the run**: rounds may differ")
-    text = render(results, options, spec, argv)
-    print("\n" + text)
-    options.output.write_text(text)
-    print(f"written to {options.output}")
+    run.publish(render(results, options, spec, argv), options.output)
     return 0
 
 

@@ -435,6 +435,13 @@ def sink_stats(sink: Server) -> str:
     return "OTLP sink stats unavailable"
 
 
+def publish(text: str, output: Path) -> None:
+    """Print a results file's text and write it."""
+    print("\n" + text)
+    output.write_text(text)
+    print(f"written to {output}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     options = parse(argv)
@@ -457,10 +464,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         results.notes.append("**the proxy's code (app/, otel/) changed during the run**: scenarios may differ")
     if results.unquiet:
         results.notes.append(f"{results.unquiet} run(s) started while a core was still busy after 20 s of waiting")
-    text = render(results, options, argv)
-    print("\n" + text)
-    options.output.write_text(text)
-    print(f"written to {options.output}")
+    publish(render(results, options, argv), options.output)
     return 0
 
 
