@@ -28,6 +28,14 @@ def _command() -> str:
     return command
 
 
+def _finish(process: subprocess.Popen[str], timeout: float = 30) -> int:
+    """The exit code of a process told to stop, with its stdout pipe closed."""
+    code = process.wait(timeout=timeout)
+    assert process.stdout is not None
+    process.stdout.close()
+    return code
+
+
 def test_serve_answers_ollama_clients_and_stops_on_sigterm(upstream: Server) -> None:
     port = _free_port()
     env = {**os.environ, "MISTRAL_URL": upstream.url}
@@ -157,7 +165,5 @@ def test_serve_says_when_telemetry_is_off(upstream: Server) -> None:
             assert http.get("/metrics").status_code == 404
     finally:
         process.send_signal(signal.SIGTERM)
-        code = process.wait(timeout=10)
-        assert process.stdout is not None
-        process.stdout.close()
+        code = _finish(process, timeout=10)
     assert code == 0

@@ -17,7 +17,7 @@ import pytest
 from tests.emulator import Emulator, Reply
 from tests.otel.otlp_receiver import Received, http_receiver
 from tests.servers import Server
-from tests.test_cli import _free_port
+from tests.test_cli import _finish, _free_port
 
 CHAT = {"model": "mistral-7b", "messages": [{"role": "user", "content": "hi"}]}
 
@@ -42,13 +42,6 @@ def _serve(
     for _ in range(3):
         process.stdout.readline()
     return process, f"http://127.0.0.1:{port}"
-
-
-def _finish(process: subprocess.Popen[str]) -> int:
-    code = process.wait(timeout=30)
-    assert process.stdout is not None
-    process.stdout.close()
-    return code
 
 
 def test_streams_in_flight_finish_and_telemetry_is_flushed(
@@ -105,8 +98,6 @@ def test_an_unreachable_collector_does_not_hold_the_exit(upstream: Server, tmp_p
         finally:
             process.send_signal(signal.SIGTERM)
             # The OTLP exporters retry each batch for 10 s; before the flush had a time limit this took 25 s.
-            code = process.wait(timeout=15)
-            assert process.stdout is not None
-            process.stdout.close()
+            code = _finish(process, timeout=15)
     assert code == 0
     assert "telemetry not flushed within 5 s (is the OTLP endpoint reachable?); going on" in log.read_text()
