@@ -29,7 +29,7 @@ from app.ollama import AssistantMessage, ChatResponse, FunctionCallOut, Generate
 from app.upstream import ChatCompletionChunk, Usage
 from app.upstream.schema import ToolCallDelta
 
-__all__ = ["Clock", "OllamaStream", "Reply", "collect", "decode_chunks", "rfc3339_utc", "to_ollama"]
+__all__ = ["Clock", "OllamaStream", "Reply", "decode_chunks", "rfc3339_utc", "to_ollama"]
 
 Reply = ChatResponse | GenerateResponse
 Kind = Literal["chat", "generate"]
@@ -198,11 +198,6 @@ async def to_ollama(
         if replies := [reply for chunk in chunks for reply in stream.translate(chunk)]:
             yield replies
     yield [stream.finish()]
-
-
-async def collect(bursts: AsyncIterable[list[Reply]]) -> Reply:
-    """A non-streamed answer: the final object with every fragment joined, as Ollama's server does."""
-    return _joined([reply async for replies in bursts for reply in replies])
 
 
 def _joined(replies: list[Reply]) -> Reply:

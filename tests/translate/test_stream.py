@@ -9,7 +9,7 @@ import msgspec
 import pytest
 
 from app.errors import UpstreamProtocolError
-from app.translate.stream import Clock, OllamaStream, collect, decode_chunks, rfc3339_utc, to_ollama
+from app.translate.stream import Clock, OllamaStream, decode_chunks, rfc3339_utc, to_ollama
 
 HEAD = b'{"id":"8","choices":[{"finish_reason":'
 TAIL = b'"created":1761475201,"model":"Qwen/Qwen3-4B","system_fingerprint":"local","object":"chat.completion.chunk",'
@@ -92,20 +92,6 @@ def test_generate_shape_and_length_reason() -> None:
     replies = asyncio.run(_replies([_chunk("a"), _chunk("b", "length")], kind="generate"))
     assert [r["response"] for r in replies] == ["a", "b", ""]
     assert replies[-1]["done_reason"] == "length"
-
-
-def test_collect_joins_fragments_into_the_final_object() -> None:
-    async def run() -> dict[str, object]:
-        async def source() -> AsyncIterator[list[bytes]]:
-            yield [_chunk("The")]
-            yield [_chunk(" end", "stop")]
-
-        stream = OllamaStream("qwen3", "chat", Clock())
-        return msgspec.to_builtins(await collect(to_ollama(decode_chunks(source()), stream)))  # type: ignore[no-any-return]
-
-    reply = asyncio.run(run())
-    assert reply["message"] == {"role": "assistant", "content": "The end"}
-    assert reply["done"] is True
 
 
 @pytest.mark.parametrize("payload", [b"{", b'{"choices":5}', b'{"choices":[{"delta":{"content":7}}]}'])
