@@ -59,14 +59,14 @@ class Operation:
     request: Any = None  # a struct, or None for no body
     response: Any = None  # a struct, a schema dict, or a plain-text example string
     streams: str | None = None  # the media type of the streamed form (``stream: true``)
-    also: str | None = None  # another status answered with the same shape
+    also: tuple[str, str] | None = None  # (status, description) of another answer with the same shape
 
 
 OPERATIONS: tuple[Operation, ...] = (
     Operation("/", "get", "Liveness: `Ollama is running`", response="Ollama is running"),
     Operation("/health", "get", "Liveness as mistral.rs answers it", response="OK"),
     Operation("/ready", "get", "Readiness: can mistral.rs (or the in-process model) serve? (503 if not)",
-              response=Readiness, also="503"),
+              response=Readiness, also=("503", "Not ready")),
     Operation("/api/version", "get", "The Ollama API version the proxy speaks", response=Version),
     Operation("/api/tags", "get", "The models mistral.rs serves", response=ListResponse),
     Operation("/api/ps", "get", "The models loaded now", response=ProcessResponse),
@@ -152,5 +152,6 @@ def _responses(op: Operation, schema_of: Callable[[Any], dict[str, Any]]) -> dic
         content[op.streams] = {"schema": schema}
     answers = {"200": {"description": "OK", "content": content}, "4XX": error, "5XX": error}
     if op.also is not None:
-        answers[op.also] = {"description": "Not ready", "content": content}
+        status, description = op.also
+        answers[status] = {"description": description, "content": content}
     return answers
