@@ -98,6 +98,9 @@ def test_an_unreachable_collector_does_not_hold_the_exit(upstream: Server, tmp_p
         finally:
             process.send_signal(signal.SIGTERM)
             # The OTLP exporters retry each batch for 10 s; before the flush had a time limit this took 25 s.
-            code = _finish(process, timeout=15)
+            code = _finish(process, timeout=10)
     assert code == 0
-    assert "telemetry not flushed within 5 s (is the OTLP endpoint reachable?); going on" in log.read_text()
+    warning = "telemetry not flushed within 5 s (is the OTLP endpoint reachable?); going on"
+    assert warning in log.read_text()
+    after = log.read_text().split(warning, 1)[1]
+    assert " ERROR " not in after  # no exit hook went on exporting (and failing) once the proxy gave up
