@@ -26,7 +26,7 @@ from otel.exposition import metrics_endpoint
 from otel.genai import GenAIObserver
 from otel.metrics import ProxyMetrics
 
-__all__ = ["FLUSH_TIMEOUT", "Telemetry", "disabled"]
+__all__ = ["Telemetry", "disabled"]
 
 # The OTLP exporters retry a batch for up to 10 s each: an unreachable collector kept a SIGTERM'd proxy alive 25 s.
 FLUSH_TIMEOUT = 5.0
@@ -68,19 +68,17 @@ class Telemetry:
         )
         client.event_hooks["request"].append(_request_id)
 
-    def shutdown(self, timeout: float = FLUSH_TIMEOUT) -> bool:
-        """Flush spans and metrics, then stop the exporters; give up after ``timeout`` seconds (False)."""
+    def shutdown(self, timeout: float = FLUSH_TIMEOUT) -> None:
+        """Flush spans and metrics, then stop the exporters; give up, with a warning, after ``timeout`` seconds."""
         closers, self._closers = self._closers, []
         if not closers:
-            return True
+            return
         # A daemon thread: what is still exporting when the time is up does not hold the process.
         worker = threading.Thread(target=lambda: [close() for close in closers], name="telemetry-flush", daemon=True)
         worker.start()
         worker.join(timeout)
         if worker.is_alive():
             _log.warning("telemetry not flushed within %g s (is the OTLP endpoint reachable?); going on", timeout)
-            return False
-        return True
 
 
 async def _request_id(request: httpx.Request) -> None:
