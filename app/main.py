@@ -120,7 +120,7 @@ def create_app(
 
     routes = [*ROUTES, *telemetry.routes()]
     middleware = [
-        *telemetry.middleware(routes),
+        *telemetry.middleware(routes, access_log=settings.access_log),
         *_cors(settings),
         *([Middleware(AuthMiddleware, api_keys=settings.api_keys, metrics_token=settings.metrics_token)]
           if settings.api_keys or settings.metrics_token else []),

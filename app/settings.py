@@ -79,6 +79,7 @@ class Settings:
     engine_concurrency: int = 0  # 0: 1 for GGUF models (a mistralrs 0.9.5 CPU bug), 8 otherwise
     engine_max_queue: int = 64
     ollama_version: str = OLLAMA_API_VERSION
+    access_log: bool = True  # one structured line per request (logger mistral_ollama_proxy.access)
 
     @property
     def stream_timeouts(self) -> StreamTimeouts:
@@ -115,4 +116,5 @@ class Settings:
             model_cache_dir=config("MODEL_CACHE_DIR", default=None) or None,
             engine_concurrency=config("ENGINE_CONCURRENCY", cast=int, default=0),
             engine_max_queue=config("ENGINE_MAX_QUEUE", cast=int, default=64),
+            access_log=config("ACCESS_LOG", cast=bool, default=True),
         )

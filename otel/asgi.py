@@ -15,8 +15,9 @@ from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from otel.access_log import log_request
 from otel.genai import CLIENT_DISCONNECTED, error_type_of
-from otel.metrics import ProxyMetrics, attach_record
+from otel.metrics import ProxyMetrics, RequestRecord, recording
 from otel.semconv import ENDPOINT, ERROR_TYPE_LABEL, NO_ERROR, STATUS, UNMATCHED_ENDPOINT
 
 __all__ = ["EXCLUDED_PATHS", "HTTPMetricsMiddleware", "RouteTemplates", "TraceContextPassThrough", "middleware"]
@@ -68,22 +69,26 @@ class _Exchange:
 
 
 class HTTPMetricsMiddleware:
-    """``mistral_http_requests_total``, ``..._duration_seconds``, ``mistral_active_requests`` and chunk counts.
+    """``mistral_http_requests_total``, ``..._duration_seconds``, ``mistral_active_requests``, chunk counts, and
+    the access-log line (``access_log``).
 
     Chunks are counted locally and added once per response: an SDK call per chunk would cost more than
     relaying the chunk.
     """
 
-    def __init__(self, app: ASGIApp, metrics: ProxyMetrics, templates: RouteTemplates) -> None:
-        self.app, self._metrics, self._templates = app, metrics, templates
+    def __init__(self, app: ASGIApp, metrics: ProxyMetrics, templates: RouteTemplates, access_log: bool) -> None:
+        self.app, self._metrics, self._templates, self._access_log = app, metrics, templates, access_log
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in EXCLUDED_PATHS:
             await self.app(scope, receive, send)
             return
+        with recording(scope) as record:
+            await self._observe(scope, receive, send, record)
+
+    async def _observe(self, scope: Scope, receive: Receive, send: Send, record: RequestRecord) -> None:
         started = time.perf_counter()
         endpoint = self._templates(scope) or UNMATCHED_ENDPOINT
-        record = attach_record(scope)
         exchange = _Exchange()
 
         async def observed_send(message: Message) -> None:
@@ -102,11 +107,14 @@ class HTTPMetricsMiddleware:
             status = exchange.status or (499 if failure == CLIENT_DISCONNECTED else 500)
             error_type = failure or record.error_type or _inferred_error(exchange)
             attributes = {ENDPOINT: endpoint, STATUS: str(status), ERROR_TYPE_LABEL: error_type}
+            seconds = time.perf_counter() - started
             metrics.http_requests.add(1, attributes)
-            metrics.http_request_duration.record(time.perf_counter() - started, {ENDPOINT: endpoint})
+            metrics.http_request_duration.record(seconds, {ENDPOINT: endpoint})
             if exchange.chunks:
                 metrics.streaming_chunks.add(exchange.chunks, {ENDPOINT: endpoint})
             metrics.active_requests.add(-1)
+            if self._access_log:
+                log_request(scope["method"], endpoint, status, seconds, error_type, record)
 
 
 class TraceContextPassThrough:
@@ -143,9 +151,9 @@ def _inferred_error(exchange: _Exchange) -> str:
 
 
 def middleware(
-    routes: Sequence[BaseRoute], metrics: ProxyMetrics, tracer_provider: TracerProvider | None
+    routes: Sequence[BaseRoute], metrics: ProxyMetrics, tracer_provider: TracerProvider | None, access_log: bool
 ) -> list[Middleware]:
-    """The telemetry middleware stack, outermost first: the server span, then HTTP metrics."""
+    """The telemetry middleware stack, outermost first: the server span, then HTTP metrics and the access log."""
     templates = RouteTemplates(routes)
 
     def span_details(scope: Scope) -> tuple[str, dict[str, Any]]:
@@ -164,5 +172,5 @@ def middleware(
             exclude_spans=["receive", "send"],
             http_capture_headers_sanitize_fields=_SANITIZED_HEADERS,
         ),
-        Middleware(HTTPMetricsMiddleware, metrics=metrics, templates=templates),
+        Middleware(HTTPMetricsMiddleware, metrics=metrics, templates=templates, access_log=access_log),
     ]

@@ -20,7 +20,7 @@ from opentelemetry import trace
 from opentelemetry.instrumentation.utils import suppress_instrumentation
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, TracerProvider
 
-from otel.metrics import ModelLabels, ProxyMetrics
+from otel.metrics import ModelLabels, ProxyMetrics, current_record
 from otel.semconv import ERROR_TYPE, MODEL, PROVIDER, SERVER_ADDRESS, SERVER_PORT, GenAI
 
 __all__ = ["CLIENT_DISCONNECTED", "Chunk", "GenAIObserver", "Invocation", "error_type_of", "observe", "untraced"]
@@ -108,6 +108,7 @@ class Invocation:
         self.finish_reasons: list[str] = []
         self.output: list[str] | None = [] if observer.capture_content else None
         self.done = False
+        self.record = current_record()  # the HTTP request this runs for, if any: its access log names model and tokens
 
     @contextmanager
     def current(self) -> Iterator[None]:
@@ -231,6 +232,9 @@ class GenAIObserver:
             metrics.generate_tokens.add(output, {MODEL: invocation.model}, context=context)
         self._record_timings(invocation, base, output, error_type, now, context)
         span.end()
+        if (record := invocation.record) is not None:
+            record.model, record.input_tokens = invocation.model, invocation.input_tokens
+            record.output_tokens = output if invocation.operation != GenAI.EMBEDDINGS else None
 
     def _annotate(self, span: Span, invocation: Invocation, output: int | None) -> None:
         if invocation.response_id:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import MutableMapping
+from collections.abc import Iterator, MutableMapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,9 +12,19 @@ from opentelemetry.metrics import MeterProvider, get_meter_provider
 
 from otel.semconv import OTHER, Buckets, Metric
 
-__all__ = ["ModelLabels", "ProxyMetrics", "RequestRecord", "attach_record", "record_error", "request_record"]
+__all__ = [
+    "ModelLabels",
+    "ProxyMetrics",
+    "RequestRecord",
+    "current_record",
+    "record_error",
+    "recording",
+    "request_record",
+]
 
 _RECORD_KEY = "otel.request_record"
+# The record of the request being served, for the GenAI invocation it starts (model and tokens for the access log).
+_CURRENT: ContextVar[RequestRecord | None] = ContextVar("otel.current_request_record", default=None)
 
 
 class ProxyMetrics:
@@ -101,6 +113,9 @@ class RequestRecord:
     """What the application tells the HTTP middleware about a request it cannot see from the wire."""
 
     error_type: str | None = None
+    model: str | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
 
 
 def request_record(scope: MutableMapping[str, Any]) -> RequestRecord | None:
@@ -108,10 +123,20 @@ def request_record(scope: MutableMapping[str, Any]) -> RequestRecord | None:
     return record
 
 
-def attach_record(scope: MutableMapping[str, Any]) -> RequestRecord:
+@contextmanager
+def recording(scope: MutableMapping[str, Any]) -> Iterator[RequestRecord]:
+    """A fresh record on the scope, current (``current_record``) while the request is served."""
     record = RequestRecord()
     scope.setdefault("state", {})[_RECORD_KEY] = record
-    return record
+    token = _CURRENT.set(record)
+    try:
+        yield record
+    finally:
+        _CURRENT.reset(token)
+
+
+def current_record() -> RequestRecord | None:
+    return _CURRENT.get()
 
 
 def record_error(scope: MutableMapping[str, Any], error_type: str) -> None:

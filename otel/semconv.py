@@ -23,7 +23,7 @@ from typing import Final
 
 from opentelemetry.semconv._incubating.attributes import gen_ai_attributes as gen_ai
 from opentelemetry.semconv._incubating.metrics import gen_ai_metrics
-from opentelemetry.semconv.attributes import error_attributes, server_attributes
+from opentelemetry.semconv.attributes import error_attributes, http_attributes, server_attributes
 
 __all__ = [
     "ENDPOINT",
@@ -35,6 +35,7 @@ __all__ = [
     "UPSTREAM",
     "Buckets",
     "GenAI",
+    "Http",
     "Metric",
     "SERVER_ADDRESS",
     "SERVER_PORT",
@@ -56,6 +57,12 @@ SERVER_ADDRESS: Final = server_attributes.SERVER_ADDRESS
 SERVER_PORT: Final = server_attributes.SERVER_PORT
 # gen_ai.provider.name has no well-known value for mistral.rs; this is ours.
 PROVIDER: Final = "mistral_rs"
+
+
+class Http:
+    REQUEST_METHOD = http_attributes.HTTP_REQUEST_METHOD
+    ROUTE = http_attributes.HTTP_ROUTE
+    RESPONSE_STATUS_CODE = http_attributes.HTTP_RESPONSE_STATUS_CODE
 
 
 class GenAI:

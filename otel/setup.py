@@ -6,16 +6,22 @@ Standard variables are honoured: ``OTEL_SDK_DISABLED``, ``OTEL_SERVICE_NAME``, `
 (``grpc`` or ``http/protobuf``), and — read by the exporters and SDK themselves — the OTLP endpoint, headers,
 timeout and certificate variables, ``OTEL_TRACES_SAMPLER[_ARG]``, ``OTEL_METRIC_EXPORT_INTERVAL`` and
 ``OTEL_METRICS_EXEMPLAR_FILTER``. Unlike the SDK's defaults, nothing is pushed unless an OTLP endpoint is
-set or an exporter is named, and Prometheus pull (``/metrics``) is on by default.
+set or an exporter is named, and Prometheus pull (``/metrics``) is on by default. Logs (the access log and the
+proxy's own) are exported only when ``OTEL_LOGS_EXPORTER`` names an exporter (``otlp``, ``console``), each record
+with the trace context it was written in.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from opentelemetry.exporter.prometheus import PrometheusMetricReader
+from opentelemetry.instrumentation.logging.handler import LoggingHandler
+from opentelemetry.sdk._logs import LoggerProvider
+from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, ConsoleLogRecordExporter, LogRecordExporter
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import ConsoleMetricExporter, MetricReader, PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
@@ -76,6 +82,33 @@ def _metric_reader(name: str, environ: Mapping[str, str], registry: CollectorReg
     return PeriodicExportingMetricReader(OTLPMetricExporter())
 
 
+def _log_exporter(name: str, environ: Mapping[str, str]) -> LogRecordExporter:
+    if name == "console":
+        return ConsoleLogRecordExporter()
+    if name != "otlp":
+        raise TelemetryConfigError(f"unsupported OTEL_LOGS_EXPORTER {name!r}: use otlp, console or none")
+    if _protocol(environ, "LOGS") == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
+    else:
+        from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter  # type: ignore[assignment]
+    return OTLPLogExporter()
+
+
+def _export_logs(resource: Resource, exporters: Sequence[LogRecordExporter]) -> list[Callable[[], object]]:
+    """Send the root logger's records to ``exporters``; returns the closers that flush and detach them."""
+    if not exporters:
+        return []
+    provider = LoggerProvider(resource=resource, shutdown_on_exit=False)
+    for exporter in exporters:
+        provider.add_log_record_processor(BatchLogRecordProcessor(exporter))
+    handler = LoggingHandler(logger_provider=provider)
+    # The exporters' own complaints (an unreachable collector) would feed the pipeline that is failing.
+    handler.addFilter(lambda record: not record.name.startswith("opentelemetry"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    return [lambda: root.removeHandler(handler), provider.force_flush, provider.shutdown]
+
+
 def _resource(environ: Mapping[str, str], version: str) -> Resource:
     return Resource.create(
         {
@@ -93,8 +126,9 @@ def configure(
     workers: int = 1,
     span_exporters: Sequence[SpanExporter] = (),
     metric_readers: Sequence[MetricReader] = (),
+    log_exporters: Sequence[LogRecordExporter] = (),
 ) -> Telemetry:
-    """Build providers from the environment; ``span_exporters``/``metric_readers`` add more (tests use in-memory ones).
+    """Build providers from the environment; the exporters and readers passed add more (tests use in-memory ones).
 
     With several worker processes, a pull endpoint would answer from one worker's registry at a time, so
     metrics must be pushed by OTLP and ``/metrics`` is not served.
@@ -124,6 +158,8 @@ def configure(
     meter_provider = MeterProvider(
         resource=resource, metric_readers=[*readers, *metric_readers], shutdown_on_exit=False
     )
+    log_names = _exporters(environ, "LOGS", "none")
+    closing_logs = _export_logs(resource, [*(_log_exporter(name, environ) for name in log_names), *log_exporters])
     capture = environ.get("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "").strip().lower() in _TRUE
     return Telemetry(
         tracer_provider,
@@ -131,5 +167,6 @@ def configure(
         ProxyMetrics(meter_provider, version),
         registry,
         capture,
-        [tracer_provider.force_flush, meter_provider.force_flush, tracer_provider.shutdown, meter_provider.shutdown],
+        [*closing_logs, tracer_provider.force_flush, meter_provider.force_flush, tracer_provider.shutdown,
+         meter_provider.shutdown],  # fmt: skip
     )

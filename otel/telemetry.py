@@ -7,6 +7,7 @@ This module uses the OpenTelemetry API only; ``otel.setup.configure`` builds a r
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -21,13 +22,17 @@ from prometheus_client import CollectorRegistry
 from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Route
 
-from otel.asgi import TraceContextPassThrough, middleware
+from otel.asgi import HTTPMetricsMiddleware, RouteTemplates, TraceContextPassThrough, middleware
 from otel.exposition import metrics_endpoint
 from otel.genai import GenAIObserver
 from otel.metrics import ProxyMetrics
 
 __all__ = ["Telemetry", "disabled"]
 
+# The contrib instrumentations (server span, upstream span) emit the old HTTP attributes (http.url, net.peer.ip)
+# unless told otherwise, and read this once, when the first one is built; an operator's own choice
+# (http/dup while dashboards migrate) wins.
+os.environ.setdefault("OTEL_SEMCONV_STABILITY_OPT_IN", "http")
 # The OTLP exporters retry a batch for up to 10 s each: an unreachable collector kept a SIGTERM'd proxy alive 25 s.
 FLUSH_TIMEOUT = 5.0
 _log = logging.getLogger(__name__)
@@ -43,10 +48,12 @@ class Telemetry:
     _closers: list[Callable[[], object]] = field(default_factory=list)
     enabled: bool = True
 
-    def middleware(self, routes: Sequence[BaseRoute]) -> list[Middleware]:
+    def middleware(self, routes: Sequence[BaseRoute], access_log: bool = True) -> list[Middleware]:
         if not self.enabled:  # the contrib middleware builds its attributes even for a no-op span (~9 % of CPU)
-            return [Middleware(TraceContextPassThrough)]
-        return middleware(routes, self.metrics, self.tracer_provider)
+            logged = [Middleware(HTTPMetricsMiddleware, metrics=self.metrics, templates=RouteTemplates(routes),
+                                 access_log=True)] if access_log else []  # fmt: skip
+            return [Middleware(TraceContextPassThrough), *logged]
+        return middleware(routes, self.metrics, self.tracer_provider, access_log)
 
     def routes(self) -> list[BaseRoute]:
         endpoint = metrics_endpoint(self.registry)

@@ -158,3 +158,28 @@ def test_with_telemetry_off_no_span_is_made_but_the_callers_trace_reaches_mistra
     assert continued["traceparent"] == parent
     assert continued["x-request-id"] == TRACE_ID
     assert "traceparent" not in fresh and "x-request-id" not in fresh
+
+
+def test_http_spans_follow_the_stable_semantic_conventions(
+    http: httpx.Client, telemetry: Telemetry, span_exporter: InMemorySpanExporter
+) -> None:
+    http.post("/api/chat?x=1", json={"model": "mistral", "messages": HI, "stream": False})
+    spans = _spans(telemetry, span_exporter)
+    server = next(span for span in spans if span.name == "POST /api/chat")
+    client = next(span for span in spans if span.name == "POST")
+    attributes = dict(server.attributes or {})
+    port = attributes["server.port"]
+    assert isinstance(port, int) and isinstance(attributes.pop("client.port"), int)
+    assert attributes == {
+        "http.request.method": "POST", "http.route": "/api/chat", "http.response.status_code": 200,
+        # (contrib copies the Host header, port included, into server.address)
+        "url.scheme": "http", "url.path": "/api/chat", "url.query": "x=1", "server.address": f"127.0.0.1:{port}",
+        "server.port": port, "client.address": "127.0.0.1", "network.protocol.version": "1.1",
+        "user_agent.original": f"python-httpx/{httpx.__version__}",
+    }  # fmt: skip
+    upstream = dict(client.attributes or {})
+    assert {key: upstream[key] for key in ("http.request.method", "http.response.status_code", "server.address")} == {
+        "http.request.method": "POST", "http.response.status_code": 200, "server.address": "127.0.0.1"}  # fmt: skip
+    assert str(upstream["url.full"]).endswith("/v1/chat/completions")
+    old = {"http.method", "http.url", "http.target", "http.status_code", "net.peer.ip", "net.host.name", "http.host"}
+    assert not old & (set(attributes) | set(upstream))
