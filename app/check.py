@@ -1,7 +1,9 @@
 """``mistral-ollama-proxy check``: is the monitoring stack seeing the proxy? (The original test-monitoring.sh.)
 
 It checks every endpoint, sends a little traffic (with a known trace id), verifies the metrics are exposed,
-asks Prometheus for the scrape target and the series, and prints where to look: dashboard and trace.
+asks Prometheus for the scrape target and the series, and prints where to look: dashboard and trace. Given the
+Collector, it checks its health and that the proxy's series reach Prometheus through it; given Jaeger, that the
+trace of the test traffic arrived there.
 """
 
 from __future__ import annotations
@@ -39,6 +41,9 @@ class Check:
     jaeger: str | None = None
     job: str = "mistral"
     timeout: float = 60.0
+    collector: str | None = None
+    # Series pushed by OTLP carry job = service.name once the Collector re-exposes them.
+    otlp_job: str = "mistral-ollama-proxy"
     say: Callable[[str], None] = print
     failures: list[str] = field(default_factory=list)
     trace_id: str = field(default_factory=lambda: secrets.token_hex(16))
@@ -105,12 +110,36 @@ def _prometheus(check: Check, prometheus: str) -> None:
         check.result("scrape target", bool(_wait(target_up, check.timeout)), f"job {check.job} is up")
         query = f'sum(mistral_http_requests_total{{job="{check.job}"}})'
 
-        def scraped() -> float | None:
-            result = http.get("/api/v1/query", params={"query": query}).json()["data"]["result"]
-            return float(result[0]["value"][1]) if result else None
-
-        total = _wait(scraped, check.timeout)
+        total = _wait(lambda: _value(http, query), check.timeout)
         check.result("series in prometheus", total is not None, f"{query} = {total}")
+        if check.collector:
+            query = f'sum(mistral_http_requests_total{{job="{check.otlp_job}"}})'
+            total = _wait(lambda: _value(http, query), check.timeout)
+            check.result("series through the collector", total is not None, f"{query} = {total}")
+
+
+def _value(http: httpx.Client, query: str) -> float | None:
+    result = http.get("/api/v1/query", params={"query": query}).json()["data"]["result"]
+    return float(result[0]["value"][1]) if result else None
+
+
+def _collector(check: Check, collector: str) -> None:
+    try:
+        health = httpx.get(collector, timeout=10)
+        check.result("collector health", health.status_code == 200, f"GET {collector} → {health.status_code}")
+    except httpx.TransportError as exc:
+        check.result("collector health", False, f"{collector} unreachable ({type(exc).__name__}): is it running?")
+
+
+def _trace(check: Check, jaeger: str) -> None:
+    url = f"{jaeger.rstrip('/')}/api/traces/{check.trace_id}"
+
+    def spans() -> int:
+        response = httpx.get(url, timeout=10)
+        return sum(len(trace["spans"]) for trace in response.json()["data"]) if response.status_code == 200 else 0
+
+    found = _wait(spans, check.timeout)
+    check.result("trace in jaeger", bool(found), f"{found} spans" if found else f"{url} not found")
 
 
 def run_check(check: Check) -> bool:
@@ -121,8 +150,12 @@ def run_check(check: Check) -> bool:
             if model:
                 _traffic(check, http, model)
             _metrics(check, http)
+        if check.collector:
+            _collector(check, check.collector)
         if check.prometheus:
             _prometheus(check, check.prometheus)
+        if check.jaeger:
+            _trace(check, check.jaeger)
     except (httpx.HTTPError, ValueError, KeyError) as exc:
         check.result("reachable", False, f"{type(exc).__name__}: {exc}")
     if check.grafana:

@@ -58,7 +58,8 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--proxy", default="http://localhost:11434", help="the proxy (default %(default)s)")
     check.add_argument("--prometheus", help="Prometheus, e.g. http://localhost:9090")
     check.add_argument("--grafana", help="Grafana, e.g. http://localhost:3000 (prints the dashboard link)")
-    check.add_argument("--jaeger", help="Jaeger UI, e.g. http://localhost:16686 (prints the trace link)")
+    check.add_argument("--jaeger", help="Jaeger, e.g. http://localhost:16686 (checks the trace, prints its link)")
+    check.add_argument("--collector", help="the Collector's health endpoint, e.g. http://localhost:13133")
     check.add_argument("--job", default="mistral", help="the proxy's Prometheus job (default %(default)s)")
     check.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for scrapes")
     return parser
@@ -159,7 +160,7 @@ def _fail(message: str, code: int) -> int:
 def _check(args: argparse.Namespace) -> int:
     from app.check import Check, run_check
 
-    check = Check(args.proxy, args.prometheus, args.grafana, args.jaeger, args.job, args.timeout)
+    check = Check(args.proxy, args.prometheus, args.grafana, args.jaeger, args.job, args.timeout, args.collector)
     return 0 if run_check(check) else 1
 
 
@@ -168,6 +169,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "check":
         return _check(args)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.log_level != "debug":
+        # httpx logs every upstream call (health checks included) at INFO; the access log already has one line
+        # per request.
+        logging.getLogger("httpx").setLevel(logging.WARNING)
     os.environ.update({env: str(value) for flag, env in _FLAGS.items() if (value := getattr(args, flag)) is not None})
     try:
         settings = Settings.from_env()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import subprocess
 import time
@@ -19,6 +18,7 @@ import yaml
 
 from app.check import Check, run_check
 from tests.emulator import Emulator, Reply
+from tests.programs import program
 from tests.servers import Server
 from tests.test_cli import _free_port
 from tests.waiting import eventually
@@ -49,8 +49,7 @@ def _config(proxy: Server, upstream: Server) -> dict[str, Any]:
 
 @pytest.fixture
 def prometheus(proxy: Server, upstream: Server, tmp_path: Path) -> Iterator[str]:
-    binary = shutil.which("prometheus")
-    assert binary, "Prometheus is installed by .ci/run (apt-get install prometheus)"
+    binary = program("prometheus")  # Prometheus 3, built at the version compose runs
     (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(_config(proxy, upstream)))
     port = _free_port()
     command = [binary, f"--config.file={tmp_path / 'prometheus.yml'}", f"--storage.tsdb.path={tmp_path / 'data'}",
@@ -153,11 +152,10 @@ def test_the_mistral_target_is_up_with_the_original_labels(traffic: str) -> None
 
 def test_the_check_command_passes_against_the_live_stack(proxy: Server, prometheus: str) -> None:
     lines: list[str] = []
-    check = Check(proxy.url, prometheus, "http://grafana.example:3000", "http://jaeger.example:16686", say=lines.append)
+    check = Check(proxy.url, prometheus, "http://grafana.example:3000", say=lines.append)
     assert run_check(check), "\n".join(lines)
-    assert all(line.startswith("PASS") for line in lines[:-3]), lines
-    assert lines[-3] == "dashboard: http://grafana.example:3000/d/mistral-metrics"
-    assert re.fullmatch(r"trace:     http://jaeger\.example:16686/trace/[0-9a-f]{32}", lines[-2])
+    assert all(line.startswith("PASS") for line in lines[:-2]), lines
+    assert lines[-2] == "dashboard: http://grafana.example:3000/d/mistral-metrics"
     assert lines[-1] == "result: all checks passed"
 
 

@@ -4,7 +4,6 @@ complete and is tested both firing and silent."""
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,6 +11,8 @@ from typing import Any
 
 import pytest
 import yaml
+
+from tests.programs import program
 
 ROOT = Path(__file__).resolve().parents[2]
 PROMETHEUS = ROOT / "monitoring" / "prometheus"
@@ -51,9 +52,7 @@ RECORDED_REFERENCE = re.compile(r"\b[a-zA-Z_][a-zA-Z0-9_]*:[a-zA-Z0-9_:]+")
 
 
 def _promtool(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    promtool = shutil.which("promtool")
-    if promtool is None:
-        pytest.fail("promtool is required: apt-get install prometheus (Prometheus 2.42 ships it)")
+    promtool = program("promtool")  # the same version as the Prometheus the tests and compose run
     return subprocess.run(
         [promtool, *map(str, args)], cwd=ROOT, capture_output=True, text=True, timeout=100, check=False
     )
@@ -101,7 +100,7 @@ def test_promtool_unit_tests_pass(path: Path) -> None:
     done = _promtool("test", "rules", path.relative_to(ROOT))
     output = done.stdout + done.stderr
     assert done.returncode == 0, output
-    assert f"Unit Testing:  {path.relative_to(ROOT)}\n  SUCCESS" in output
+    assert f"Processing test file: {path.relative_to(ROOT)}\n  SUCCESS" in output
     assert "FAILED" not in output
 
 

@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# Build the programs the proxy lives with, pinned in monitoring/versions.env, once per version, into a cache:
+#   the OpenTelemetry Collector (OCB, monitoring/collector/builder.yaml), Jaeger v2, Prometheus 3 with promtool,
+#   Alertmanager.
+# Usage: scripts/build-programs.sh [otelcol|jaeger|prometheus|alertmanager ...]   (default: all)
+# Prints the cache's bin directory last. A second run finds every binary and builds nothing.
+# Cache: $MOP_PROGRAMS_CACHE, default ${XDG_CACHE_HOME:-~/.cache}/mistral-ollama-proxy/programs.
+set -euo pipefail
+repo="$(cd "$(dirname "$0")/.." && pwd)"
+# shellcheck source=../monitoring/versions.env
+source "$repo/monitoring/versions.env"
+cache="${MOP_PROGRAMS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/mistral-ollama-proxy/programs}"
+mkdir -p "$cache/bin"
+export GOFLAGS="${GOFLAGS:--buildvcs=false}" CGO_ENABLED=0
+
+say() { printf '[build-programs %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
+
+# built NAME DIR BINARY...: true when DIR holds a finished build of every BINARY (the marker is written last).
+built() {
+  local name=$1 dir=$2; shift 2
+  [[ -f "$dir/.done" ]] || return 1
+  for b in "$@"; do [[ -x "$dir/$b" ]] || return 1; done
+  say "$name: cached in $dir"
+}
+
+finish() {  # finish DIR BINARY...: mark DIR complete and link its binaries into bin/
+  local dir=$1; shift
+  touch "$dir/.done"
+  for b in "$@"; do ln -sfn "$dir/$b" "$cache/bin/$b"; done
+}
+
+timed() {  # timed NAME CMD...: run CMD, report how long it took
+  local name=$1 start=$SECONDS; shift
+  "$@"
+  say "$name: built in $((SECONDS - start)) s"
+}
+
+build_otelcol() {
+  local manifest="$repo/monitoring/collector/builder.yaml"
+  local key; key=$(sha256sum "$manifest" | cut -c1-12)
+  local dir="$cache/otelcol-$OTELCOL_VERSION-$key"
+  built otelcol "$dir" otelcol-mop && { finish "$dir" otelcol-mop; return; }
+  rm -rf "$dir"; mkdir -p "$dir"
+  say "otelcol: installing the builder (OCB) v$OTELCOL_VERSION"
+  GOBIN="$dir" go install "go.opentelemetry.io/collector/cmd/builder@v$OTELCOL_VERSION"
+  say "otelcol: building the manifest's components (first build: several minutes)"
+  (cd "$dir" && timed otelcol ./builder --config "$manifest")
+  mv "$dir/otelcol-mop/otelcol-mop" "$dir/otelcol-mop.bin" && rm -rf "$dir/otelcol-mop" "$dir/builder"
+  mv "$dir/otelcol-mop.bin" "$dir/otelcol-mop"
+  finish "$dir" otelcol-mop
+}
+
+build_jaeger() {
+  local dir="$cache/jaeger-$JAEGER_VERSION"
+  built jaeger "$dir" jaeger && { finish "$dir" jaeger; return; }
+  rm -rf "$dir"; mkdir -p "$dir/src"
+  # Its go.mod has replace lines, so `go install pkg@version` refuses it: build it as a tool of a wrapper module.
+  say "jaeger: resolving github.com/jaegertracing/jaeger/cmd/jaeger@v$JAEGER_MODULE_VERSION (Jaeger v$JAEGER_VERSION)"
+  (cd "$dir/src" && go mod init mop-jaeger >/dev/null 2>&1 \
+    && go get -tool "github.com/jaegertracing/jaeger/cmd/jaeger@v$JAEGER_MODULE_VERSION")
+  say "jaeger: compiling (first build: several minutes)"
+  (cd "$dir/src" && timed jaeger go build -o "$dir/jaeger" github.com/jaegertracing/jaeger/cmd/jaeger)
+  rm -rf "$dir/src"
+  finish "$dir" jaeger
+}
+
+build_prometheus() {
+  local dir="$cache/prometheus-$PROMETHEUS_VERSION"
+  built prometheus "$dir" prometheus promtool && { finish "$dir" prometheus promtool; return; }
+  rm -rf "$dir"; mkdir -p "$dir"
+  # Its go.mod has exclude and replace lines: build inside the downloaded module, which honours them.
+  say "prometheus: downloading github.com/prometheus/prometheus@v$PROMETHEUS_MODULE_VERSION (Prometheus v$PROMETHEUS_VERSION)"
+  local src; src=$(go mod download -json "github.com/prometheus/prometheus@v$PROMETHEUS_MODULE_VERSION" \
+    | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')
+  say "prometheus: compiling prometheus and promtool, no UI, no service discovery (first build: several minutes)"
+  local ldflags="-X github.com/prometheus/common/version.Version=$PROMETHEUS_VERSION"
+  (cd "$src" && GOWORK=off timed prometheus go build -tags remove_all_sd -ldflags "$ldflags" -o "$dir/" \
+    ./cmd/prometheus ./cmd/promtool)
+  finish "$dir" prometheus promtool
+}
+
+build_alertmanager() {
+  local dir="$cache/alertmanager-$ALERTMANAGER_VERSION"
+  built alertmanager "$dir" alertmanager amtool && { finish "$dir" alertmanager amtool; return; }
+  rm -rf "$dir"; mkdir -p "$dir"
+  # v0.31 is the newest release whose module zip still carries the web UI's built assets.
+  say "alertmanager: building alertmanager and amtool from github.com/prometheus/alertmanager@v$ALERTMANAGER_VERSION"
+  GOBIN="$dir" timed alertmanager go install "github.com/prometheus/alertmanager/cmd/alertmanager@v$ALERTMANAGER_VERSION" \
+    "github.com/prometheus/alertmanager/cmd/amtool@v$ALERTMANAGER_VERSION"
+  finish "$dir" alertmanager amtool
+}
+
+programs=("$@")
+[[ ${#programs[@]} -gt 0 ]] || programs=(otelcol jaeger prometheus alertmanager)
+for p in "${programs[@]}"; do "build_$p"; done
+echo "$cache/bin"

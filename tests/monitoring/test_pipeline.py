@@ -1,0 +1,289 @@
+"""The real telemetry pipeline: the proxy → the OpenTelemetry Collector (collector-config.yaml) → Prometheus 3
+(prometheus.yml) and Jaeger v2 (monitoring/jaeger/config.yaml), with Alertmanager, all started by the no-Docker
+stack (scripts/stack.py) from the pinned builds. The upstream is the mistral.rs emulator, or the embedded engine."""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from app.check import Check, run_check
+from scripts.stack import RULES, Ports, Stack
+from tests.emulator import Emulator, Reply
+from tests.programs import programs
+from tests.servers import Server, serve_in_thread
+from tests.tiny_model import build_tiny_model
+from tests.waiting import eventually
+
+pytestmark = pytest.mark.timeout(300)
+
+MODEL = "mistral-7b"
+HI = [{"role": "user", "content": "the secret prompt"}]
+# Pushes, batches and scrapes every second or faster, so that a test waits seconds, not minutes.
+FAST = {"OTEL_METRIC_EXPORT_INTERVAL": "1000", "OTEL_BSP_SCHEDULE_DELAY": "100", "OTEL_BLRP_SCHEDULE_DELAY": "100",
+        "HEALTH_CHECK_INTERVAL_SECS": "1", "OTEL_SERVICE_NAME": "mistral-ollama-proxy"}  # fmt: skip
+OTLP_JOB = "mistral-ollama-proxy"  # service.name, as the Collector's exporter sets job
+
+
+def fast_rules(directory: Path) -> Path:
+    """A copy of the rules whose ``for:`` durations are seconds; every expression is unchanged."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for path in RULES.glob("*.yml"):
+        (directory / path.name).write_text(re.sub(r"(?m)^(\s+for: )\S+$", r"\g<1>2s", path.read_text()))
+    return directory
+
+
+def start_stack(workdir: Path, mistral_url: str | None, **proxy_env: str) -> Stack:
+    stack = Stack(workdir, programs(), Ports.free(), mistral_url, {**FAST, **proxy_env}, scrape_interval="1s",
+                  rules=fast_rules(workdir / "rules"))  # fmt: skip
+    stack.start()
+    return stack
+
+
+@pytest.fixture(scope="module")
+def emulator() -> Emulator:
+    return Emulator()
+
+
+@pytest.fixture(scope="module")
+def upstream(emulator: Emulator) -> Iterator[Server]:
+    with serve_in_thread(emulator.app) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def stack(upstream: Server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    stack = start_stack(tmp_path_factory.mktemp("stack"), upstream.url)
+    try:
+        yield stack
+    finally:
+        stack.stop()
+
+
+def traceparent() -> tuple[str, str]:
+    trace_id = secrets.token_hex(16)
+    return trace_id, f"00-{trace_id}-{secrets.token_hex(8)}-01"
+
+
+def jaeger_trace(stack: Stack, trace_id: str, spans: int) -> list[dict[str, Any]]:
+    """The spans of one trace, once Jaeger holds at least ``spans`` of them."""
+
+    def found() -> list[dict[str, Any]]:
+        response = httpx.get(f"{stack.url('jaeger')}/api/traces/{trace_id}")
+        if response.status_code != 200:
+            return []
+        held: list[dict[str, Any]] = [span for trace in response.json()["data"] for span in trace["spans"]]
+        return held if len(held) >= spans else []
+
+    return eventually(found, within=30.0, every=0.2)
+
+
+def tags(span: dict[str, Any]) -> dict[str, Any]:
+    return {tag["key"]: tag["value"] for tag in span["tags"]}
+
+
+def parent_of(span: dict[str, Any]) -> str | None:
+    return next((ref["spanID"] for ref in span["references"] if ref["refType"] == "CHILD_OF"), None)
+
+
+def one(spans: list[dict[str, Any]], name: str) -> dict[str, Any]:
+    [span] = [span for span in spans if span["operationName"] == name]
+    return span
+
+
+def query(stack: Stack, expr: str) -> list[dict[str, Any]]:
+    body = httpx.get(f"{stack.url('prometheus')}/api/v1/query", params={"query": expr}).json()
+    assert body["status"] == "success", (expr, body)
+    result: list[dict[str, Any]] = body["data"]["result"]
+    return result
+
+
+def test_a_chat_is_one_trace_in_jaeger_down_to_the_mistralrs_call(stack: Stack, emulator: Emulator) -> None:
+    trace_id, parent = traceparent()
+    reply = httpx.post(f"{stack.url('proxy')}/api/chat", json={"model": MODEL, "messages": HI, "stream": False},
+                       headers={"traceparent": parent})  # fmt: skip
+    assert reply.status_code == 200
+    spans = jaeger_trace(stack, trace_id, 3)
+    server, genai, client = one(spans, "POST /api/chat"), one(spans, f"chat {MODEL}"), one(spans, "POST")
+    assert parent_of(server) == parent.split("-")[2]  # the caller's span
+    assert parent_of(genai) == server["spanID"] and parent_of(client) == genai["spanID"]
+    assert tags(server)["span.kind"] == "server" and tags(server)["http.route"] == "/api/chat"
+    assert {key: tags(genai)[key] for key in ("span.kind", "gen_ai.operation.name", "gen_ai.provider.name",
+            "gen_ai.request.model", "gen_ai.response.model", "gen_ai.usage.input_tokens",
+            "gen_ai.usage.output_tokens", "gen_ai.response.finish_reasons")} == {
+        "span.kind": "client", "gen_ai.operation.name": "chat", "gen_ai.provider.name": "mistral_rs",
+        "gen_ai.request.model": MODEL, "gen_ai.response.model": MODEL, "gen_ai.usage.input_tokens": 6,
+        "gen_ai.usage.output_tokens": 4, "gen_ai.response.finish_reasons": '["stop"]'}  # fmt: skip
+    upstream_call = tags(client)
+    assert upstream_call["span.kind"] == "client" and upstream_call["http.response.status_code"] == 200
+    assert upstream_call["url.full"].endswith("/v1/chat/completions")
+    # mistral.rs got the same trace, and the trace id as its request id.
+    sent = [r.headers for r in emulator.requests
+            if r.headers.get("x-request-id") == trace_id and r.path == "/v1/chat/completions"]  # fmt: skip
+    assert [h["traceparent"] for h in sent] == [f"00-{trace_id}-{client['spanID']}-01"]
+    assert all("secret" not in str(tag["value"]) for span in spans for tag in span["tags"])
+
+
+def test_the_access_log_reaches_the_collectors_logs_pipeline_with_a_trace_jaeger_knows(stack: Stack) -> None:
+    trace_id, parent = traceparent()
+    reply = httpx.post(f"{stack.url('proxy')}/api/generate", json={"model": MODEL, "prompt": "hello there"},
+                       headers={"traceparent": parent})  # fmt: skip
+    assert reply.status_code == 200
+    jaeger_trace(stack, trace_id, 3)
+
+    def record() -> str | None:
+        # The debug exporter prints each record as a block: Body, Attributes, Trace ID, Span ID.
+        blocks = stack.log("otel-collector").split("LogRecord #")
+        return next((b for b in blocks if f"Trace ID: {trace_id}" in b and "EventName: ollama_proxy.access" in b), None)
+
+    block = eventually(record, within=30.0, every=0.2)
+    assert "Body: Str(method=POST route=/api/generate status=200 duration_ms=" in block
+    assert f"trace_id={trace_id}" in block and "model=mistral-7b input_tokens=5 output_tokens=4" in block
+    for attribute in ("-> http.request.method: Str(POST)", "-> http.route: Str(/api/generate)",
+                      "-> http.response.status_code: Int(200)", "-> gen_ai.request.model: Str(mistral-7b)",
+                      "-> gen_ai.usage.output_tokens: Int(4)"):  # fmt: skip
+        assert attribute in block, block
+    assert "SeverityText: INFO" in block and "secret" not in block and "hello there" not in block
+
+
+def test_exemplars_of_the_duration_histograms_point_at_traces_in_jaeger(stack: Stack) -> None:
+    def exemplars(metric: str) -> set[str]:
+        # A pushed point carries the exemplars of its own interval only: keep traffic going until a scrape saw some.
+        httpx.post(f"{stack.url('proxy')}/api/chat", json={"model": MODEL, "messages": HI, "stream": False})
+        params = {"query": f'{metric}{{job="{OTLP_JOB}"}}', "start": "0", "end": "9999999999"}
+        body = httpx.get(f"{stack.url('prometheus')}/api/v1/query_exemplars", params=params).json()
+        return {e["labels"]["trace_id"] for series in body["data"] for e in series["exemplars"]}
+
+    for metric in ("mistral_http_request_duration_seconds_bucket", "gen_ai_client_operation_duration_seconds_bucket"):
+        trace_ids = eventually(lambda metric=metric: exemplars(metric), within=30.0, every=0.5)  # type: ignore[misc]
+        for trace_id in sorted(trace_ids)[:3]:
+            assert jaeger_trace(stack, trace_id, 1), (metric, trace_id)
+
+
+def test_the_check_command_passes_and_fails_clearly_without_the_collector(stack: Stack) -> None:
+    lines: list[str] = []
+    check = Check(stack.url("proxy"), stack.url("prometheus"), jaeger=stack.url("jaeger"),
+                  collector=stack.url("collector"), timeout=30, say=lines.append)  # fmt: skip
+    assert run_check(check), "\n".join(lines)
+    names = [line.split(":")[0] for line in lines if line.startswith("PASS")]
+    assert {"PASS  collector health", "PASS  series through the collector", "PASS  trace in jaeger"} <= set(names)
+    assert lines[-2] == f"trace:     {stack.url('jaeger')}/trace/{check.trace_id}"
+    assert lines[-1] == "result: all checks passed"
+
+    stack.stop_one("otel-collector")
+    try:
+        lines.clear()
+        check = Check(stack.url("proxy"), stack.url("prometheus"), collector=stack.url("collector"), timeout=3,
+                      say=lines.append)  # fmt: skip
+        assert not run_check(check)
+        assert f"FAIL  collector health: {stack.url('collector')} unreachable (ConnectError): is it running?" in lines
+        assert lines[-1].startswith("result: ") and lines[-1].endswith(" failed")
+    finally:
+        stack.start_one("otel-collector")
+
+
+def test_upstream_down_fires_in_alertmanager_and_resolves_when_it_is_back(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    with serve_in_thread(emulator.app) as server:
+        port = server.port
+        stack = start_stack(tmp_path, server.url)
+    # The emulator stopped with the `with`: the proxy's health check fails from now on.
+    try:
+
+        def firing() -> list[dict[str, Any]]:
+            alerts = httpx.get(f"{stack.url('alertmanager')}/api/v2/alerts").json()
+            return [a for a in alerts if a["labels"]["alertname"] == "MistralUpstreamDown"]
+
+        alerts = eventually(firing, within=60.0, every=0.5)
+        assert {a["labels"]["job"] for a in alerts} <= {"mistral", OTLP_JOB}
+        assert all(a["labels"]["severity"] == "critical" and a["status"]["state"] == "active" for a in alerts)
+        with serve_in_thread(emulator.app, port=port):
+            eventually(lambda: not firing(), within=60.0, every=0.5)
+    finally:
+        stack.stop()
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
+def test_every_series_is_the_same_through_the_collector_as_on_the_proxys_metrics(
+    protocol: str, emulator: Emulator, upstream: Server, tmp_path: Path
+) -> None:
+    ports = Ports.free()
+    endpoint = f"http://127.0.0.1:{ports.otlp_grpc if protocol == 'grpc' else ports.otlp_http}"
+    stack = Stack(tmp_path, programs(), ports, upstream.url, {**FAST, "OTEL_EXPORTER_OTLP_PROTOCOL": protocol,
+                  "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint}, scrape_interval="1s")  # fmt: skip
+    stack.start()
+    try:
+        sent = _scripted_traffic(stack.url("proxy"), emulator)
+        direct, pushed = _compare_when_settled(stack)
+        assert direct == pushed
+        # The stack's readiness probe (GET /) is a request too; the scripted ones are the rest.
+        requests = {labels: value for (name, labels), value in direct.items()
+                    if name == "mistral_http_requests_total" and ("endpoint", "/") not in labels}  # fmt: skip
+        assert sum(requests.values()) == sent
+    finally:
+        stack.stop()
+
+
+def _scripted_traffic(proxy: str, emulator: Emulator) -> int:
+    """Streamed and not, one upstream error, one client disconnect; returns the number of requests sent."""
+    with httpx.Client(base_url=proxy, timeout=30) as http:
+        assert http.post("/api/chat", json={"model": MODEL, "messages": HI, "stream": False}).status_code == 200
+        assert http.post("/api/chat", json={"model": MODEL, "messages": HI}).status_code == 200
+        assert http.post("/api/generate", json={"model": MODEL, "prompt": "hi"}).status_code == 200
+        assert http.get("/api/tags").status_code == 200
+        emulator.script(Reply(status=500, error_message="boom"))
+        failed = http.post("/api/chat", json={"model": MODEL, "messages": HI, "stream": False})
+        assert failed.status_code == 502  # mistral.rs failed: Bad Gateway
+        emulator.script(Reply(content="a " * 200, stall_after=2, stall_for=5))
+        with http.stream("POST", "/api/chat", json={"model": MODEL, "messages": HI}) as response:
+            next(response.iter_lines())  # then hang up mid-stream
+    return 6
+
+
+def _compare_when_settled(stack: Stack) -> tuple[dict[Any, float], dict[Any, float]]:
+    """Every contract series as Prometheus has it from the proxy's /metrics (job mistral) and through the
+    Collector (job = service.name), once both agree or 30 s have passed."""
+    selector = '{__name__=~"mistral_.*|gen_ai_.*", __name__!~".*_created"}'
+
+    def side(job: str) -> dict[Any, float]:
+        found = {}
+        for series in query(stack, f'{selector[:-1]}, job="{job}"}}'):
+            # Target labels differ by design: job and instance name the scrape target or the pushing replica.
+            labels = {k: v for k, v in series["metric"].items()
+                      if k not in ("job", "instance", "__name__", "engine", "engine_type")}  # fmt: skip
+            found[(series["metric"]["__name__"], frozenset(labels.items()))] = float(series["value"][1])
+        return found
+
+    def settled() -> tuple[dict[Any, float], dict[Any, float]] | None:
+        direct, pushed = side("mistral"), side(OTLP_JOB)
+        idle = direct.get(("mistral_active_requests", frozenset())) == 0
+        return (direct, pushed) if direct and idle and direct == pushed else None
+
+    try:
+        return eventually(settled, within=30.0, every=0.5)
+    except AssertionError:
+        return side("mistral"), side(OTLP_JOB)  # the caller's assertion shows the difference
+
+
+def test_the_embedded_engine_traces_down_to_the_engine_span(tmp_path: Path) -> None:
+    model = build_tiny_model(tmp_path / "tiny")
+    stack = start_stack(tmp_path / "stack", None, MODEL=str(model))
+    try:
+        trace_id, parent = traceparent()
+        reply = httpx.post(f"{stack.url('proxy')}/api/chat", headers={"traceparent": parent}, timeout=60,
+                           json={"model": "tiny", "messages": HI, "options": {"num_predict": 4}})  # fmt: skip
+        assert reply.status_code == 200
+        spans = jaeger_trace(stack, trace_id, 3)
+        server, genai, engine = one(spans, "POST /api/chat"), one(spans, "chat tiny"), one(spans, "mistralrs chat")
+        assert parent_of(genai) == server["spanID"] and parent_of(engine) == genai["spanID"]
+        assert tags(engine)["span.kind"] == "internal" and tags(genai)["gen_ai.usage.output_tokens"] == 4
+    finally:
+        stack.stop()
+
