@@ -9,6 +9,7 @@ import argparse
 import asyncio
 import logging
 import os
+import resource
 import signal
 import socket
 import sys
@@ -82,6 +83,21 @@ def _listen(bind: str) -> socket.socket:
     return sock
 
 
+def _raise_open_files_limit() -> str:
+    """Soft open-files limit up to the hard one, as Go servers (Ollama among them) do: a proxy holds two
+    descriptors per streamed request, and the usual soft default of 1024 is a few hundred clients."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY:
+        hard = int(Path("/proc/sys/fs/nr_open").read_text()) if Path("/proc/sys/fs/nr_open").exists() else soft
+    if soft >= hard:
+        return f"open files: {soft}"
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+    except (ValueError, OSError) as exc:
+        return f"open files: {soft} (could not raise it to {hard}: {exc})"
+    return f"open files: {hard} (raised from {soft})"
+
+
 def _config(sock: socket.socket) -> Config:
     config = Config()
     config.bind = [f"fd://{sock.detach()}"]
@@ -126,7 +142,7 @@ async def _serve(settings: Settings, telemetry: Telemetry, upstream: Upstream | 
     await hypercorn_serve(app, config, shutdown_trigger=shutdown_trigger)  # type: ignore[arg-type]
 
 
-def _announce(settings: Settings, telemetry: Telemetry) -> None:
+def _announce(settings: Settings, telemetry: Telemetry, open_files: str) -> None:
     print(f"mistral-ollama-proxy listening on http://{settings.bind} (Ollama API)", flush=True)
     if settings.mistral_url:
         print(f"upstream: mistral.rs at {settings.mistral_url}", flush=True)
@@ -137,6 +153,7 @@ def _announce(settings: Settings, telemetry: Telemetry) -> None:
     else:
         where = "pushed by OTLP (OTEL_EXPORTER_OTLP_ENDPOINT)"
     print(f"metrics: {where}", flush=True)
+    print(open_files, flush=True)
 
 
 def _run(settings: Settings, telemetry: Telemetry, upstream: Upstream | None, sock: socket.socket) -> None:
@@ -182,6 +199,7 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(f"invalid configuration: {exc}", 2)
     if not settings.mistral_url and settings.workers > 1:
         return _fail("--workers needs MISTRAL_URL: each worker would load its own copy of the model", 2)
+    open_files = _raise_open_files_limit()  # before the workers start: they inherit it
     try:
         sock = _listen(settings.bind)
     except (OSError, ValueError) as exc:
@@ -197,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
         except ModelUnavailable as exc:
             sock.close()
             return _fail(str(exc), 1)
-    _announce(settings, telemetry)
+    _announce(settings, telemetry, open_files)
     _run(settings, telemetry, upstream, sock)
     return 0
 

@@ -6,6 +6,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from starlette.config import Config
 
@@ -40,6 +41,17 @@ def _transport(value: str) -> TransportKind:
     if value not in ("httpx", "aiohttp"):
         raise ValueError(f"UPSTREAM_TRANSPORT must be httpx or aiohttp, not {value!r}")
     return value  # type: ignore[return-value]
+
+
+def _mistral_url(value: str) -> str | None:
+    """A URL httpx can call, refused at start rather than failing every request (``localhost:8080`` has no scheme)."""
+    if not value:
+        return None
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"MISTRAL_URL must be an http:// or https:// URL with a host, such as "
+                         f"http://localhost:8080 (got {value!r})")  # fmt: skip
+    return value.rstrip("/")
 
 
 def _api_keys(inline: str, path: str) -> tuple[str, ...]:
@@ -89,7 +101,7 @@ class Settings:
     def from_env(cls, environ: Mapping[str, str] | None = None, env_file: str | None = ".env") -> Settings:
         env_path = Path(env_file) if env_file and Path(env_file).is_file() else None
         config = Config(env_path, environ=os.environ if environ is None else environ)
-        mistral_url = config("MISTRAL_URL", default=None) or None
+        mistral_url = _mistral_url(config("MISTRAL_URL", default=""))
         return cls(
             mistral_url=mistral_url,
             bind=config("BIND_ADDRESS", default="") or (DEFAULT_BIND if mistral_url else DEFAULT_LOCAL_BIND),

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import re
+import resource
 import shutil
 import signal
 import socket
@@ -50,6 +52,7 @@ def test_serve_answers_ollama_clients_and_stops_on_sigterm(upstream: Server) -> 
         assert process.stdout.readline() == f"mistral-ollama-proxy listening on http://127.0.0.1:{port} (Ollama API)\n"
         assert process.stdout.readline() == f"upstream: mistral.rs at {upstream.url}\n"
         assert process.stdout.readline() == f"metrics: http://127.0.0.1:{port}/metrics\n"
+        assert process.stdout.readline().startswith("open files: ")
         with httpx.Client(base_url=f"http://127.0.0.1:{port}") as http:
             assert http.get("/").text == "Ollama is running"
             assert [m["model"] for m in http.get("/api/tags").json()["models"]][0] == "mistral:latest"
@@ -90,6 +93,36 @@ def test_invalid_configuration_is_a_message_not_a_traceback() -> None:
     assert done.returncode == 2
     assert done.stderr.startswith("mistral-ollama-proxy: invalid configuration: ")
     assert "Traceback" not in done.stderr
+
+
+def test_a_mistral_url_without_a_scheme_is_refused_at_start() -> None:
+    env = {**os.environ, "MISTRAL_URL": "localhost:8080"}
+    done = subprocess.run([_command(), "serve"], env=env, capture_output=True, text=True, timeout=30)
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr == (
+        "mistral-ollama-proxy: invalid configuration: MISTRAL_URL must be an http:// or https:// URL with a host, "
+        "such as http://localhost:8080 (got 'localhost:8080')\n"
+    )
+
+
+def test_the_open_files_limit_is_raised_to_the_hard_limit_and_said(upstream: Server) -> None:
+    port = _free_port()
+
+    def low_soft_limit() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, 4096))
+
+    env = {**os.environ, "MISTRAL_URL": upstream.url}
+    process = subprocess.Popen([_command(), "serve", "--bind", f"127.0.0.1:{port}"], env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.DEVNULL, text=True, preexec_fn=low_soft_limit)  # fmt: skip
+    try:
+        assert process.stdout is not None
+        assert [process.stdout.readline() for _ in range(4)][3] == "open files: 4096 (raised from 256)\n"
+        limits = Path(f"/proc/{process.pid}/limits").read_text()
+        assert re.search(r"^Max open files\s+4096\s+4096\s+files", limits, re.MULTILINE), limits
+        assert httpx.get(f"http://127.0.0.1:{port}/").text == "Ollama is running"
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert _finish(process) == 0
 
 
 def test_busy_port_is_a_clear_error(upstream: Server) -> None:

@@ -156,6 +156,16 @@ def test_the_total_time_limit(configure: Any, emulator: Emulator) -> None:
     assert 1 <= len(lines) - 1 <= 3
 
 
+def test_a_metrics_token_alone_protects_only_the_metrics(configure: Any) -> None:
+    http = configure(metrics_token="scrape-secret")
+    assert http.get("/api/tags").status_code == 200
+    assert http.post("/api/chat", json={"model": "mistral", "messages": HI, "stream": False}).status_code == 200
+    for path in ("/metrics", "/api/metrics"):
+        refused = http.get(path)
+        assert (refused.status_code, refused.headers["www-authenticate"]) == (401, "Bearer"), path
+        assert http.get(path, headers={"authorization": "Bearer scrape-secret"}).status_code == 200, path
+
+
 def test_api_keys(configure: Any, proxy: Server, telemetry: Telemetry, span_exporter: InMemorySpanExporter,
                   caplog: pytest.LogCaptureFixture) -> None:  # fmt: skip
     caplog.set_level(logging.DEBUG)
@@ -211,31 +221,35 @@ def test_mistralrs_error_statuses(
     assert values(metric_reader, "mistral_active_requests") == {(): 0}
 
 
+LOST = "the connection to mistral.rs at {upstream} was lost"
+
+
 @pytest.mark.parametrize(
     ("fault", "error", "error_type"),
     [
         (Reply(content="a b c", malformed_after=1), "mistral.rs sent a malformed stream chunk", "upstream_protocol"),
         (Reply(content="a b c", malformed_after=1, burst=True), "mistral.rs sent a malformed stream chunk",
          "upstream_protocol"),
-        (Reply(content="a b c", reset_after=1), "the connection to mistral.rs was lost", "upstream_unavailable"),
+        (Reply(content="a b c", reset_after=1), LOST, "upstream_unavailable"),
         (Reply(content="a b c", error_after=1, error_message="CUDA out of memory"), "mistral.rs: CUDA out of memory",
          "upstream_error"),
         (Reply(content="a b c", error_after=1, error_message="CUDA out of memory", burst=True),
          "mistral.rs: CUDA out of memory", "upstream_error"),
-        (Reply(content="a b c", reset_after=1, burst=True), "the connection to mistral.rs was lost",
+        (Reply(content="a b c", reset_after=1, burst=True), LOST,
          "upstream_unavailable"),
     ],
 )  # fmt: skip
 def test_faults_mid_stream_end_with_an_error_line(
-    configure: Any, emulator: Emulator, metric_reader: InMemoryMetricReader, fault: Reply, error: str, error_type: str
-) -> None:
+    configure: Any, emulator: Emulator, upstream: Server, metric_reader: InMemoryMetricReader, fault: Reply,
+    error: str, error_type: str,
+) -> None:  # fmt: skip
     http = configure()
     emulator.script(fault)
     response = http.post("/api/generate", json={"model": "mistral", "prompt": "x"})
     lines = [json.loads(line) for line in response.text.splitlines()]
     assert response.status_code == 200
     assert lines[0]["response"] == "a"
-    assert lines[-1] == {"error": error}
+    assert lines[-1] == {"error": error.format(upstream=upstream.url)}
     assert not any(line.get("done") for line in lines)
     assert _counts(metric_reader) == {("/api/generate", "200", error_type): 1}
     assert values(metric_reader, "mistral_active_requests") == {(): 0}
@@ -288,7 +302,8 @@ def test_mistralrs_restarting_between_requests(telemetry: Telemetry, metric_read
         assert http.post("/api/chat", json=body).status_code == 200
         first.__exit__(None, None, None)  # mistral.rs stops
         down = http.post("/api/chat", json=body)
-        assert (down.status_code, down.json()) == (502, {"error": "could not connect to mistral.rs"})
+        unreachable = {"error": f"could not connect to mistral.rs at http://127.0.0.1:{port}"}
+        assert (down.status_code, down.json()) == (502, unreachable)
         with serve_in_thread(emulator.app, port=port):  # and comes back on the same address
             emulator.restart()
             assert http.post("/api/chat", json=body).json()["message"]["content"] == "Hello from the emulator."

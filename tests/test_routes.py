@@ -358,7 +358,7 @@ def test_unreachable_upstream_is_502() -> None:
     probe.close()  # nothing listens there now
     for http in _proxy_for(url):
         response = http.post("/api/chat", json={"model": "mistral", "messages": HI})
-        assert (response.status_code, response.json()) == (502, {"error": "could not connect to mistral.rs"})
+        assert (response.status_code, response.json()) == (502, {"error": f"could not connect to mistral.rs at {url}"})
 
 
 def test_upstream_that_never_answers_is_504(dead_upstream: str) -> None:

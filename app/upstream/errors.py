@@ -37,18 +37,26 @@ def _lost(exc: httpx.HTTPError) -> bool:
     return type(exc.__cause__).__name__ in ("ServerDisconnectedError", "ClientPayloadError", "ClientOSError")
 
 
+def _where(exc: httpx.HTTPError) -> str:
+    try:
+        url = exc.request.url
+    except RuntimeError:  # an error raised outside a request
+        return "mistral.rs"
+    return f"mistral.rs at {url.scheme}://{url.netloc.decode('ascii', 'replace')}"
+
+
 @contextmanager
 def map_upstream_errors() -> Iterator[None]:
     try:
         yield
     except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
         if _lost(exc):
-            raise UpstreamUnavailable("the connection to mistral.rs was lost") from exc
-        raise UpstreamUnavailable("could not connect to mistral.rs") from exc
+            raise UpstreamUnavailable(f"the connection to {_where(exc)} was lost") from exc
+        raise UpstreamUnavailable(f"could not connect to {_where(exc)}") from exc
     except httpx.TimeoutException as exc:
         raise UpstreamTimeout("mistral.rs did not answer in time") from exc
     except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
-        raise UpstreamUnavailable("the connection to mistral.rs was lost") from exc
+        raise UpstreamUnavailable(f"the connection to {_where(exc)} was lost") from exc
     except httpx.HTTPError as exc:
         raise UpstreamError(f"mistral.rs request failed: {type(exc).__name__}") from exc
 

@@ -26,11 +26,12 @@ def test_serve_runs_the_default_model_for_the_official_client() -> None:
     )
     try:
         assert process.stdout is not None
-        lines = [process.stdout.readline() for _ in range(4)]  # printed once the model has loaded
+        lines = [process.stdout.readline() for _ in range(5)]  # printed once the model has loaded
         assert lines[0] == "engine: mistral.rs in-process (mistralrs 0.9.5), gguf model\n"
         assert lines[1].startswith("model: smollm2:135m from ") and "SmolLM2-135M-Instruct.Q4_1.gguf" in lines[1]
         assert lines[2] == f"mistral-ollama-proxy listening on http://127.0.0.1:{port} (Ollama API)\n"
         assert lines[3] == f"metrics: http://127.0.0.1:{port}/metrics\n"
+        assert lines[4].startswith("open files: ")
         with ollama.Client(host=f"http://127.0.0.1:{port}") as client:
             assert [m.model for m in client.list().models] == ["smollm2:135m"]
             question = [{"role": "user", "content": "What is the capital of France?"}]
