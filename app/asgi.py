@@ -7,6 +7,7 @@ from importlib.metadata import version
 from starlette.applications import Starlette
 
 from app.main import create_app
+from app.server import install as install_closing_tcp_server
 from app.settings import Settings
 from otel.setup import configure
 
@@ -15,6 +16,7 @@ __all__ = ["worker_app"]
 
 def worker_app() -> Starlette:
     """Each worker builds its own telemetry (its own ``service.instance.id``) and pushes it by OTLP."""
+    install_closing_tcp_server()  # this worker's Hypercorn accepts its connections after the app is loaded
     settings = Settings.from_env()
     telemetry = configure(version("mistral-ollama-proxy"), workers=settings.workers)
     return create_app(settings, telemetry=telemetry, owns_telemetry=True)

@@ -22,6 +22,7 @@ from hypercorn.config import Config
 from hypercorn.run import run as hypercorn_run
 
 from app.main import create_app
+from app.server import install as install_closing_tcp_server
 from app.settings import Settings
 from app.upstream import Upstream
 from otel.setup import TelemetryConfigError, configure
@@ -99,6 +100,7 @@ def _raise_open_files_limit() -> str:
 
 
 def _config(sock: socket.socket) -> Config:
+    install_closing_tcp_server()
     config = Config()
     config.bind = [f"fd://{sock.detach()}"]
     config.accesslog = None

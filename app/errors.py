@@ -8,6 +8,7 @@ short, stable class name for metrics and spans.
     ├── ClientError (400, invalid_request)
     │   ├── InvalidRequest (400, invalid_request)
     │   ├── ModelNotFound (404, model_not_found)
+    │   ├── RequestTimeout (408, request_timeout)    the body stopped arriving
     │   └── PayloadTooLarge (413, payload_too_large)
     ├── NotSupported (501, not_supported)        an Ollama operation this proxy does not offer
     ├── Overloaded (503, overloaded)             too many generations in flight and waiting (Retry-After)
@@ -34,6 +35,7 @@ __all__ = [
     "Overloaded",
     "PayloadTooLarge",
     "ProxyError",
+    "RequestTimeout",
     "ShuttingDown",
     "UpstreamBusy",
     "UpstreamError",
@@ -82,6 +84,11 @@ class ModelNotFound(ClientError):
     def __init__(self, name: str, message: str | None = None) -> None:
         super().__init__(message or f"model '{name}' not found")
         self.name = name
+
+
+class RequestTimeout(ClientError):
+    status_code = 408
+    error_type = "request_timeout"
 
 
 class PayloadTooLarge(ClientError):

@@ -1,4 +1,4 @@
-"""Bounds on what a client can make the proxy hold: generations in flight and waiting, and body size."""
+"""Bounds on what a client can make the proxy hold: generations in flight and waiting, body size and body time."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import asyncio
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.errors import InvalidRequest, Overloaded, PayloadTooLarge
+from app.errors import InvalidRequest, Overloaded, PayloadTooLarge, RequestTimeout
 from app.responses import json_response
 from otel.metrics import record_error
 
@@ -57,10 +57,15 @@ class Limiter:
 
 
 class BodyLimitMiddleware:
-    """413 for a body over ``max_bytes``: at once from ``Content-Length``, or as soon as a chunked body exceeds it."""
+    """413 for a body over ``max_bytes``: at once from ``Content-Length``, or as soon as a chunked body exceeds it;
+    408 when the body stops arriving for ``read_timeout`` seconds (nginx's ``client_body_timeout``).
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app, self._max = app, max_bytes
+    Only the body's reads are timed: once it is complete, ``receive`` waits for a disconnect, as long as the answer
+    streams (a server-wide read timeout would cut long generations).
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int, read_timeout: float) -> None:
+        self.app, self._max, self._read_timeout = app, max_bytes, read_timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -71,11 +76,19 @@ class BodyLimitMiddleware:
             record_error(scope, PayloadTooLarge.error_type)
             await json_response(self._error(), 413)(scope, receive, send)
             return
-        received = 0
+        received, complete = 0, False
 
         async def limited() -> Message:
-            nonlocal received
-            message = await receive()
+            nonlocal received, complete
+            if complete:
+                return await receive()
+            try:
+                async with asyncio.timeout(self._read_timeout):
+                    message = await receive()
+            except TimeoutError:
+                silence = f"{self._read_timeout:g} s"
+                raise RequestTimeout(f"the request body stopped arriving (nothing for {silence})") from None
+            complete = message["type"] != "http.request" or not message.get("more_body", False)
             received += len(message.get("body", b""))
             if received > self._max:
                 raise PayloadTooLarge(self._error()["error"])

@@ -13,7 +13,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import PlainTextResponse, Response
 
 from app.auth import AuthMiddleware
@@ -28,6 +28,7 @@ from app.service import Service
 from app.settings import Settings
 from app.upstream import HTTPUpstream, Upstream
 from app.upstream.transport import make_transport
+from otel.genai import CLIENT_DISCONNECTED
 from otel.metrics import record_error
 from otel.semconv import UPSTREAM
 from otel.telemetry import Telemetry, disabled
@@ -68,6 +69,12 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     if exc.status_code == 405:
         return PlainTextResponse("405 method not allowed", 405, headers=exc.headers)
     return PlainTextResponse(exc.detail, exc.status_code, headers=exc.headers)
+
+
+async def _client_gone(request: Request, exc: Exception) -> Response:
+    """The client left before its request body was complete: its failure, not the proxy's (nobody reads this)."""
+    record_error(request.scope, CLIENT_DISCONNECTED)
+    return Response(status_code=499)
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
@@ -124,13 +131,14 @@ def create_app(
         *_cors(settings),
         *([Middleware(AuthMiddleware, api_keys=settings.api_keys, metrics_token=settings.metrics_token)]
           if settings.api_keys or settings.metrics_token else []),
-        Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes),
+        Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes, read_timeout=settings.body_read_timeout),
     ]  # fmt: skip
     app = Starlette(
         routes=routes,
         middleware=middleware,
         lifespan=lifespan,
-        exception_handlers={ProxyError: _proxy_error, HTTPException: _http_error, Exception: _unexpected},
+        exception_handlers={ProxyError: _proxy_error, HTTPException: _http_error, ClientDisconnect: _client_gone,
+                            Exception: _unexpected},  # fmt: skip
     )
     app.state.drain = Drain()
     return app

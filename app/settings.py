@@ -27,6 +27,7 @@ DEFAULT_FIRST_BYTE_TIMEOUT = 120.0
 # mistral.rs sends a keep-alive comment every 10 s while it works: 30 s of silence means it is stuck.
 DEFAULT_IDLE_TIMEOUT = 30.0
 DEFAULT_MAX_BODY_BYTES = 50 * 1024 * 1024  # mistral.rs's own limit
+DEFAULT_BODY_READ_TIMEOUT = 60.0  # between two reads of a request body, as nginx's client_body_timeout
 DEFAULT_MAX_IMAGE_BYTES = 20 * 1024 * 1024
 DEFAULT_MAX_MESSAGES = 4096
 # The Ollama API version we implement; clients such as Open WebUI gate features on it.
@@ -75,6 +76,7 @@ class Settings:
     max_queue: int = 512  # generations allowed to wait for a slot; beyond, 503
     queue_timeout: float = 30.0  # longest wait for a slot, then 503
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    body_read_timeout: float = DEFAULT_BODY_READ_TIMEOUT
     max_messages: int = DEFAULT_MAX_MESSAGES
     max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES
     api_keys: tuple[str, ...] = ()
@@ -113,6 +115,7 @@ class Settings:
             max_queue=config("MAX_QUEUED_REQUESTS", cast=int, default=512),
             queue_timeout=config("QUEUE_TIMEOUT_SECS", cast=float, default=30.0),
             max_body_bytes=config("MAX_BODY_BYTES", cast=int, default=DEFAULT_MAX_BODY_BYTES),
+            body_read_timeout=config("BODY_READ_TIMEOUT_SECS", cast=float, default=DEFAULT_BODY_READ_TIMEOUT),
             max_messages=config("MAX_MESSAGES", cast=int, default=DEFAULT_MAX_MESSAGES),
             max_image_bytes=config("MAX_IMAGE_BYTES", cast=int, default=DEFAULT_MAX_IMAGE_BYTES),
             api_keys=_api_keys(config("API_KEYS", default=""), config("API_KEYS_FILE", default="")),

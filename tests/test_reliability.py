@@ -6,6 +6,7 @@ import base64
 import json
 import logging
 import os
+import socket
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -309,3 +310,51 @@ def test_mistralrs_restarting_between_requests(telemetry: Telemetry, metric_read
             assert http.post("/api/chat", json=body).json()["message"]["content"] == "Hello from the emulator."
             assert emulator.next_id == 1  # a fresh server's counter
     assert _counts(metric_reader) == {("/api/chat", "200", "none"): 2, ("/api/chat", "502", "upstream_unavailable"): 1}
+
+
+def _half_sent(base_url: str, path: str, declared: int, sent: bytes) -> socket.socket:
+    """A connection that sent its headers and part of its body, then went quiet."""
+    host, port = base_url.removeprefix("http://").split(":")
+    sock = socket.create_connection((host, int(port)))
+    head = (f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {declared}\r\n\r\n")  # fmt: skip
+    sock.sendall(head.encode() + sent)
+    return sock
+
+
+def test_a_body_that_stops_arriving_gets_408_and_counts_as_the_clients(
+    configure: Any, emulator: Emulator, metric_reader: InMemoryMetricReader
+) -> None:
+    http = configure(body_read_timeout=0.3)
+    sock = _half_sent(str(http.base_url), "/api/chat", 500, b'{"model": "mistral", "mess')
+    try:
+        sock.settimeout(10)
+        answer = b""
+        while b"\r\n\r\n" not in answer or not answer.endswith(b"}"):
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            answer += chunk
+    finally:
+        sock.close()
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 408 ")
+    assert json.loads(body) == {"error": "the request body stopped arriving (nothing for 0.3 s)"}
+    assert _counts(metric_reader) == {("/api/chat", "408", "request_timeout"): 1}
+    assert values(metric_reader, "mistral_active_requests") == {(): 0}
+    # Once a body is complete nothing is timed: this answer streams for longer than the body timeout.
+    emulator.script(Reply(content="a b c d", delay=0.2))
+    with http.stream("POST", "/api/chat", json={"model": "mistral", "messages": HI}) as response:
+        lines = [json.loads(line) for line in response.iter_lines()]
+    assert response.status_code == 200 and lines[-1]["done"] is True and len(lines) == 5
+
+
+def test_an_abandoned_upload_is_a_client_disconnect_not_a_server_error(
+    configure: Any, metric_reader: InMemoryMetricReader, caplog: pytest.LogCaptureFixture
+) -> None:
+    http = configure()
+    sock = _half_sent(str(http.base_url), "/api/chat", 5000, b'{"model": "mistral", "messages": [')
+    sock.close()
+    assert _counts(metric_reader) == {("/api/chat", "499", "client_disconnected"): 1}
+    assert values(metric_reader, "mistral_active_requests") == {(): 0}
+    assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
