@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Hashable
 from functools import cache
 from typing import Any, TypeVar, cast
@@ -14,6 +15,11 @@ from app.errors import InvalidRequest
 __all__ = ["parse_body"]
 
 T = TypeVar("T")
+# A \uD800-\uDBFF escape not followed by a \uDC00-\uDFFF one, or a \uDC00-\uDFFF escape without one before it.
+_LONE_SURROGATE = re.compile(
+    rb"\\u[dD][89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F][0-9a-fA-F]{2})"
+    rb"|(?<!\\u[dD][89abAB][0-9a-fA-F]{2})\\u[dD][c-fC-F][0-9a-fA-F]{2}"
+)
 
 
 @cache
@@ -30,7 +36,17 @@ async def parse_body(request: Request, kind: type[T]) -> T:
     except msgspec.ValidationError as exc:
         raise InvalidRequest(f"invalid request: {exc}") from None
     except msgspec.DecodeError as exc:
-        raise InvalidRequest(f"invalid JSON: {exc}") from None
+        raise InvalidRequest(f"invalid JSON: {_explained(exc, body)}") from None
     except UnicodeDecodeError:
         raise InvalidRequest("invalid JSON: the request body is not valid UTF-8") from None
+    except RecursionError:
+        raise InvalidRequest("invalid JSON: nested too deeply") from None
     return decoded
+
+
+def _explained(exc: msgspec.DecodeError, body: bytes) -> str:
+    # msgspec reports an unpaired surrogate escape as truncated input, which sends people looking elsewhere.
+    if (lone := _LONE_SURROGATE.search(body)) is not None:
+        escape = lone.group().decode("ascii")
+        return f"{escape} is half of a UTF-16 surrogate pair, with no other half: not a character"
+    return str(exc)

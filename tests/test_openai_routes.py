@@ -6,7 +6,10 @@ import json
 
 import httpx
 
+from app.main import create_app
+from app.settings import Settings
 from tests.emulator import Emulator, Reply
+from tests.servers import Server, serve_in_thread
 
 
 def test_chat_completion_is_relayed_with_the_model_id(http: httpx.Client, emulator: Emulator) -> None:
@@ -85,3 +88,28 @@ def test_model_management_routes_stand_in_for_mistralrs(http: httpx.Client, emul
     assert http.post("/v1/models/explode", json={"model_id": "mistral"}).status_code == 404
     health = http.get("/health")
     assert (health.status_code, health.text) == (200, "OK")
+
+
+def _invalid(message: str) -> dict[str, object]:
+    return {"error": {"message": message, "type": "invalid_request_error", "param": None, "code": None}}
+
+
+def test_deeply_nested_json_is_a_400(http: httpx.Client, emulator: Emulator) -> None:
+    deep = b'{"model": "mistral", "messages": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    response = http.post("/v1/chat/completions", content=deep)
+    assert (response.status_code, response.json()) == (400, _invalid("invalid JSON: nested too deeply"))
+    assert [r for r in emulator.requests if r.path == "/v1/chat/completions"] == []
+
+
+def test_the_api_limits_on_messages_and_images_apply_to_v1(upstream: Server) -> None:
+    settings = Settings(mistral_url=upstream.url, max_messages=3, max_image_bytes=30)
+    with serve_in_thread(create_app(settings)) as proxy, httpx.Client(base_url=proxy.url) as http:
+        many = {"model": "mistral-7b", "messages": [{"role": "user", "content": "hi"}] * 4}
+        response = http.post("/v1/chat/completions", json=many)
+        assert (response.status_code, response.json()) == (400, _invalid("too many messages: 4 (the limit is 3)"))
+        image = {"type": "image_url", "image_url": {"url": "data:image/png;base64," + "QUJD" * 16}}
+        big = {"model": "mistral-7b", "messages": [{"role": "user", "content": [image]}]}
+        response = http.post("/v1/chat/completions", json=big)
+        assert (response.status_code, response.json()) == (413, _invalid("image too large: 48 bytes (the limit is 30)"))
+        fine = {"model": "mistral-7b", "messages": [{"role": "user", "content": "hi"}] * 3}
+        assert http.post("/v1/chat/completions", json=fine).status_code == 200

@@ -187,7 +187,44 @@ def test_client_disconnect_before_a_collected_answer_closes_upstream(proxy: Serv
             "/api/chat",
             b'{"model":"mistral","messages":[{"role":"user","content":"x","images":["@@@"]}]}',
             400,
-            "invalid image: not base64-encoded data",
+            "illegal base64 data at input byte 0",
+        ),
+        (
+            "/api/chat",
+            '{"model":"mistral","messages":[{"role":"user","content":"x","images":["QUJD\u00e9"]}]}'.encode(),
+            400,
+            "illegal base64 data at input byte 4",
+        ),
+        (
+            "/api/generate",
+            '{"model":"mistral","prompt":"x","images":["\u00e9t\u00e9"]}'.encode(),
+            400,
+            "illegal base64 data at input byte 0",
+        ),
+        (
+            "/api/generate",
+            b'{"model":"mistral","prompt":"x","images":["QUJDR"]}',
+            400,
+            "illegal base64 data at input byte 4",
+        ),
+        (
+            "/api/chat",
+            b'{"model":"mistral","messages":[{"role":"user","content":"x"}],"options":' + b'{"a":' * 100_000 + b"1"
+            + b"}" * 100_001,
+            400,
+            "invalid JSON: nested too deeply",
+        ),
+        (
+            "/api/chat",
+            b'{"model":"mistral","messages":[{"role":"user","content":"bad \\ud800 half"}]}',
+            400,
+            "invalid JSON: \\ud800 is half of a UTF-16 surrogate pair, with no other half: not a character",
+        ),
+        (
+            "/api/generate",
+            b'{"model":"mistral","prompt":"\\udc00 alone"}',
+            400,
+            "invalid JSON: \\udc00 is half of a UTF-16 surrogate pair, with no other half: not a character",
         ),
         (
             "/api/chat",

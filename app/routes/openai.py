@@ -11,6 +11,7 @@ from starlette.responses import Response
 
 from app.body import parse_body
 from app.errors import InvalidRequest, ModelNotFound
+from app.limits import check_inputs
 from app.responses import json_response
 from app.service import service_of
 from app.upstream import Route
@@ -24,12 +25,23 @@ class _ModelId(msgspec.Struct):
     model_id: str
 
 
+def _inline_images(messages: list[Any]) -> list[str]:
+    """The base64 payloads of ``data:`` image URLs, which MAX_IMAGE_BYTES bounds as it does Ollama's images."""
+    parts = [part for message in messages if isinstance(message, dict) and isinstance(message.get("content"), list)
+             for part in message["content"] if isinstance(part, dict) and part.get("type") == "image_url"]  # fmt: skip
+    urls = [part["image_url"].get("url") for part in parts if isinstance(part.get("image_url"), dict)]
+    return [url.partition(",")[2] for url in urls if isinstance(url, str) and url.startswith("data:")]
+
+
 async def _relay(request: Request, route: Route) -> Response:
     body = await parse_body(request, dict[str, Any])
     name = body.get("model", "default")
     if not isinstance(name, str) or not name:
         raise InvalidRequest("model must be a non-empty string")
     service = service_of(request)
+    if isinstance(messages := body.get("messages"), list):  # the same limits as on /api/chat
+        settings = service.settings
+        check_inputs(len(messages), _inline_images(messages), settings.max_messages, settings.max_image_bytes)
     entry = await service.catalog.resolve(name)
     body["model"] = entry.id
     return await service.relay(request, route, body, entry)

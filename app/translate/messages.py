@@ -29,10 +29,20 @@ def image_part(image: str) -> dict[str, Any]:
         return {"type": "image_url", "image_url": {"url": image}}
     try:
         binascii.a2b_base64(image, strict_mode=True)
-    except binascii.Error:
-        raise InvalidRequest("invalid image: not base64-encoded data") from None
+    except ValueError:  # binascii.Error, and ValueError for characters outside ASCII
+        raise InvalidRequest(f"illegal base64 data at input byte {_bad_base64_offset(image)}") from None
     mime = next((kind for magic, kind in _IMAGE_MAGIC if image.startswith(magic)), "image/png")
     return {"type": "image_url", "image_url": {"url": f"data:{mime};base64,{image}"}}
+
+
+_BASE64 = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=")
+
+
+def _bad_base64_offset(image: str) -> int:
+    """Where Go's decoder (so Ollama) reports the fault: the first byte outside the alphabet, else the last
+    complete quantum's end (bad padding or length)."""
+    data = image.encode()
+    return next((i for i, byte in enumerate(data) if byte not in _BASE64), len(data) // 4 * 4)
 
 
 def user_content(text: str, images: list[str] | None) -> str | list[dict[str, Any]]:
