@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from app.errors import UpstreamError, UpstreamProtocolError
-from app.upstream.sse import SSEDecoder
+from app.upstream.sse import MAX_EVENT_BYTES, SSEDecoder
 
 CHUNK = b'{"id":"0","choices":[]}'
 
@@ -55,3 +55,23 @@ def test_last_event_without_blank_line_is_flushed_at_close() -> None:
     assert decoder.feed(b"data: " + CHUNK + b"\n\ndata: [DONE]") == [CHUNK]
     assert decoder.close() == []
     assert decoder.done
+
+
+def test_an_event_up_to_the_bound_is_reassembled_from_small_reads() -> None:
+    payload = b'{"id":"' + b"x" * (MAX_EVENT_BYTES - 64) + b'"}'
+    stream = b"data: " + payload + b"\n\ndata: [DONE]\n\n"
+    decoder = SSEDecoder()
+    assert _feed_all(decoder, [stream[i : i + 65536] for i in range(0, len(stream), 65536)]) == [payload]
+    assert decoder.done
+
+
+@pytest.mark.parametrize("newlines", [False, True], ids=["one endless line", "endless multi-line data"])
+def test_an_event_over_the_bound_is_a_protocol_error(newlines: bool) -> None:
+    decoder = SSEDecoder()
+    piece = b"data: " + b"x" * 65530 + b"\n" if newlines else b"x" * 65536
+    fed = 0
+    with pytest.raises(UpstreamProtocolError, match="^mistral.rs sent an event larger than 8 MiB$"):
+        while fed <= 2 * MAX_EVENT_BYTES:
+            fed += len(piece)
+            decoder.feed(piece)
+    assert MAX_EVENT_BYTES < fed <= MAX_EVENT_BYTES + 2 * len(piece)  # (framing bytes do not count)
