@@ -49,7 +49,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--mistral-url", help="a mistral.rs server (env MISTRAL_URL); unset: run mistral.rs in-process")
     serve.add_argument("--model", help="in-process model: .gguf file, model directory or HF id (env MODEL)")
     serve.add_argument(
-        "--bind", help="host:port (env BIND_ADDRESS; default 0.0.0.0:11434, or 127.0.0.1:11434 without MISTRAL_URL)"
+        "--bind", help="host:port (env BIND_ADDRESS; default 127.0.0.1:11434, loopback only, as Ollama)"
     )
     serve.add_argument("--request-timeout", help="seconds (env REQUEST_TIMEOUT_SECS, default 300)")
     serve.add_argument("--cors-allowed-origins", help="comma-separated origins (env CORS_ALLOWED_ORIGINS)")

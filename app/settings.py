@@ -16,9 +16,8 @@ from app.upstream.transport import TransportKind
 
 __all__ = ["DEFAULT_BIND", "DEFAULT_REQUEST_TIMEOUT", "Settings"]
 
-DEFAULT_BIND = "0.0.0.0:11434"
-# The CPU quick-start (no MISTRAL_URL) listens on loopback only unless told otherwise.
-DEFAULT_LOCAL_BIND = "127.0.0.1:11434"
+# Loopback, as Ollama: anyone who can reach the port can run and unload models. Containers set 0.0.0.0 themselves.
+DEFAULT_BIND = "127.0.0.1:11434"
 DEFAULT_REQUEST_TIMEOUT = 300.0
 DEFAULT_CONNECT_TIMEOUT = 10.0
 DEFAULT_MODEL_CACHE_TTL = 10.0
@@ -106,7 +105,7 @@ class Settings:
         mistral_url = _mistral_url(config("MISTRAL_URL", default=""))
         return cls(
             mistral_url=mistral_url,
-            bind=config("BIND_ADDRESS", default="") or (DEFAULT_BIND if mistral_url else DEFAULT_LOCAL_BIND),
+            bind=config("BIND_ADDRESS", default="") or DEFAULT_BIND,
             request_timeout=config("REQUEST_TIMEOUT_SECS", cast=float, default=DEFAULT_REQUEST_TIMEOUT),
             connect_timeout=config("CONNECT_TIMEOUT_SECS", cast=float, default=DEFAULT_CONNECT_TIMEOUT),
             first_byte_timeout=config("FIRST_BYTE_TIMEOUT_SECS", cast=float, default=DEFAULT_FIRST_BYTE_TIMEOUT),

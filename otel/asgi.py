@@ -10,7 +10,8 @@ from opentelemetry import context as context_api
 from opentelemetry import propagate
 from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
 from opentelemetry.metrics import NoOpMeterProvider
-from opentelemetry.trace import TracerProvider
+from opentelemetry.semconv.attributes.url_attributes import URL_QUERY
+from opentelemetry.trace import Span, TracerProvider
 from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -150,6 +151,14 @@ def _inferred_error(exchange: _Exchange) -> str:
     return NO_ERROR
 
 
+def _redact_query(span: Span, scope: Scope) -> None:
+    """Query values may be secrets (``?token=…``): the span keeps the keys only, as semconv's url.query allows."""
+    query: bytes = scope.get("query_string", b"")
+    if query and span.is_recording():
+        keys = (part.split(b"=", 1)[0].decode("latin-1") for part in query.split(b"&") if part)
+        span.set_attribute(URL_QUERY, "&".join(f"{key}=REDACTED" for key in keys))
+
+
 def middleware(
     routes: Sequence[BaseRoute], metrics: ProxyMetrics, tracer_provider: TracerProvider | None, access_log: bool
 ) -> list[Middleware]:
@@ -164,6 +173,7 @@ def middleware(
     return [
         Middleware(
             OpenTelemetryMiddleware,
+            server_request_hook=_redact_query,
             excluded_urls=",".join(path + "$" for path in EXCLUDED_PATHS),
             default_span_details=span_details,
             tracer_provider=tracer_provider,

@@ -178,11 +178,12 @@ def test_several_workers_push_metrics_and_serve_no_pull_endpoint(upstream: Serve
         process.stdout.close()
 
 
-def test_the_cpu_quick_start_listens_on_loopback_by_default() -> None:
+def test_every_mode_listens_on_loopback_by_default_as_ollama_does() -> None:
     from app.settings import Settings
 
     assert Settings.from_env({}, env_file=None).bind == "127.0.0.1:11434"
-    assert Settings.from_env({"MISTRAL_URL": "http://m:8080"}, env_file=None).bind == "0.0.0.0:11434"
+    assert Settings.from_env({"MISTRAL_URL": "http://m:8080"}, env_file=None).bind == "127.0.0.1:11434"
+    assert Settings().bind == "127.0.0.1:11434"
     assert Settings.from_env({"BIND_ADDRESS": "0.0.0.0:9"}, env_file=None).bind == "0.0.0.0:9"
 
 

@@ -160,6 +160,17 @@ def test_with_telemetry_off_no_span_is_made_but_the_callers_trace_reaches_mistra
     assert "traceparent" not in fresh and "x-request-id" not in fresh
 
 
+def test_no_query_value_reaches_a_span(
+    http: httpx.Client, telemetry: Telemetry, span_exporter: InMemorySpanExporter
+) -> None:
+    http.get("/api/tags?token=hunter2&debug&api_key=s3cr3t")
+    spans = _spans(telemetry, span_exporter)
+    server = next(span for span in spans if span.name == "GET /api/tags")
+    assert (server.attributes or {})["url.query"] == "token=REDACTED&debug=REDACTED&api_key=REDACTED"
+    assert not [span for span in spans for value in (span.attributes or {}).values()
+                if "hunter2" in str(value) or "s3cr3t" in str(value)]  # fmt: skip
+
+
 def test_http_spans_follow_the_stable_semantic_conventions(
     http: httpx.Client, telemetry: Telemetry, span_exporter: InMemorySpanExporter
 ) -> None:
@@ -173,7 +184,7 @@ def test_http_spans_follow_the_stable_semantic_conventions(
     assert attributes == {
         "http.request.method": "POST", "http.route": "/api/chat", "http.response.status_code": 200,
         # (contrib copies the Host header, port included, into server.address)
-        "url.scheme": "http", "url.path": "/api/chat", "url.query": "x=1", "server.address": f"127.0.0.1:{port}",
+        "url.scheme": "http", "url.path": "/api/chat", "url.query": "x=REDACTED", "server.address": f"127.0.0.1:{port}",
         "server.port": port, "client.address": "127.0.0.1", "network.protocol.version": "1.1",
         "user_agent.original": f"python-httpx/{httpx.__version__}",
     }  # fmt: skip
