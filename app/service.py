@@ -208,9 +208,12 @@ def service_of(request: Request) -> Service:
 
 def _decode_answer(raw: bytes) -> ChatCompletionChunk:
     try:
-        return _decode_completion(raw).as_chunk()
+        completion = _decode_completion(raw)
     except msgspec.MsgspecError:
         raise UpstreamProtocolError("mistral.rs sent a malformed answer") from None
+    if not completion.choices:  # valid JSON that answers nothing: an answer lost, not an empty one
+        raise UpstreamProtocolError("mistral.rs sent an answer without choices")
+    return completion.as_chunk()
 
 
 def _chunk_or_none(payload: bytes) -> ChatCompletionChunk | None:

@@ -102,6 +102,7 @@ class Reply:
     # Fault injection, see the class docstring.
     status: int | None = None
     body: bytes | None = None
+    status_headers: dict[str, str] | None = None  # extra headers of a `status` answer, e.g. Retry-After
     malformed_after: int | None = None
     reset_after: int | None = None
     stall_after: int | None = None
@@ -738,7 +739,9 @@ class Emulator:
     def _status_reply(self, reply: Reply) -> Response:
         assert reply.status is not None
         body = _dumps({"message": reply.error_message}) if reply.body is None else reply.body
-        return _raw(reply.status, body)
+        response = _raw(reply.status, body)
+        response.headers.update(reply.status_headers or {})
+        return response
 
     def _held(self, reply: Reply, app: ASGIApp) -> ASGIApp:
         return _Held(self, app, reply.first_byte_delay) if reply.first_byte_delay > 0 else app

@@ -208,6 +208,10 @@ def test_readiness_follows_the_upstream(configure: Any) -> None:
         (422, b'{"message":"Prompt sequence length is greater than 4096"}',
          400, "Prompt sequence length is greater than 4096", "upstream_status"),
         (503, b"overloaded", 503, "mistral.rs is busy: overloaded", "upstream_busy"),
+        (429, b'{"message":"rate limited"}', 429, "mistral.rs is busy: rate limited", "upstream_busy"),
+        (400, b'{"error":{"message":"top_p must be in (0, 1]","type":"invalid_request_error"}}', 400,
+         "top_p must be in (0, 1]", "upstream_status"),
+        (404, b"no route", 404, "no route", "upstream_status"),
     ],
 )  # fmt: skip
 def test_mistralrs_error_statuses(
@@ -215,9 +219,11 @@ def test_mistralrs_error_statuses(
     status: int, body: bytes, client_status: int, error: str, error_type: str,
 ) -> None:  # fmt: skip
     http = configure()
-    emulator.script(Reply(status=status, body=body))
+    emulator.script(Reply(status=status, body=body, status_headers={"Retry-After": "7"}))
     response = http.post("/api/chat", json={"model": "mistral", "messages": HI})
     assert (response.status_code, response.json()) == (client_status, {"error": error})
+    if client_status in (429, 503):  # overload: the client learns when to come back, from mistral.rs
+        assert response.headers["retry-after"] == "7"
     assert _counts(metric_reader) == {("/api/chat", str(client_status), error_type): 1}
     assert values(metric_reader, "mistral_active_requests") == {(): 0}
 
@@ -358,3 +364,17 @@ def test_an_abandoned_upload_is_a_client_disconnect_not_a_server_error(
     assert _counts(metric_reader) == {("/api/chat", "499", "client_disconnected"): 1}
     assert values(metric_reader, "mistral_active_requests") == {(): 0}
     assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
+def test_an_answer_without_choices_is_a_502_not_an_empty_answer(
+    configure: Any, emulator: Emulator, metric_reader: InMemoryMetricReader, stream: bool
+) -> None:
+    http = configure()
+    body = (b'data: {"id":"x","model":"mistral-7b","choices":[]}\n\ndata: [DONE]\n\n' if stream
+            else b'{"id":"x","object":"chat.completion","model":"mistral-7b"}')  # fmt: skip
+    emulator.script(Reply(status=200, body=body))
+    response = http.post("/api/chat", json={"model": "mistral", "messages": HI, "stream": stream})
+    what = "a stream without any choices" if stream else "an answer without choices"
+    assert (response.status_code, response.json()) == (502, {"error": f"mistral.rs sent {what}"})
+    assert _counts(metric_reader) == {("/api/chat", "502", "upstream_protocol"): 1}

@@ -193,10 +193,17 @@ class OllamaStream:
 async def to_ollama(
     bursts: AsyncIterable[list[ChatCompletionChunk]], stream: OllamaStream
 ) -> AsyncIterator[list[Reply]]:
-    """The Ollama objects of each burst of chunks (bursts that make none are skipped), then the final one."""
+    """The Ollama objects of each burst of chunks (bursts that make none are skipped), then the final one.
+
+    A stream in which no chunk had a choice answered nothing: that is mistral.rs's failure, not an empty answer.
+    """
+    answered = False
     async for chunks in bursts:
+        answered = answered or any(chunk.choices for chunk in chunks)
         if replies := [reply for chunk in chunks for reply in stream.translate(chunk)]:
             yield replies
+    if not answered:
+        raise UpstreamProtocolError("mistral.rs sent a stream without any choices")
     yield [stream.finish()]
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
 import httpx
@@ -30,6 +30,10 @@ _RELOADING = re.compile(r"is being reloaded")
 
 class _JsonError(msgspec.Struct):
     message: str
+
+
+class _OpenAIError(msgspec.Struct):
+    error: _JsonError | str
 
 
 def _lost(exc: httpx.HTTPError) -> bool:
@@ -62,23 +66,33 @@ def map_upstream_errors() -> Iterator[None]:
 
 
 def _message(body: bytes) -> str:
+    """mistral.rs's ``{"message": ...}``, an OpenAI ``{"error": {"message": ...}}``, or plain text."""
     try:
         return msgspec.json.decode(body, type=_JsonError).message
+    except msgspec.MsgspecError:
+        pass
+    try:
+        error = msgspec.json.decode(body, type=_OpenAIError).error
+        return error if isinstance(error, str) else error.message
     except msgspec.MsgspecError:
         return body.decode("utf-8", "replace")
 
 
-def status_error(status: int, body: bytes) -> ProxyError:
-    """Map a mistral.rs error answer (``{"message": ...}`` or axum's plain text) to what the client sees."""
+def status_error(status: int, body: bytes, headers: Mapping[str, str] | None = None) -> ProxyError:
+    """Map a mistral.rs error answer to what the client sees: the client's own mistakes as the same 4xx with
+    mistral.rs's message, overload as 503/429 with its ``Retry-After``, anything else as 502."""
     message = truncate(_message(body))
     if status == 500 and (match := _NOT_AVAILABLE.search(message)):
         return ModelNotFound(match.group(1))
-    if status == 503 or _RELOADING.search(message):
-        return UpstreamBusy(f"mistral.rs is busy: {message}")
+    if status in (429, 503) or _RELOADING.search(message):
+        busy = UpstreamBusy(f"mistral.rs is busy: {message}")
+        busy.status_code = status if status in (429, 503) else 503
+        busy.headers = {"Retry-After": (headers or {}).get("retry-after", "1")}
+        return busy
     if status == 413:
         return PayloadTooLarge(f"mistral.rs rejected the request: {message}")
-    if status == 422:
-        return UpstreamStatusError(message, status_code=400, upstream_status=status)
-    if status in (400, 404, 405, 415):
+    if status in (400, 404, 422):  # 422 (a prompt longer than the context) is Ollama's 400 for bad input
+        return UpstreamStatusError(message, status_code=400 if status == 422 else status, upstream_status=status)
+    if status in (405, 415):  # a request the proxy built wrong: its fault, not the client's
         return UpstreamProtocolError(f"mistral.rs rejected the request ({status}): {message}")
     return UpstreamStatusError(f"mistral.rs error: {message}", status_code=502, upstream_status=status)

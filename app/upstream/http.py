@@ -113,7 +113,7 @@ class HTTPUpstream:
                 raise error from None
             if response.status_code != 200:
                 try:
-                    raise status_error(response.status_code, await response.aread())
+                    raise status_error(response.status_code, await response.aread(), response.headers)
                 finally:
                     await response.aclose()
         return SSEStream(response, self._stream_timeouts, deadline)
@@ -150,5 +150,5 @@ class HTTPUpstream:
 
 def _checked(response: httpx.Response) -> bytes:
     if response.status_code != 200:
-        raise status_error(response.status_code, response.content)
+        raise status_error(response.status_code, response.content, response.headers)
     return response.content

@@ -34,6 +34,13 @@ NOT_AVAILABLE = (
             "mistral.rs is busy: model `x` is being reloaded",
         ),
         (503, b"overloaded", UpstreamBusy, 503, "mistral.rs is busy: overloaded"),
+        (429, b'{"message":"too many requests"}', UpstreamBusy, 429, "mistral.rs is busy: too many requests"),
+        (400, b'{"message":"temperature must be positive"}', UpstreamStatusError, 400, "temperature must be positive"),
+        (404, b'{"error":{"message":"no such adapter","type":"invalid_request_error"}}', UpstreamStatusError, 404,
+         "no such adapter"),
+        (400, b'{"error":"bad stop sequence"}', UpstreamStatusError, 400, "bad stop sequence"),
+        (400, b"Failed to parse the request body as JSON", UpstreamStatusError, 400,
+         "Failed to parse the request body as JSON"),
         (
             422,
             b'{"message":"Prompt sequence length is greater than 4096"}',
@@ -70,6 +77,11 @@ def test_status_error_mapping(
     error = status_error(status, body)
     assert type(error) is kind
     assert (error.status_code, error.message) == (client_status, message)
+
+
+def test_an_upstream_retry_after_is_passed_on() -> None:
+    assert status_error(429, b"slow down", {"retry-after": "7"}).headers == {"Retry-After": "7"}
+    assert status_error(503, b"busy").headers == {"Retry-After": "1"}
 
 
 def test_long_upstream_messages_are_truncated() -> None:
