@@ -93,6 +93,8 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("/v1/models", "get", "mistral.rs's model list, as it sends it", response=_OBJECT),
     Operation("/v1/models/{action}", "post", "mistral.rs model management (`status`, `unload`, `reload`)", _OBJECT,
               _OBJECT),
+    Operation("/v1/models/{model}", "get", "One model, in OpenAI's shape (404 if mistral.rs does not serve it)",
+              response=_OBJECT),
     Operation("/api/openapi.json", "get", "This document", response=_OBJECT),
 )  # fmt: skip
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import httpx
+import openai
 
 from app.main import create_app
 from app.settings import Settings
@@ -113,3 +114,24 @@ def test_the_api_limits_on_messages_and_images_apply_to_v1(upstream: Server) -> 
         assert (response.status_code, response.json()) == (413, _invalid("image too large: 48 bytes (the limit is 30)"))
         fine = {"model": "mistral-7b", "messages": [{"role": "user", "content": "hi"}] * 3}
         assert http.post("/v1/chat/completions", json=fine).status_code == 200
+
+
+def test_one_model_is_retrieved_in_the_openai_shape_as_ollama_serves_it(http: httpx.Client) -> None:
+    listed = {model["id"]: model for model in http.get("/v1/models").json()["data"]}
+    assert {"mistral:latest", "Qwen/Qwen3-4B:latest"} <= set(listed)  # an alias, and an id with a slash
+    for model_id in listed:
+        response = http.get(f"/v1/models/{model_id}")
+        assert (response.status_code, response.json()) == (200, listed[model_id])
+        assert set(response.json()) == {"id", "object", "created", "owned_by"}
+    assert http.get("/v1/models/mistral-7b").json() == listed["mistral:latest"]  # mistral.rs's id finds its alias
+    missing = http.get("/v1/models/llama3")
+    assert (missing.status_code, missing.json()) == (404, _invalid("model 'llama3' not found"))
+
+
+def test_the_openai_client_retrieves_a_model(proxy: Server) -> None:
+    client = openai.OpenAI(base_url=f"{proxy.url}/v1", api_key="unused")
+    try:
+        model = client.models.retrieve("mistral:latest")
+        assert (model.id, model.object, model.owned_by) == ("mistral:latest", "model", "mistral.rs")
+    finally:
+        client.close()

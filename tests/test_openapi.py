@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import httpx
@@ -41,7 +42,8 @@ def test_every_route_is_described_and_nothing_else(spec: dict[str, Any]) -> None
     served: set[tuple[str, str]] = set()
     for route in ROUTES:
         methods = {method.lower() for method in getattr(route, "methods", ())}
-        served |= {(route.path, method) for method in methods if method != "head" or "get" not in methods}  # type: ignore[attr-defined]
+        path = re.sub(r"\{(\w+):\w+\}", r"{\1}", route.path)  # type: ignore[attr-defined]  # OpenAPI has no converters
+        served |= {(path, method) for method in methods if method != "head" or "get" not in methods}
     described = {(path, method) for path, operations in spec["paths"].items() for method in operations}
     assert described == served
 

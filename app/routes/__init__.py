@@ -68,5 +68,6 @@ ROUTES: list[BaseRoute] = [
     Route("/v1/embeddings", openai.embeddings, methods=["POST"]),
     Route("/v1/models", openai.list_models, methods=["GET"]),
     Route("/v1/models/{action}", openai.manage_model, methods=["POST"]),
+    Route("/v1/models/{model:path}", openai.retrieve_model, methods=["GET"]),
     Route("/api/openapi.json", openapi, methods=["GET"]),
 ]

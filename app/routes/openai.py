@@ -10,13 +10,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from app.body import parse_body
+from app.catalog import Entry
 from app.errors import InvalidRequest, ModelNotFound
 from app.limits import check_inputs
 from app.responses import json_response
 from app.service import service_of
 from app.upstream import Route
 
-__all__ = ["chat_completions", "completions", "embeddings", "list_models", "manage_model"]
+__all__ = ["chat_completions", "completions", "embeddings", "list_models", "manage_model", "retrieve_model"]
 
 _ACTIONS = ("status", "unload", "reload")
 
@@ -59,10 +60,19 @@ async def embeddings(request: Request) -> Response:
     return await _relay(request, "embeddings")
 
 
+def _model(entry: Entry) -> dict[str, Any]:
+    return {"id": entry.name, "object": "model", "created": entry.card.created, "owned_by": "mistral.rs"}
+
+
 async def list_models(request: Request) -> Response:
     entries = await service_of(request).catalog.entries(fresh=True)
-    data = [{"id": e.name, "object": "model", "created": e.card.created, "owned_by": "mistral.rs"} for e in entries]
-    return json_response({"object": "list", "data": data})
+    return json_response({"object": "list", "data": [_model(entry) for entry in entries]})
+
+
+async def retrieve_model(request: Request) -> Response:
+    """OpenAI's ``models.retrieve``, as Ollama serves it (ids may hold a slash: ``Qwen/Qwen3-4B``)."""
+    entry = await service_of(request).catalog.resolve(request.path_params["model"])
+    return json_response(_model(entry))
 
 
 async def manage_model(request: Request) -> Response:
