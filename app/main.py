@@ -19,7 +19,7 @@ from starlette.responses import PlainTextResponse, Response
 from app.auth import AuthMiddleware
 from app.catalog import ModelCatalog
 from app.drain import Drain
-from app.errors import ProxyError, truncate
+from app.errors import NotSupported, ProxyError, truncate
 from app.health import watch_upstream
 from app.limits import BodyLimitMiddleware, Limiter
 from app.responses import json_response, openai_error
@@ -52,7 +52,7 @@ def _http_upstream(settings: Settings, transport: httpx.AsyncBaseTransport | Non
 async def _proxy_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ProxyError)
     record_error(request.scope, exc.error_type)
-    if exc.status_code >= 500:
+    if exc.status_code >= 500 and not isinstance(exc, NotSupported):  # 501 answers a request, it is no failure
         _log.warning("%s %s failed: %s", request.method, request.url.path, exc.message)
     body = openai_error(exc) if request.url.path.startswith("/v1/") else {"error": truncate(exc.message)}
     response = json_response(body, exc.status_code)

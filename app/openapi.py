@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from importlib.metadata import version
-from typing import Any
+from typing import Any, get_args
 
 import msgspec
 
@@ -29,6 +29,7 @@ from app.ollama import (
     ShowResponse,
 )
 from app.responses import NDJSON_MEDIA_TYPE, SSE_MEDIA_TYPE
+from app.upstream.schema import ModelAction
 
 __all__ = ["OPERATIONS", "Operation", "document"]
 
@@ -40,6 +41,19 @@ class Error(msgspec.Struct):
     """Every error answer, as Ollama sends it."""
 
     error: str
+
+
+class OpenAIErrorBody(msgspec.Struct):
+    message: str
+    type: str
+    param: str | None
+    code: str | None
+
+
+class OpenAIError(msgspec.Struct):
+    """Every error answer of the ``/v1`` routes, as OpenAI's clients read it."""
+
+    error: OpenAIErrorBody
 
 
 class Version(msgspec.Struct):
@@ -72,7 +86,7 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("/api/ps", "get", "The models loaded now", response=ProcessResponse),
     Operation("/api/show", "post", "One model's details", ModelRequest, ShowResponse),
     Operation("/api/pull", "post", "Succeeds for a model mistral.rs serves (it cannot download)", ModelRequest,
-              {"type": "object", "properties": {"status": {"type": "string"}}}),
+              {"type": "object", "properties": {"status": {"type": "string"}}}, NDJSON_MEDIA_TYPE),
     Operation("/api/push", "post", "Not supported: 501", ModelRequest, Error),
     Operation("/api/create", "post", "Not supported: 501", None, Error),
     Operation("/api/copy", "post", "Not supported: 501", CopyRequest, Error),
@@ -91,8 +105,8 @@ OPERATIONS: tuple[Operation, ...] = (
               SSE_MEDIA_TYPE),
     Operation("/v1/embeddings", "post", "OpenAI embeddings, passed through to mistral.rs", _OBJECT, _OBJECT),
     Operation("/v1/models", "get", "mistral.rs's model list, as it sends it", response=_OBJECT),
-    Operation("/v1/models/{action}", "post", "mistral.rs model management (`status`, `unload`, `reload`)", _OBJECT,
-              _OBJECT),
+    *(Operation(f"/v1/models/{action}", "post", f"mistral.rs model management: {action}", _OBJECT, _OBJECT)
+      for action in get_args(ModelAction)),
     Operation("/v1/models/{model}", "get", "One model, in OpenAI's shape (404 if mistral.rs does not serve it)",
               response=_OBJECT),
     Operation("/api/openapi.json", "get", "This document", response=_OBJECT),
@@ -104,7 +118,7 @@ def document() -> dict[str, Any]:
     structs = sorted(
         {op.request for op in OPERATIONS if isinstance(op.request, type)}
         | {op.response for op in OPERATIONS if isinstance(op.response, type)}
-        | {Error},
+        | {Error, OpenAIError},
         key=lambda struct: struct.__name__,
     )
     refs, components = msgspec.json.schema_components(structs, ref_template=_REF)
@@ -140,9 +154,10 @@ def _operation(op: Operation, schema_of: Callable[[Any], dict[str, Any]]) -> dic
 
 
 def _responses(op: Operation, schema_of: Callable[[Any], dict[str, Any]]) -> dict[str, Any]:
-    error = {"description": "An error", "content": {"application/json": {"schema": schema_of(Error)}}}
-    if op.response is Error:
-        return {"501": {**error, "description": "Not supported by mistral.rs"}}
+    shape = OpenAIError if op.path.startswith("/v1/") else Error
+    error = {"description": "An error", "content": {"application/json": {"schema": schema_of(shape)}}}
+    if op.response is Error:  # a bad body or an unknown model is still answered first
+        return {"4XX": error, "501": {**error, "description": "Not supported by mistral.rs"}}
     if op.response is None:
         return {"404": {"description": "Not found"}}
     if isinstance(op.response, str):

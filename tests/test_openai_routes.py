@@ -86,7 +86,8 @@ def test_model_management_routes_stand_in_for_mistralrs(http: httpx.Client, emul
         "model_id": "nope",
         "status": "not_found",
     }
-    assert http.post("/v1/models/explode", json={"model_id": "mistral"}).status_code == 404
+    unknown = http.post("/v1/models/explode", json={"model_id": "mistral"})  # GET /v1/models/{model} only
+    assert (unknown.status_code, unknown.text) == (405, "405 method not allowed")
     health = http.get("/health")
     assert (health.status_code, health.text) == (200, "OK")
 

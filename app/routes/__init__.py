@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import get_args
 
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
@@ -11,6 +12,7 @@ from starlette.routing import BaseRoute, Route
 from app.openapi import document
 from app.responses import json_response
 from app.routes import generation, models, openai
+from app.upstream.schema import ModelAction
 
 __all__ = ["ROUTES"]
 
@@ -67,7 +69,8 @@ ROUTES: list[BaseRoute] = [
     Route("/v1/completions", openai.completions, methods=["POST"]),
     Route("/v1/embeddings", openai.embeddings, methods=["POST"]),
     Route("/v1/models", openai.list_models, methods=["GET"]),
-    Route("/v1/models/{action}", openai.manage_model, methods=["POST"]),
+    # Explicit paths, as mistral.rs's own: OpenAPI counts /v1/models/{action} and /v1/models/{model} as one path.
+    *(Route(f"/v1/models/{action}", openai.manage_model, methods=["POST"]) for action in get_args(ModelAction)),
     Route("/v1/models/{model:path}", openai.retrieve_model, methods=["GET"]),
     Route("/api/openapi.json", openapi, methods=["GET"]),
 ]

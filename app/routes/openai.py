@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
-from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -16,10 +15,9 @@ from app.limits import check_inputs
 from app.responses import json_response
 from app.service import service_of
 from app.upstream import Route
+from app.upstream.schema import ModelAction
 
 __all__ = ["chat_completions", "completions", "embeddings", "list_models", "manage_model", "retrieve_model"]
-
-_ACTIONS = ("status", "unload", "reload")
 
 
 class _ModelId(msgspec.Struct):
@@ -76,10 +74,9 @@ async def retrieve_model(request: Request) -> Response:
 
 
 async def manage_model(request: Request) -> Response:
-    """mistral.rs's model management, so that this proxy can itself stand in for a mistral.rs server."""
-    action = request.path_params["action"]
-    if action not in _ACTIONS:
-        raise HTTPException(404)
+    """mistral.rs's model management (``/v1/models/{status,unload,reload}``), so that this proxy can itself stand
+    in for a mistral.rs server."""
+    action: ModelAction = request.url.path.rsplit("/", 1)[1]  # type: ignore[assignment]  # the route names it
     body = await parse_body(request, _ModelId)
     service = service_of(request)
     try:
