@@ -71,12 +71,22 @@ class BodyLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        length = dict(scope["headers"]).get(b"content-length")
+        headers = dict(scope["headers"])
+        length = headers.get(b"content-length")
+        declares_body = (length is not None and length != b"0") or b"transfer-encoding" in headers
+        received, complete = 0, False
+
+        async def closing(message: Message) -> None:
+            if message["type"] == "http.response.start" and declares_body and not complete:
+                # An answer before the whole body was read (an error): the client must not send its next request
+                # on this connection, which the server closes rather than read a body nobody wants.
+                message = {**message, "headers": [*message.get("headers", []), (b"connection", b"close")]}
+            await send(message)
+
         if length is not None and length.isdigit() and int(length) > self._max:
             record_error(scope, PayloadTooLarge.error_type)
-            await json_response(self._error(), 413)(scope, receive, send)
+            await json_response(self._error(), 413)(scope, receive, closing)
             return
-        received, complete = 0, False
 
         async def limited() -> Message:
             nonlocal received, complete
@@ -94,7 +104,7 @@ class BodyLimitMiddleware:
                 raise PayloadTooLarge(self._error()["error"])
             return message
 
-        await self.app(scope, limited, send)
+        await self.app(scope, limited, closing)
 
     def _error(self) -> dict[str, str]:
         return {"error": f"request body too large (the limit is {self._max} bytes)"}

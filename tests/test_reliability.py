@@ -378,3 +378,30 @@ def test_an_answer_without_choices_is_a_502_not_an_empty_answer(
     what = "a stream without any choices" if stream else "an answer without choices"
     assert (response.status_code, response.json()) == (502, {"error": f"mistral.rs sent {what}"})
     assert _counts(metric_reader) == {("/api/chat", "502", "upstream_protocol"): 1}
+
+
+def test_no_client_side_failure_ever_moves_a_5xx_series(
+    configure: Any, emulator: Emulator, metric_reader: InMemoryMetricReader
+) -> None:
+    http = configure(body_read_timeout=0.3, max_body_bytes=10_000)
+    base = str(http.base_url)
+    assert http.post("/api/chat", content=b'{"model": [').status_code == 400  # bad JSON
+    assert http.post("/api/chat", json={"model": "nope", "messages": HI}).status_code == 404  # unknown model
+    assert http.post("/api/chat", content=b"x" * 20_000).status_code == 413  # too large
+    _half_sent(base, "/api/chat", 500, b'{"model"').close()  # abandoned upload
+    slow = _half_sent(base, "/api/generate", 500, b'{"model"')  # body timeout
+    slow.settimeout(10)
+    assert slow.recv(4096).startswith(b"HTTP/1.1 408 ")
+    slow.close()
+    emulator.script(Reply(content="a " * 50, delay=0.05))
+    with http.stream("POST", "/api/chat", json={"model": "mistral", "messages": HI}) as response:
+        next(response.iter_lines())  # and hang up mid-stream
+    try:
+        httpx.post(f"{base}/api/chat", json={"model": "mistral", "messages": HI, "stream": False}, timeout=0.001)
+    except httpx.TimeoutException:
+        pass  # a client that gives up before the answer
+    eventually(lambda: sum(_counts(metric_reader).values()) == 7, within=10.0)
+    counted = _counts(metric_reader)
+    assert [key for key in counted if key[1].startswith("5")] == [], counted
+    assert {key[2] for key in counted} == {"invalid_request", "model_not_found", "payload_too_large",
+                                          "client_disconnected", "request_timeout"}  # fmt: skip

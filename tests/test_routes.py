@@ -410,3 +410,13 @@ def test_cors_only_for_configured_origins(upstream: Server) -> None:
         assert allowed.headers["access-control-allow-origin"] == "http://ui.example"
         other = http.get("/api/version", headers={"origin": "http://evil.example"})
         assert "access-control-allow-origin" not in other.headers
+
+
+def test_an_answer_given_before_the_body_was_read_closes_the_connection(http: httpx.Client) -> None:
+    # Else a client may send its next request into the connection the server is closing (seen as a flaky
+    # "Server disconnected without sending a response").
+    for _ in range(20):
+        refused = http.post("/v1/models/explode", content=b'{"model_id": "x"}' + b" " * 4000)
+        assert (refused.status_code, refused.headers["connection"]) == (405, "close")
+        answered = http.get("/api/version")
+        assert answered.status_code == 200 and "connection" not in answered.headers
