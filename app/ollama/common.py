@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from msgspec import UNSET, Meta, Struct, UnsetType
 
 __all__ = [
+    "Base64",
     "FunctionCall",
     "FunctionCallOut",
     "KeepAlive",
@@ -21,6 +22,10 @@ KeepAlive = float | str | None
 Think = bool | str | None
 # Go's int is 64-bit: larger numbers are a client error, not something to pass on.
 Int64 = Annotated[int, Meta(ge=-(2**63), le=2**63 - 1)]
+# Checked by the handlers, which answer with Ollama's own messages; extra_json_schema only describes the check,
+# so that /api/openapi.json is as strict as the validation without msgspec's wording reaching clients.
+Role = Annotated[str, Meta(extra_json_schema={"enum": ["system", "user", "assistant", "tool"]})]
+Base64 = Annotated[str, Meta(extra_json_schema={"pattern": "^[A-Za-z0-9+/]*={0,2}$"})]
 
 
 class Options(Struct):
@@ -50,10 +55,10 @@ class ToolCall(Struct):
 
 
 class Message(Struct):
-    role: str
+    role: Role
     content: str | None = None
     thinking: str | None = None
-    images: list[str] | None = None
+    images: list[Base64] | None = None
     tool_calls: list[ToolCall] | None = None
     tool_name: str | None = None
     tool_call_id: str | None = None

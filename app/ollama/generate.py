@@ -6,7 +6,7 @@ from typing import Any
 
 from msgspec import UNSET, Struct, UnsetType
 
-from app.ollama.common import KeepAlive, Options, Think
+from app.ollama.common import Base64, KeepAlive, Options, Think
 
 __all__ = ["GenerateRequest", "GenerateResponse"]
 
@@ -22,7 +22,7 @@ class GenerateRequest(Struct):
     raw: bool | None = None
     format: str | dict[str, Any] | None = None
     keep_alive: KeepAlive = None
-    images: list[str] | None = None
+    images: list[Base64] | None = None
     options: Options | None = None
     think: Think = None
 

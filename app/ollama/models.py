@@ -27,7 +27,7 @@ __all__ = [
 class ModelRequest(Struct):
     """Body of show, pull, push, delete: ``model`` (``name`` is the legacy spelling)."""
 
-    model: str = ""
+    model: str = ""  # either may be empty when the other is set
     name: str = ""
     stream: bool | None = None
     verbose: bool | None = None
