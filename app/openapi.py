@@ -113,6 +113,19 @@ OPERATIONS: tuple[Operation, ...] = (
 )  # fmt: skip
 
 
+# These handlers answer Ollama's "model is required" for a missing or empty model; their structs default it to ""
+# so that the message is Ollama's. The description states the rule itself. (show, pull, push and delete take
+# ``model`` or the legacy ``name``: neither is required alone.)
+_MODEL_REQUIRED = (ChatRequest, GenerateRequest, EmbedRequest, EmbeddingsRequest)
+
+
+def _require_model(components: dict[str, Any]) -> None:
+    for struct in _MODEL_REQUIRED:
+        schema = components[struct.__name__]
+        schema["properties"]["model"] = {"type": "string", "minLength": 1}
+        schema["required"] = sorted({*schema.get("required", ()), "model"})
+
+
 @cache
 def document() -> dict[str, Any]:
     structs = sorted(
@@ -122,6 +135,7 @@ def document() -> dict[str, Any]:
         key=lambda struct: struct.__name__,
     )
     refs, components = msgspec.json.schema_components(structs, ref_template=_REF)
+    _require_model(components)
     by_struct = dict(zip(structs, refs, strict=True))
 
     def schema_of(value: Any) -> dict[str, Any]:

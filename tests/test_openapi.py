@@ -68,3 +68,15 @@ def test_what_the_proxy_answers_matches_the_description(
     _check(spec, "Error", missing.json())
     with pytest.raises(jsonschema.ValidationError):  # the check can fail: a reply without its required fields
         _check(spec, "ChatResponse", {"model": "mistral"})
+
+
+@pytest.mark.parametrize(("path", "struct"), [("/api/chat", "ChatRequest"), ("/api/generate", "GenerateRequest"),
+                                              ("/api/embed", "EmbedRequest"), ("/api/embeddings", "EmbeddingsRequest")])
+def test_a_required_model_is_described_as_it_is_checked(
+    spec: dict[str, Any], http: httpx.Client, path: str, struct: str
+) -> None:  # fmt: skip
+    schema = spec["components"]["schemas"][struct]
+    assert "model" in schema["required"] and schema["properties"]["model"] == {"type": "string", "minLength": 1}
+    for body in ({}, {"model": ""}):
+        answer = http.post(path, json=body)
+        assert (answer.status_code, answer.json()) == (400, {"error": "model is required"}), (path, body)
