@@ -85,18 +85,27 @@ def half_sent(port: int, count: int, hold: float) -> str:
     return f"{count} connections held a half-sent body for {hold:g} s"
 
 
-def churn(port: int, per_second: int, seconds: float) -> str:
-    done, started = 0, time.perf_counter()
-    while time.perf_counter() - started < seconds:
-        with socket.create_connection(("127.0.0.1", port)) as sock:
-            sock.sendall(b"GET / HTTP/1.1\r\nHost: p\r\n\r\n")
-            sock.recv(4096)
-        done += 1
-        ahead = done / per_second - (time.perf_counter() - started)
-        if ahead > 0:
-            time.sleep(ahead)
-    rate = done / (time.perf_counter() - started)
-    return f"{done} short connections in {seconds:g} s ({rate:.0f}/s)"
+def churn(port: int, per_second: int, seconds: float, threads: int = 3) -> str:
+    counts = [0] * threads
+    started = time.perf_counter()
+
+    def connect(n: int) -> None:
+        while (elapsed := time.perf_counter() - started) < seconds:
+            with socket.create_connection(("127.0.0.1", port)) as sock:
+                sock.sendall(b"GET / HTTP/1.1\r\nHost: p\r\n\r\n")
+                sock.recv(4096)
+            counts[n] += 1
+            ahead = counts[n] * threads / per_second - elapsed
+            if ahead > 0:
+                time.sleep(ahead)
+
+    workers = [threading.Thread(target=connect, args=(n,)) for n in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    done = sum(counts)
+    return f"{done} short connections in {seconds:g} s ({done / (time.perf_counter() - started):.0f}/s)"
 
 
 def soak(url: str, seconds: float) -> str:
