@@ -7,21 +7,16 @@ import re
 import resource
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
 
 import httpx
 
+from scripts.stack import free_port
 from tests.servers import Server
 
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+_free_port = free_port  # the other tests import it from here
 
 
 def _command() -> str:
