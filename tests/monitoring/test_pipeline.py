@@ -12,10 +12,16 @@ from typing import Any
 
 import httpx
 import pytest
+from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
 from app.check import Check, run_check
+from app.main import create_app
+from app.settings import Settings
+from otel.setup import configure
 from scripts.stack import RULES, Ports, Stack
 from tests.emulator import Emulator, Reply
+from tests.otel.otlp_receiver import http_receiver
 from tests.programs import programs
 from tests.servers import Server, serve_in_thread
 from tests.tiny_model import build_tiny_model
@@ -287,3 +293,64 @@ def test_the_embedded_engine_traces_down_to_the_engine_span(tmp_path: Path) -> N
     finally:
         stack.stop()
 
+
+
+def test_the_hand_written_otlp_receiver_answers_and_reads_as_the_real_collector(
+    stack: Stack, upstream: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """tests/otel/otlp_receiver.py stands in for the Collector in fast tests: the same export requests get the
+    same answers from both, and what the receiver reads of them is what Jaeger and Prometheus show."""
+    with http_receiver() as (endpoint, captured):
+        environ = {"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf"}
+        for name, value in environ.items():  # the exporters read them themselves
+            monkeypatch.setenv(name, value)
+        telemetry = configure("test", environ=environ)
+        with serve_in_thread(create_app(Settings(mistral_url=upstream.url), telemetry=telemetry)) as proxy:
+            httpx.post(f"{proxy.url}/api/chat", json={"model": MODEL, "messages": HI, "stream": False})
+        telemetry.shutdown()
+    exports = [("/v1/traces", request) for request in captured.traces]
+    exports += [("/v1/metrics", request) for request in captured.metrics]
+    assert captured.spans() and captured.metric_list()
+    collector = f"http://127.0.0.1:{stack.ports.otlp_http}"
+    with http_receiver() as (receiver, replayed):
+        for path, request in exports:
+            body, protobuf = request.SerializeToString(), {"content-type": "application/x-protobuf"}
+            answers = [httpx.post(f"{base}{path}", content=body, headers=protobuf) for base in (receiver, collector)]
+            assert [(a.status_code, a.headers["content-type"]) for a in answers] == [(200, protobuf["content-type"])] * 2  # noqa: E501
+            kind = trace_service_pb2.ExportTraceServiceResponse if path == "/v1/traces" else (
+                metrics_service_pb2.ExportMetricsServiceResponse)  # fmt: skip
+            decoded = [kind.FromString(a.content) for a in answers]
+            assert decoded[0] == decoded[1] and decoded[0].HasField("partial_success"), decoded
+            assert decoded[1].partial_success.error_message == "" and not any(  # nothing rejected
+                getattr(decoded[1].partial_success, f"rejected_{what}", 0) for what in ("spans", "data_points"))
+    # What the receiver read is what the real pipeline shows.
+    trace_id = replayed.spans()[0].trace_id.hex()
+    assert sorted(s["operationName"] for s in jaeger_trace(stack, trace_id, 3)) == sorted(
+        s.name for s in replayed.spans() if s.trace_id.hex() == trace_id)  # fmt: skip
+    instance = next(kv.value.string_value for kv in replayed.metrics[0].resource_metrics[0].resource.attributes
+                    if kv.key == "service.instance.id")  # fmt: skip
+    exposed = {PROMETHEUS_NAMES[m.name] for m in replayed.metric_list()}
+
+    def shown() -> set[str]:
+        series = query(stack, f'{{instance="{instance}", __name__!="target_info"}}')
+        return {s["metric"]["__name__"].removesuffix("_bucket").removesuffix("_sum").removesuffix("_count")
+                for s in series}  # fmt: skip
+
+    eventually(lambda: shown() == exposed, within=30.0, every=0.5)
+
+
+# How the Collector's Prometheus exporter names each instrument (unit suffix, _total for counters).
+PROMETHEUS_NAMES = {
+    "mistral_http_requests": "mistral_http_requests_total",
+    "mistral_http_request_duration": "mistral_http_request_duration_seconds",
+    "mistral_active_requests": "mistral_active_requests",
+    "mistral_generate_duration": "mistral_generate_duration_seconds",
+    "mistral_generate_tokens": "mistral_generate_tokens_total",
+    "mistral_streaming_chunks": "mistral_streaming_chunks_total",
+    "mistral_model_load_duration": "mistral_model_load_duration_seconds",
+    "mistral_upstream_up": "mistral_upstream_up",
+    "gen_ai.client.token.usage": "gen_ai_client_token_usage",
+    "gen_ai.client.operation.duration": "gen_ai_client_operation_duration_seconds",
+    "gen_ai.server.time_to_first_token": "gen_ai_server_time_to_first_token_seconds",
+    "gen_ai.server.time_per_output_token": "gen_ai_server_time_per_output_token_seconds",
+}

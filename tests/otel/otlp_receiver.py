@@ -31,13 +31,24 @@ class Received:
         return [m for r in self.metrics for rm in r.resource_metrics for sm in rm.scope_metrics for m in sm.metrics]
 
 
+# As the Collector answers (tests/monitoring/test_pipeline.py compares them): an empty partial_success, set.
+def _traces_accepted() -> trace_service_pb2.ExportTraceServiceResponse:
+    return trace_service_pb2.ExportTraceServiceResponse(partial_success=trace_service_pb2.ExportTracePartialSuccess())
+
+
+def _metrics_accepted() -> metrics_service_pb2.ExportMetricsServiceResponse:
+    return metrics_service_pb2.ExportMetricsServiceResponse(
+        partial_success=metrics_service_pb2.ExportMetricsPartialSuccess()
+    )
+
+
 class _Traces(trace_service_pb2_grpc.TraceServiceServicer):
     def __init__(self, received: Received) -> None:
         self.received = received
 
     def Export(self, request: Any, context: Any) -> Any:  # noqa: N802 (gRPC's name)
         self.received.traces.append(request)
-        return trace_service_pb2.ExportTraceServiceResponse()
+        return _traces_accepted()
 
 
 class _Metrics(metrics_service_pb2_grpc.MetricsServiceServicer):
@@ -46,7 +57,7 @@ class _Metrics(metrics_service_pb2_grpc.MetricsServiceServicer):
 
     def Export(self, request: Any, context: Any) -> Any:  # noqa: N802
         self.received.metrics.append(request)
-        return metrics_service_pb2.ExportMetricsServiceResponse()
+        return _metrics_accepted()
 
 
 @contextmanager
@@ -69,12 +80,12 @@ def http_receiver() -> Iterator[tuple[str, Received]]:
 
     async def traces(request: Request) -> Response:
         received.traces.append(trace_service_pb2.ExportTraceServiceRequest.FromString(await request.body()))
-        body = trace_service_pb2.ExportTraceServiceResponse().SerializeToString()
+        body = _traces_accepted().SerializeToString()
         return Response(body, media_type="application/x-protobuf")
 
     async def metrics(request: Request) -> Response:
         received.metrics.append(metrics_service_pb2.ExportMetricsServiceRequest.FromString(await request.body()))
-        body = metrics_service_pb2.ExportMetricsServiceResponse().SerializeToString()
+        body = _metrics_accepted().SerializeToString()
         return Response(body, media_type="application/x-protobuf")
 
     app = Starlette(
