@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build the programs the proxy lives with, pinned in monitoring/versions.env, once per version, into a cache:
 #   the OpenTelemetry Collector (OCB, monitoring/collector/builder.yaml), Jaeger v2, Prometheus 3 with promtool,
-#   Alertmanager.
+#   Alertmanager, and the ollama CLI.
 # Usage: scripts/build-programs.sh [otelcol|jaeger|prometheus|alertmanager ...]   (default: all)
 # Prints the cache's bin directory last. A second run finds every binary and builds nothing.
 # Cache: $MOP_PROGRAMS_CACHE, default ${XDG_CACHE_HOME:-~/.cache}/mistral-ollama-proxy/programs.
@@ -90,7 +90,19 @@ build_alertmanager() {
   finish "$dir" alertmanager amtool
 }
 
+build_ollama() {
+  local dir="$cache/ollama-$OLLAMA_VERSION"
+  built ollama "$dir" ollama && { finish "$dir" ollama; return; }
+  rm -rf "$dir"; mkdir -p "$dir"
+  # Since 0.30 the models run in a separate llama-server, so the Go program builds alone: its CLI is what we use.
+  say "ollama: building github.com/ollama/ollama@v$OLLAMA_VERSION (the CLI, as a client of the proxy)"
+  # Its packages need cgo (a C compiler), unlike the other programs.
+  CGO_ENABLED=1 GOBIN="$dir" timed ollama go install -ldflags "-X github.com/ollama/ollama/version.Version=$OLLAMA_VERSION" \
+    "github.com/ollama/ollama@v$OLLAMA_VERSION"
+  finish "$dir" ollama
+}
+
 programs=("$@")
-[[ ${#programs[@]} -gt 0 ]] || programs=(otelcol jaeger prometheus alertmanager)
+[[ ${#programs[@]} -gt 0 ]] || programs=(otelcol jaeger prometheus alertmanager ollama)
 for p in "${programs[@]}"; do "build_$p"; done
 echo "$cache/bin"
