@@ -2,7 +2,8 @@
 # Build the programs the proxy lives with, pinned in monitoring/versions.env, once per version, into a cache:
 #   the OpenTelemetry Collector (OCB, monitoring/collector/builder.yaml), Jaeger v2, Prometheus 3 with promtool,
 #   Alertmanager, and the ollama CLI.
-# Usage: scripts/build-programs.sh [otelcol|jaeger|prometheus|alertmanager ...]   (default: all)
+# Usage: scripts/build-programs.sh [otelcol|jaeger|prometheus|alertmanager|ollama|ollama-server ...]
+#   (default: all but ollama-server, a real Ollama to compare the proxy with, which no test uses yet)
 # Prints the cache's bin directory last. A second run finds every binary and builds nothing.
 # Cache: $MOP_PROGRAMS_CACHE, default ${XDG_CACHE_HOME:-~/.cache}/mistral-ollama-proxy/programs.
 set -euo pipefail
@@ -100,6 +101,25 @@ build_ollama() {
   CGO_ENABLED=1 GOBIN="$dir" timed ollama go install -ldflags "-X github.com/ollama/ollama/version.Version=$OLLAMA_VERSION" \
     "github.com/ollama/ollama@v$OLLAMA_VERSION"
   finish "$dir" ollama
+}
+
+build_ollama-server() {
+  local v=$OLLAMA_SERVER_VERSION dir="$cache/ollama-server-$OLLAMA_SERVER_VERSION"
+  built ollama-server "$dir" ollama-server && { finish "$dir" ollama-server; return; }
+  rm -rf "$dir"; mkdir -p "$dir/src"
+  # Its cgo engine needs llama.cpp's vendored headers, which module zips drop: nlohmann and stb from Debian,
+  # miniaudio.h from the miniaudio sdist on PyPI.
+  for header in /usr/include/nlohmann/json_fwd.hpp /usr/include/stb/stb_image.h; do
+    [[ -f $header ]] || { say "ollama-server: $header is missing: apt-get install nlohmann-json3-dev libstb-dev"; return 1; }
+  done
+  say "ollama-server: fetching miniaudio.h (PyPI sdist miniaudio==$MINIAUDIO_SDIST_VERSION)"
+  python3 -m pip download --quiet --no-binary :all: --no-deps "miniaudio==$MINIAUDIO_SDIST_VERSION" -d "$dir/src"
+  tar -xzf "$dir/src/miniaudio-$MINIAUDIO_SDIST_VERSION.tar.gz" -C "$dir/src"
+  say "ollama-server: building github.com/ollama/ollama@v$v with its in-process engine (first build: minutes)"
+  CGO_ENABLED=1 CGO_CPPFLAGS="-I$dir/src/miniaudio-$MINIAUDIO_SDIST_VERSION" GOBIN="$dir/src/bin" \
+    timed ollama-server go install -ldflags "-X github.com/ollama/ollama/version.Version=$v" "github.com/ollama/ollama@v$v"
+  mv "$dir/src/bin/ollama" "$dir/ollama-server" && rm -rf "$dir/src"
+  finish "$dir" ollama-server
 }
 
 programs=("$@")
