@@ -7,9 +7,11 @@ short, stable class name for metrics and spans.
     ProxyError (500, internal)
     ├── ClientError (400, invalid_request)
     │   ├── InvalidRequest (400, invalid_request)
+    │   ├── Unauthorized (401, unauthorized)          no valid API key (WWW-Authenticate)
     │   ├── ModelNotFound (404, model_not_found)
     │   ├── RequestTimeout (408, request_timeout)    the body stopped arriving
-    │   └── PayloadTooLarge (413, payload_too_large)
+    │   ├── PayloadTooLarge (413, payload_too_large)
+    │   └── ClientDisconnected (499, client_disconnected)  the client left before its answer was ready
     ├── NotSupported (501, not_supported)        an Ollama operation this proxy does not offer
     ├── Overloaded (503, overloaded)             too many generations in flight and waiting (Retry-After)
     ├── ShuttingDown (503, shutting_down)        the server stopped before the answer was complete
@@ -28,6 +30,7 @@ from __future__ import annotations
 
 __all__ = [
     "BUSY_MESSAGE",
+    "ClientDisconnected",
     "ClientError",
     "InvalidRequest",
     "ModelNotFound",
@@ -43,6 +46,7 @@ __all__ = [
     "UpstreamStatusError",
     "UpstreamTimeout",
     "UpstreamUnavailable",
+    "Unauthorized",
     "truncate",
 ]
 
@@ -75,6 +79,15 @@ class ClientError(ProxyError):
 
 class InvalidRequest(ClientError):
     pass
+
+
+class Unauthorized(ClientError):
+    status_code = 401
+    error_type = "unauthorized"
+    headers = {"www-authenticate": "Bearer"}
+
+    def __init__(self) -> None:
+        super().__init__("unauthorized: a valid API key is required (Authorization: Bearer …)")
 
 
 class ModelNotFound(ClientError):
@@ -117,6 +130,16 @@ class ShuttingDown(ProxyError):
 
     def __init__(self) -> None:
         super().__init__("the server is shutting down")
+
+
+class ClientDisconnected(ClientError):
+    """The client went away before its answer was ready (Ollama's 499 ``request canceled``)."""
+
+    status_code = 499
+    error_type = "client_disconnected"
+
+    def __init__(self) -> None:
+        super().__init__("request canceled")
 
 
 class UpstreamError(ProxyError):

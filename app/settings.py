@@ -10,9 +10,9 @@ from urllib.parse import urlsplit
 
 from starlette.config import Config
 
-from app.names import parse_aliases
+from app.models.names import parse_aliases
+from app.upstream.http.transport import TransportKind
 from app.upstream.timeouts import StreamTimeouts
-from app.upstream.transport import TransportKind
 
 __all__ = ["DEFAULT_BIND", "DEFAULT_REQUEST_TIMEOUT", "Settings"]
 

@@ -164,7 +164,7 @@ def main() -> int:
         port = procs.free_port()
         env = {**os.environ, "MISTRAL_URL": standin.url, "BIND_ADDRESS": f"127.0.0.1:{port}",
                "OTEL_SDK_DISABLED": "true", "ACCESS_LOG": "false"}  # fmt: skip
-        command = [sys.executable, "-m", "app.cli", "serve", "--log-level", "warning"]
+        command = [sys.executable, "-m", "app.commands", "serve", "--log-level", "warning"]
         proxy = procs.start("proxy", command, url=f"http://127.0.0.1:{port}", ready_path="/",
                             log=workdir / "proxy.log", env=env)  # fmt: skip
         try:

@@ -54,7 +54,7 @@ COMPONENTS: tuple[tuple[str, tuple[str, ...]], ...] = (
 )  # fmt: skip
 EXPORT_THREAD = "OpenTelemetry export threads (encode + send)"
 LOOP = "event loop, asyncio, stdlib"
-_ENTRY = f"{ROOT}/app/cli.py"  # runs the event loop: what is only under it is the loop's own work
+_ENTRY = f"{ROOT}/app/commands/serve.py"  # runs the event loop: what is only under it is the loop's own work
 IDLE_FRAMES = ("threading.py", "selectors.py", "queue.py")
 
 

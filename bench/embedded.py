@@ -42,7 +42,7 @@ os.environ.setdefault("RUST_LOG", "warn")
 
 import mistralrs  # noqa: E402
 
-from app.engine import DEFAULT_MODEL, EmbeddedUpstream, ModelSpec, default_cache_dir, resolve  # noqa: E402
+from app.upstream.embedded import DEFAULT_MODEL, EmbeddedUpstream, ModelSpec, default_cache_dir, resolve  # noqa: E402
 
 CONCURRENCIES = (1, 4)
 TARGET = 0.95

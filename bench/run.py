@@ -87,6 +87,7 @@ class Options:
     proxy_env: dict[str, str]
     output: Path
     workdir: Path
+    scenarios: tuple[str, ...] = ()
 
 
 def _tokens(stream: bool, json_tokens: int | None) -> int | None:
@@ -133,7 +134,7 @@ def start_helper(name: str, script: str, workdir: Path) -> Server:
 def _proxy_executable() -> list[str]:
     beside = Path(sys.executable).parent / "mistral-ollama-proxy"
     found = str(beside) if beside.exists() else shutil.which("mistral-ollama-proxy")
-    return [found] if found else [sys.executable, "-m", "app.cli"]
+    return [found] if found else [sys.executable, "-m", "app.commands"]
 
 
 def _proxy_env(upstream: str, bind: str, telemetry: dict[str, str], extra: dict[str, str]) -> dict[str, str]:
@@ -393,6 +394,7 @@ def parse(argv: Sequence[str]) -> Options:
     parser.add_argument("--json-tokens", type=int, help="tokens per non-streamed reply (default: the stand-in's 100)")
     parser.add_argument("--floor-transport", choices=["httpx", "aiohttp", "both"], default="httpx")
     parser.add_argument("--proxy-env", action="append", default=[], metavar="NAME=VALUE", help="for (b) and (c)")
+    parser.add_argument("--scenarios", default="", help="comma-separated scenario names (default: all)")
     parser.add_argument("--output", type=Path, help="default bench/results.md (bench/results-quick.md with --quick)")
     args = parser.parse_args(argv)
     if args.quick:
@@ -409,6 +411,7 @@ def parse(argv: Sequence[str]) -> Options:
         proxy_env=dict(item.split("=", 1) for item in args.proxy_env),
         output=args.output or default_output,
         workdir=Path(tempfile.mkdtemp(prefix="mistral-ollama-bench-")),
+        scenarios=tuple(name for name in args.scenarios.split(",") if name),
     )
 
 
@@ -455,6 +458,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     sink = start_helper("sink", "sink.py", options.workdir)
     try:
         for scenario in SCENARIOS:
+            if options.scenarios and scenario.key not in options.scenarios:
+                continue
             run_scenario(scenario, standin, sink, options, results)
     finally:
         results.notes.append(sink_stats(sink))

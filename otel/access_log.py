@@ -11,7 +11,7 @@ import logging
 
 from opentelemetry.trace import format_span_id, format_trace_id, get_current_span
 
-from otel.metrics import RequestRecord
+from otel.record import RequestRecord
 from otel.semconv import ERROR_TYPE, GenAI, Http
 
 __all__ = ["ACCESS_LOGGER", "log_request"]

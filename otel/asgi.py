@@ -17,14 +17,16 @@ from starlette.routing import BaseRoute, Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from otel.access_log import log_request
+from otel.exposition import METRICS_PATHS
 from otel.genai import CLIENT_DISCONNECTED, error_type_of
-from otel.metrics import ProxyMetrics, RequestRecord, recording
+from otel.metrics import ProxyMetrics
+from otel.record import RequestRecord, recording
 from otel.semconv import ENDPOINT, ERROR_TYPE_LABEL, NO_ERROR, STATUS, UNMATCHED_ENDPOINT
 
 __all__ = ["EXCLUDED_PATHS", "HTTPMetricsMiddleware", "RouteTemplates", "TraceContextPassThrough", "middleware"]
 
 # Scrapes are not traffic: counting them would hide an idle service from the no-requests alert.
-EXCLUDED_PATHS = frozenset({"/metrics", "/api/metrics"})
+EXCLUDED_PATHS = frozenset(METRICS_PATHS)
 # A streamed write may carry several chunks (a burst); each ends with its delimiter.
 _CHUNK_ENDS = {b"application/x-ndjson": b"\n", b"text/event-stream": b"\n\n"}
 _SANITIZED_HEADERS = ["authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key"]

@@ -10,7 +10,10 @@ from prometheus_client.exposition import choose_encoder, gzip_accepted
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
-__all__ = ["metrics_endpoint"]
+__all__ = ["METRICS_PATHS", "metrics_endpoint"]
+
+# Where the Prometheus exposition is served: Prometheus's convention, and Ollama's /api prefix.
+METRICS_PATHS = ("/metrics", "/api/metrics")
 
 
 def metrics_endpoint(registry: CollectorRegistry | None) -> Callable[[Request], Awaitable[Response]]:

@@ -1,14 +1,15 @@
 """The GenAI span and metrics of one generation, fed by the chunks the proxy relays.
 
 ``GenAIObserver.start`` opens a CLIENT span ``{operation} {model}`` (semconv v1.41.1) before mistral.rs is
-called, so that the upstream HTTP span nests under it; ``observe`` watches the chunk stream, and the
-``Invocation`` ends the span and records the GenAI and ``mistral_generate_*`` metrics exactly once, on
-success, on error, or when the client goes away.
+called, so that the upstream HTTP span nests under it; ``observe`` watches the chunk stream, marking the
+generation's ``Clock``; ``Invocation.stop``/``fail`` end the span and record the GenAI and ``mistral_generate_*``
+metrics exactly once. The application's generation lifecycle (``app.generation``) is the one caller of those.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import time
@@ -20,10 +21,20 @@ from opentelemetry import trace
 from opentelemetry.instrumentation.utils import suppress_instrumentation
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, TracerProvider
 
-from otel.metrics import ModelLabels, ProxyMetrics, current_record
+from otel.metrics import ModelLabels, ProxyMetrics
+from otel.record import current_record
 from otel.semconv import ERROR_TYPE, MODEL, PROVIDER, SERVER_ADDRESS, SERVER_PORT, GenAI
 
-__all__ = ["CLIENT_DISCONNECTED", "Chunk", "GenAIObserver", "Invocation", "error_type_of", "observe", "untraced"]
+__all__ = [
+    "CLIENT_DISCONNECTED",
+    "Chunk",
+    "Clock",
+    "GenAIObserver",
+    "Invocation",
+    "error_type_of",
+    "observe",
+    "untraced",
+]
 
 CLIENT_DISCONNECTED = "client_disconnected"
 _log = logging.getLogger(__name__)
@@ -80,6 +91,22 @@ class Chunk(Protocol):
 T = TypeVar("T")
 
 
+@dataclasses.dataclass(slots=True)
+class Clock:
+    """The ``perf_counter_ns`` marks of one generation: telemetry's token times and Ollama's durations alike."""
+
+    start: int = dataclasses.field(default_factory=time.perf_counter_ns)  # the request arrived
+    load: int = 0  # how long a model load it triggered took (a duration)
+    upstream: int = 0  # mistral.rs was called
+    first: int = 0  # the first token arrived
+    last: int = 0  # the latest token arrived
+
+    def mark(self) -> None:
+        """A token arrived now."""
+        self.last = time.perf_counter_ns()
+        self.first = self.first or self.last
+
+
 def untraced() -> AbstractContextManager[None]:
     """No spans for what runs inside (the periodic health check would otherwise be a trace every 15 s)."""
     return suppress_instrumentation()
@@ -96,11 +123,9 @@ def error_type_of(exc: BaseException) -> str:
 class Invocation:
     """One GenAI operation in flight. ``stop``/``fail`` finalise it; only the first call counts."""
 
-    def __init__(self, observer: GenAIObserver, span: Span, operation: str, model: str, request_start: int) -> None:
-        self._observer, self.span, self.operation, self.model = observer, span, operation, model
-        self._request_start = request_start
+    def __init__(self, observer: GenAIObserver, span: Span, operation: str, model: str, clock: Clock) -> None:
+        self._observer, self.span, self.operation, self.model, self.clock = observer, span, operation, model, clock
         self.started = time.perf_counter_ns()
-        self.first = self.last = 0
         self.input_tokens: int | None = None
         self.output_tokens: int | None = None
         self.counted = 0
@@ -125,8 +150,7 @@ class Invocation:
             delta = choice.delta
             text = delta.content if delta is not None else choice.text
             if text or (delta is not None and (delta.reasoning_content or delta.tool_calls)):
-                self.last = time.perf_counter_ns()
-                self.first = self.first or self.last
+                self.clock.mark()
                 self.counted += 1
                 if self.output is not None and text:
                     self.output.append(text)
@@ -157,6 +181,8 @@ class Invocation:
         if self.done:
             return
         self.done = True
+        if error_type is not None and self.record is not None and self.record.error_type is None:
+            self.record.error_type = error_type  # the HTTP request failed with it (its first error wins)
         try:
             self._observer.finish(self, error_type, time.perf_counter_ns())
         except Exception:  # telemetry must never break a request
@@ -181,7 +207,7 @@ class GenAIObserver:
         if server_port is not None:
             self._server[SERVER_PORT] = server_port
 
-    def start(self, operation: str, model: str, request: Mapping[str, Any], *, request_start: int) -> Invocation:
+    def start(self, operation: str, model: str, request: Mapping[str, Any], *, clock: Clock) -> Invocation:
         attributes: dict[str, Any] = {
             GenAI.OPERATION: operation,
             GenAI.PROVIDER_NAME: PROVIDER,
@@ -199,7 +225,7 @@ class GenAIObserver:
                 request.get("messages", request.get("prompt", request.get("input")))
             )
         span = self._tracer.start_span(f"{operation} {model}", kind=SpanKind.CLIENT, attributes=attributes)
-        return Invocation(self, span, operation, self._labels(model), request_start)
+        return Invocation(self, span, operation, self._labels(model), clock)
 
     @contextmanager
     def loading(self, model: str) -> Iterator[None]:
@@ -246,8 +272,8 @@ class GenAIObserver:
             span.set_attribute(GenAI.USAGE_INPUT_TOKENS, invocation.input_tokens)
         if output is not None and invocation.operation != GenAI.EMBEDDINGS:
             span.set_attribute(GenAI.USAGE_OUTPUT_TOKENS, output)
-        if invocation.first:
-            span.set_attribute(GenAI.RESPONSE_TIME_TO_FIRST_CHUNK, (invocation.first - invocation.started) / 1e9)
+        if invocation.counted:
+            span.set_attribute(GenAI.RESPONSE_TIME_TO_FIRST_CHUNK, (invocation.clock.first - invocation.started) / 1e9)
         if invocation.output is not None:
             message = {"role": "assistant", "parts": [{"type": "text", "content": "".join(invocation.output)}]}
             span.set_attribute(GenAI.OUTPUT_MESSAGES, json.dumps([message]))
@@ -261,9 +287,11 @@ class GenAIObserver:
         now: int,
         context: Any,
     ) -> None:
-        metrics, first, last = self.metrics, invocation.first, invocation.last
+        metrics, clock = self.metrics, invocation.clock
+        # A whole (non-streamed) answer has no first token of its own: its clock is the engine's estimate.
+        first, last = (clock.first, clock.last) if invocation.counted else (0, 0)
         if first:
-            ttft = (first - invocation._request_start) / 1e9
+            ttft = (first - clock.start) / 1e9
             metrics.time_to_first_token.record(ttft, base, context=context)
         if output is not None and output > 1 and last > first:
             per_token = (last - first) / 1e9 / (output - 1)
@@ -276,19 +304,13 @@ class GenAIObserver:
 async def observe(
     bursts: AsyncIterator[list[T]], invocation: Invocation, chunk_of: Callable[[T], Chunk | None] | None = None
 ) -> AsyncIterator[list[T]]:
-    """Pass bursts of items through, feeding the invocation; an upstream failure or cancellation finalises it.
+    """Pass bursts of items through, feeding the invocation; whoever owns the invocation finalises it.
 
     ``chunk_of`` reads a chunk out of each item (relayed raw payloads are decoded for telemetry only).
-    Being closed early by the consumer does not finalise: the consumer knows why it stopped and says so.
     """
-    try:
-        async for items in bursts:
-            for item in items:
-                chunk = item if chunk_of is None else chunk_of(item)
-                if chunk is not None:
-                    invocation.on_chunk(chunk)  # type: ignore[arg-type]
-            yield items
-    except (Exception, asyncio.CancelledError) as exc:
-        invocation.fail(error_type_of(exc))
-        raise
-    invocation.stop()
+    async for items in bursts:
+        for item in items:
+            chunk = item if chunk_of is None else chunk_of(item)
+            if chunk is not None:
+                invocation.on_chunk(chunk)  # type: ignore[arg-type]
+        yield items

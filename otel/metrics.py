@@ -1,92 +1,124 @@
-"""All instruments, created once; plus the per-request record the HTTP middleware reads at the end."""
+"""The telemetry contract's instruments: each specified once, as a ``ProxyMetrics`` attribute.
+
+A specification (name, kind, unit, description, buckets) creates the instrument, names its Prometheus series
+(``INSTRUMENTS``; the monitoring check and a README test read them), and types the attribute the recording site
+uses. Adding a metric is one line here and its recording site.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, MutableMapping
-from contextlib import contextmanager
-from contextvars import ContextVar
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar, overload
 
-from opentelemetry.metrics import MeterProvider, get_meter_provider
+from opentelemetry.metrics import (
+    Counter,
+    Histogram,
+    Meter,
+    MeterProvider,
+    UpDownCounter,
+    get_meter_provider,
+)
+from opentelemetry.metrics import _Gauge as Gauge
 
 from otel.semconv import OTHER, Buckets, Metric
 
-__all__ = [
-    "ModelLabels",
-    "ProxyMetrics",
-    "RequestRecord",
-    "current_record",
-    "record_error",
-    "recording",
-    "request_record",
-]
+__all__ = ["INSTRUMENTS", "Instrument", "ModelLabels", "ProxyMetrics"]
 
-_RECORD_KEY = "otel.request_record"
-# The record of the request being served, for the GenAI invocation it starts (model and tokens for the access log).
-_CURRENT: ContextVar[RequestRecord | None] = ContextVar("otel.current_request_record", default=None)
+InstrumentT = TypeVar("InstrumentT")
+
+
+@dataclass(frozen=True)
+class Instrument(Generic[InstrumentT]):
+    """One instrument of the contract; as a class attribute of ``ProxyMetrics``, the instrument itself once built."""
+
+    name: str
+    kind: str  # counter, histogram, up_down_counter or gauge
+    unit: str
+    description: str
+    buckets: tuple[float, ...] | None = None
+    checked: bool = True  # present after the monitoring check's traffic (``mistral-ollama-proxy check``)
+    attribute: str = field(default="", compare=False)
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        object.__setattr__(self, "attribute", name)
+
+    @overload
+    def __get__(self, obj: None, owner: type) -> Instrument[InstrumentT]: ...
+    @overload
+    def __get__(self, obj: object, owner: type) -> InstrumentT: ...
+    def __get__(self, obj: object | None, owner: type) -> Instrument[InstrumentT] | InstrumentT:
+        # Never reached on an instance: the built instrument sits in its __dict__, found before this descriptor.
+        return self
+
+    @property
+    def series(self) -> str:
+        """The name the OpenTelemetry Prometheus exporter gives it: unit word and ``_total`` added, annotations not."""
+        name = self.name.replace(".", "_") + ("_seconds" if self.unit == "s" else "")
+        return name + "_total" if self.kind == "counter" else name
+
+    def build(self, meter: Meter) -> Any:
+        create: Callable[..., Any] = getattr(meter, f"create_{self.kind}")
+        if self.buckets is not None:
+            return create(self.name, unit=self.unit, description=self.description,
+                          explicit_bucket_boundaries_advisory=self.buckets)  # fmt: skip
+        return create(self.name, unit=self.unit, description=self.description)
 
 
 class ProxyMetrics:
+    """Every instrument, created once from its specification."""
+
+    http_requests: Instrument[Counter] = Instrument(
+        Metric.HTTP_REQUESTS, "counter", "{request}", "Finished HTTP requests"
+    )
+    http_request_duration: Instrument[Histogram] = Instrument(
+        Metric.HTTP_REQUEST_DURATION, "histogram", "s", "Request start to last byte sent", Buckets.HTTP
+    )
+    active_requests: Instrument[UpDownCounter] = Instrument(
+        Metric.ACTIVE_REQUESTS, "up_down_counter", "{request}", "Requests in flight, streams included"
+    )
+    generate_duration: Instrument[Histogram] = Instrument(
+        Metric.GENERATE_DURATION, "histogram", "s", "Upstream call start to last token", Buckets.GENERATE
+    )
+    generate_tokens: Instrument[Counter] = Instrument(
+        Metric.GENERATE_TOKENS, "counter", "{token}", "Completion tokens generated"
+    )
+    streaming_chunks: Instrument[Counter] = Instrument(
+        Metric.STREAMING_CHUNKS, "counter", "{chunk}", "NDJSON/SSE chunks written to clients"
+    )
+    model_load_duration: Instrument[Histogram] = Instrument(
+        Metric.MODEL_LOAD_DURATION, "histogram", "s", "Measured model loads", Buckets.MODEL_LOAD, checked=False
+    )
+    upstream_up: Instrument[Gauge] = Instrument(
+        Metric.UPSTREAM_UP, "gauge", "", "1 when mistral.rs answers its health check, else 0"
+    )
+    token_usage: Instrument[Histogram] = Instrument(
+        Metric.TOKEN_USAGE, "histogram", "{token}", "Input and output tokens per GenAI operation", Buckets.TOKENS
+    )
+    operation_duration: Instrument[Histogram] = Instrument(
+        Metric.OPERATION_DURATION, "histogram", "s", "GenAI operation duration", Buckets.OPERATION
+    )
+    time_to_first_token: Instrument[Histogram] = Instrument(
+        Metric.TIME_TO_FIRST_TOKEN, "histogram", "s", "Request start to first token sent", Buckets.TIME_TO_FIRST_TOKEN
+    )
+    time_per_output_token: Instrument[Histogram] = Instrument(
+        Metric.TIME_PER_OUTPUT_TOKEN,
+        "histogram",
+        "s",
+        "Decode time per output token after the first",
+        Buckets.TIME_PER_OUTPUT_TOKEN,
+        checked=False,
+    )  # a one-chunk answer has none
+
     def __init__(self, meter_provider: MeterProvider | None = None, version: str = "") -> None:
         meter = (meter_provider or get_meter_provider()).get_meter("mistral-ollama-proxy", version)
-        self.http_requests = meter.create_counter(
-            Metric.HTTP_REQUESTS, unit="{request}", description="Finished HTTP requests"
-        )
-        self.http_request_duration = meter.create_histogram(
-            Metric.HTTP_REQUEST_DURATION,
-            unit="s",
-            description="Request start to last byte sent",
-            explicit_bucket_boundaries_advisory=Buckets.HTTP,
-        )
-        self.active_requests = meter.create_up_down_counter(
-            Metric.ACTIVE_REQUESTS, unit="{request}", description="Requests in flight, streams included"
-        )
-        self.generate_duration = meter.create_histogram(
-            Metric.GENERATE_DURATION,
-            unit="s",
-            description="Upstream call start to last token",
-            explicit_bucket_boundaries_advisory=Buckets.GENERATE,
-        )
-        self.generate_tokens = meter.create_counter(
-            Metric.GENERATE_TOKENS, unit="{token}", description="Completion tokens generated"
-        )
-        self.streaming_chunks = meter.create_counter(
-            Metric.STREAMING_CHUNKS, unit="{chunk}", description="NDJSON/SSE chunks written to clients"
-        )
-        self.model_load_duration = meter.create_histogram(
-            Metric.MODEL_LOAD_DURATION,
-            unit="s",
-            description="Measured model loads",
-            explicit_bucket_boundaries_advisory=Buckets.MODEL_LOAD,
-        )
-        self.upstream_up = meter.create_gauge(
-            Metric.UPSTREAM_UP, description="1 when mistral.rs answers its health check, else 0"
-        )
-        self.token_usage = meter.create_histogram(
-            Metric.TOKEN_USAGE,
-            unit="{token}",
-            description="Input and output tokens per GenAI operation",
-            explicit_bucket_boundaries_advisory=Buckets.TOKENS,
-        )
-        self.operation_duration = meter.create_histogram(
-            Metric.OPERATION_DURATION,
-            unit="s",
-            description="GenAI operation duration",
-            explicit_bucket_boundaries_advisory=Buckets.OPERATION,
-        )
-        self.time_to_first_token = meter.create_histogram(
-            Metric.TIME_TO_FIRST_TOKEN,
-            unit="s",
-            description="Request start to first token sent",
-            explicit_bucket_boundaries_advisory=Buckets.TIME_TO_FIRST_TOKEN,
-        )
-        self.time_per_output_token = meter.create_histogram(
-            Metric.TIME_PER_OUTPUT_TOKEN,
-            unit="s",
-            description="Decode time per output token after the first",
-            explicit_bucket_boundaries_advisory=Buckets.TIME_PER_OUTPUT_TOKEN,
-        )
+        for spec in INSTRUMENTS:
+            self.__dict__[spec.attribute] = spec.build(meter)
+
+
+INSTRUMENTS: tuple[Instrument[Any], ...] = tuple(
+    value for value in vars(ProxyMetrics).values() if isinstance(value, Instrument)
+)
 
 
 class ModelLabels:
@@ -106,41 +138,3 @@ class ModelLabels:
             return OTHER
         self._seen.add(model)
         return model
-
-
-@dataclass(slots=True)
-class RequestRecord:
-    """What the application tells the HTTP middleware about a request it cannot see from the wire."""
-
-    error_type: str | None = None
-    model: str | None = None
-    input_tokens: int | None = None
-    output_tokens: int | None = None
-
-
-def request_record(scope: MutableMapping[str, Any]) -> RequestRecord | None:
-    record: RequestRecord | None = scope.get("state", {}).get(_RECORD_KEY)
-    return record
-
-
-@contextmanager
-def recording(scope: MutableMapping[str, Any]) -> Iterator[RequestRecord]:
-    """A fresh record on the scope, current (``current_record``) while the request is served."""
-    record = RequestRecord()
-    scope.setdefault("state", {})[_RECORD_KEY] = record
-    token = _CURRENT.set(record)
-    try:
-        yield record
-    finally:
-        _CURRENT.reset(token)
-
-
-def current_record() -> RequestRecord | None:
-    return _CURRENT.get()
-
-
-def record_error(scope: MutableMapping[str, Any], error_type: str) -> None:
-    """Mark the request as failed; the first error wins (a later disconnect does not hide an upstream fault)."""
-    record = request_record(scope)
-    if record is not None and record.error_type is None:
-        record.error_type = error_type

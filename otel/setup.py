@@ -167,6 +167,11 @@ def configure(
         ProxyMetrics(meter_provider, version),
         registry,
         capture,
-        [*closing_logs, tracer_provider.force_flush, meter_provider.force_flush, tracer_provider.shutdown,
-         meter_provider.shutdown],  # fmt: skip
+        [
+            *closing_logs,
+            tracer_provider.force_flush,
+            meter_provider.force_flush,
+            tracer_provider.shutdown,
+            meter_provider.shutdown,
+        ],  # fmt: skip
     )

@@ -23,11 +23,11 @@ from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Route
 
 from otel.asgi import HTTPMetricsMiddleware, RouteTemplates, TraceContextPassThrough, middleware
-from otel.exposition import metrics_endpoint
+from otel.exposition import METRICS_PATHS, metrics_endpoint
 from otel.genai import GenAIObserver
 from otel.metrics import ProxyMetrics
 
-__all__ = ["Telemetry", "disabled"]
+__all__ = ["Telemetry", "disabled", "instrument_httpx"]
 
 # The contrib instrumentations (server span, upstream span) emit the old HTTP attributes (http.url, net.peer.ip)
 # unless told otherwise, and read this once, when the first one is built; an operator's own choice
@@ -57,7 +57,7 @@ class Telemetry:
 
     def routes(self) -> list[BaseRoute]:
         endpoint = metrics_endpoint(self.registry)
-        return [Route("/metrics", endpoint, methods=["GET"]), Route("/api/metrics", endpoint, methods=["GET"])]
+        return [Route(path, endpoint, methods=["GET"]) for path in METRICS_PATHS]
 
     def observer(self, server_address: str = "", server_port: int | None = None) -> GenAIObserver:
         return GenAIObserver(
@@ -67,13 +67,6 @@ class Telemetry:
             server_port=server_port,
             capture_content=self.capture_content,
         )
-
-    def instrument_httpx(self, client: httpx.AsyncClient) -> None:
-        """A span per upstream call, ``traceparent`` sent, and the trace id as ``x-request-id`` for mistral.rs logs."""
-        HTTPXClientInstrumentor.instrument_client(
-            client, tracer_provider=self.tracer_provider, meter_provider=NoOpMeterProvider()
-        )
-        client.event_hooks["request"].append(_request_id)
 
     def shutdown(self, timeout: float = FLUSH_TIMEOUT) -> None:
         """Flush spans and metrics, then stop the exporters; give up, with a warning, after ``timeout`` seconds."""
@@ -86,6 +79,14 @@ class Telemetry:
         worker.join(timeout)
         if worker.is_alive():
             _log.warning("telemetry not flushed within %g s (is the OTLP endpoint reachable?); going on", timeout)
+
+
+def instrument_httpx(client: httpx.AsyncClient, tracer_provider: trace_api.TracerProvider | None) -> None:
+    """A span per upstream call, ``traceparent`` sent, and the trace id as ``x-request-id`` for mistral.rs logs."""
+    HTTPXClientInstrumentor.instrument_client(
+        client, tracer_provider=tracer_provider, meter_provider=NoOpMeterProvider()
+    )
+    client.event_hooks["request"].append(_request_id)
 
 
 async def _request_id(request: httpx.Request) -> None:

@@ -196,7 +196,7 @@ class Stack:
         if self.mistral_url:
             env["MISTRAL_URL"] = self.mistral_url
         env.update(self.proxy_env)
-        command = [sys.executable, "-m", "app.cli", "serve"]
+        command = [sys.executable, "-m", "app.commands", "serve"]
         return Program("proxy", command, env, f"http://127.0.0.1:{p.proxy}/", PROXY_READY_TIMEOUT)
 
     def start(self, say: Callable[[str], None] = lambda _: None) -> None:

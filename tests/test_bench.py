@@ -145,14 +145,14 @@ def test_the_profile_attributes_each_busy_sample_to_the_innermost_known_componen
     finally:
         sys.path.remove(str(BENCH))
     root, site, lib = str(BENCH.parent), "/venv/lib/python3.11/site-packages", "/usr/lib/python3.11"
-    loop = f"_run ({root}/app/cli.py:151);run ({lib}/asyncio/runners.py:118)"
+    loop = f"_run ({root}/app/commands/serve.py:151);run ({lib}/asyncio/runners.py:118)"
     route = f"{loop};chat ({root}/app/routes/generation.py:51)"
     post = f"{route};post ({site}/httpx/_client.py:1859)"
     thread = f"_bootstrap ({lib}/threading.py:1002)"
     collapsed = [
         f"{post};record ({site}/opentelemetry/sdk/metrics/_internal/instrument.py:321) 3",
         f"{post};_send ({site}/httpx/_client.py:1730) 2",
-        f"{route};rfc3339_utc ({root}/app/translate/stream.py:48) 1",
+        f"{route};rfc3339_utc ({root}/app/ollama/translate/stream.py:48) 1",
         f"{loop};_run_once ({lib}/asyncio/base_events.py:1900) 1",
         f"{thread};BatchProcessor.worker ({site}/opentelemetry/sdk/_shared_internal/__init__.py:162);"
         f"encode ({site}/opentelemetry/exporter/otlp/proto/common/_internal/__init__.py:77) 2",

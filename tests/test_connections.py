@@ -10,7 +10,7 @@ from pathlib import Path
 
 import hypercorn.asyncio.run
 
-from app.server import ClosingTCPServer
+from app.http.server import ClosingTCPServer
 from tests.emulator import Emulator
 from tests.servers import Server, serve_in_thread
 from tests.test_cli import _command, _finish, _free_port

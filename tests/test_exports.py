@@ -8,7 +8,20 @@ import inspect
 import pytest
 
 
-@pytest.mark.parametrize("name", ["app.ollama", "app.upstream", "app.errors", "app.translate.stream", "app.names"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "app.errors",
+        "app.http",
+        "app.models",
+        "app.models.names",
+        "app.ollama",
+        "app.ollama.translate.stream",
+        "app.upstream",
+        "app.upstream.embedded",
+        "app.upstream.http",
+    ],
+)
 def test_all_lists_every_public_class_and_function(name: str) -> None:
     module = importlib.import_module(name)
     package = name if hasattr(module, "__path__") else name.rsplit(".", 1)[0]

@@ -1,4 +1,4 @@
-"""The one-way dependency of the house style: only ``otel/setup.py`` touches the SDK and exporters."""
+"""The import rules of ARCHITECTURE.md: each layer may use the ones below it, never the ones above."""
 
 from __future__ import annotations
 
@@ -8,7 +8,29 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).parent.parent
-FORBIDDEN = ("opentelemetry.sdk", "opentelemetry.exporter")
+MODULES = sorted((ROOT / "app").rglob("*.py")) + sorted((ROOT / "otel").rglob("*.py"))
+SDK = ("opentelemetry.sdk", "opentelemetry.exporter")
+# What each part of the proxy must not import (by module prefix).
+FORBIDDEN: dict[str, tuple[str, ...]] = {
+    "otel": ("app",),
+    "app.errors": ("app.", "starlette", "httpx", "otel"),
+    "app.ollama": ("app.http", "app.routes", "app.generation", "app.commands", "starlette", "httpx", "opentelemetry"),
+    "app.models": ("app.http", "app.routes", "app.generation", "app.commands", "app.ollama", "starlette"),
+    "app.upstream": ("app.http", "app.routes", "app.generation", "app.commands", "app.ollama", "app.models",
+                     "starlette"),
+    "app.limiter": ("app.http", "app.routes", "app.generation", "starlette"),
+    "app.generation": ("app.routes", "app.commands", "opentelemetry"),
+    "app.http": ("app.routes", "app.commands", "app.upstream.http", "app.upstream.embedded"),
+    "app.routes": ("app.commands", "app.upstream.http", "app.upstream.embedded", "opentelemetry", "otel.metrics",
+                   "otel.record", "otel.telemetry"),
+}  # fmt: skip
+# The factory assembles the layers, so it may reach the route table (and, through make_upstream, both engines).
+EXEMPT = {"app.http.app": ("app.routes",)}
+
+
+def _name(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
 def _imports(path: Path) -> set[str]:
@@ -21,15 +43,31 @@ def _imports(path: Path) -> set[str]:
     return names
 
 
-@pytest.mark.parametrize("path", sorted((ROOT / "app").rglob("*.py")) + sorted((ROOT / "otel").rglob("*.py")))
+def _matches(name: str, prefix: str) -> bool:
+    return name == prefix.rstrip(".") or name.startswith(prefix if prefix.endswith(".") else prefix + ".")
+
+
+@pytest.mark.parametrize("path", MODULES, ids=_name)
+def test_each_module_imports_only_the_layers_below_it(path: Path) -> None:
+    module = _name(path)
+    forbidden = [prefix for owner, prefixes in FORBIDDEN.items() if _matches(module, owner) for prefix in prefixes]
+    allowed = EXEMPT.get(module, ())
+    wrong = {name for name in _imports(path) for prefix in forbidden if _matches(name, prefix)}
+    assert not {name for name in wrong if not any(_matches(name, prefix) for prefix in allowed)}, module
+
+
+@pytest.mark.parametrize("path", MODULES, ids=_name)
 def test_sdk_and_exporters_only_in_otel_setup(path: Path) -> None:
     if path == ROOT / "otel" / "setup.py":
         return
-    assert not {name for name in _imports(path) if name.startswith(FORBIDDEN)}, path
+    assert not {name for name in _imports(path) if name.startswith(SDK)}, path
 
 
 def test_only_the_entry_points_configure_telemetry() -> None:
-    users = {
-        path.relative_to(ROOT).as_posix() for path in (ROOT / "app").rglob("*.py") if "otel.setup" in _imports(path)
-    }
-    assert users == {"app/cli.py", "app/asgi.py"}
+    users = {_name(path) for path in (ROOT / "app").rglob("*.py") if "otel.setup" in _imports(path)}
+    assert users == {"app.commands.serve", "app.commands.worker"}
+
+
+def test_the_rules_can_fail() -> None:
+    assert _matches("app.routes.system", "app.routes") and not _matches("app.routesx", "app.routes")
+    assert _matches("app.upstream.http.client", "app.upstream.http") and _matches("app.errors", "app.")

@@ -11,8 +11,8 @@ import jsonschema
 import pytest
 from openapi_spec_validator import validate
 
-from app.openapi import document
 from app.routes import ROUTES
+from app.routes.openapi import document
 from tests.emulator import Emulator, Reply
 
 HI = [{"role": "user", "content": "hi"}]
@@ -70,8 +70,15 @@ def test_what_the_proxy_answers_matches_the_description(
         _check(spec, "ChatResponse", {"model": "mistral"})
 
 
-@pytest.mark.parametrize(("path", "struct"), [("/api/chat", "ChatRequest"), ("/api/generate", "GenerateRequest"),
-                                              ("/api/embed", "EmbedRequest"), ("/api/embeddings", "EmbeddingsRequest")])
+@pytest.mark.parametrize(
+    ("path", "struct"),
+    [
+        ("/api/chat", "ChatRequest"),
+        ("/api/generate", "GenerateRequest"),
+        ("/api/embed", "EmbedRequest"),
+        ("/api/embeddings", "EmbeddingsRequest"),
+    ],
+)
 def test_a_required_model_is_described_as_it_is_checked(
     spec: dict[str, Any], http: httpx.Client, path: str, struct: str
 ) -> None:  # fmt: skip

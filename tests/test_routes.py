@@ -15,7 +15,7 @@ import pytest
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from starlette.types import Message, Receive, Scope, Send
 
-from app.main import create_app
+from app.http.app import create_app
 from app.settings import Settings
 from otel.telemetry import Telemetry
 from tests.emulator import Emulator, Reply
@@ -209,7 +209,9 @@ def test_client_disconnect_before_a_collected_answer_closes_upstream(proxy: Serv
         ),
         (
             "/api/chat",
-            b'{"model":"mistral","messages":[{"role":"user","content":"x"}],"options":' + b'{"a":' * 100_000 + b"1"
+            b'{"model":"mistral","messages":[{"role":"user","content":"x"}],"options":'
+            + b'{"a":' * 100_000
+            + b"1"
             + b"}" * 100_001,
             400,
             "invalid JSON: nested too deeply",

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from app.openapi import document
+from app.routes.openapi import document
 from tests.servers import Server
 
 CONFIG = Path(__file__).with_name("schemathesis.toml")

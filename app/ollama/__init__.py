@@ -1,4 +1,4 @@
-"""Ollama's HTTP API wire schema: typed structs only, no I/O."""
+"""Ollama's HTTP API: its wire schema (typed structs, no I/O) here, and ``translate`` to and from mistral.rs."""
 
 from __future__ import annotations
 
@@ -11,14 +11,11 @@ from app.ollama.common import (
     ToolCall,
     ToolCallOut,
 )
+from app.ollama.embed import EmbeddingsRequest, EmbeddingsResponse, EmbedRequest, EmbedResponse
 from app.ollama.generate import GenerateRequest, GenerateResponse
-from app.ollama.models import (
+from app.ollama.manage import (
     CopyRequest,
     Details,
-    EmbeddingsRequest,
-    EmbeddingsResponse,
-    EmbedRequest,
-    EmbedResponse,
     ListResponse,
     ModelRequest,
     ProcessModel,

@@ -1,76 +1,78 @@
-"""The route table: every Ollama route a client calls, plus the OpenAI-compatible pass-through."""
+"""The route table: every Ollama route a client calls, plus the OpenAI-compatible pass-through, each with its
+OpenAPI description (``GET /api/openapi.json`` is built from this table)."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import get_args
 
-from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute
 
-from app.openapi import document
-from app.responses import json_response
-from app.routes import generation, models, openai
-from app.upstream.schema import ModelAction
+from app.http.responses import NDJSON_MEDIA_TYPE, SSE_MEDIA_TYPE
+from app.ollama import (
+    ChatRequest,
+    ChatResponse,
+    CopyRequest,
+    EmbeddingsRequest,
+    EmbeddingsResponse,
+    EmbedRequest,
+    EmbedResponse,
+    GenerateRequest,
+    GenerateResponse,
+    ListResponse,
+    ModelRequest,
+    ProcessResponse,
+    ShowResponse,
+)
+from app.routes import generation, management, openai, system
+from app.routes.openapi import OBJECT, Doc, DocumentedRoute, Error, Readiness, Version
+from app.upstream import ModelAction
 
 __all__ = ["ROUTES"]
 
-_READY_TIMEOUT = 3.0
-
-
-async def root(request: Request) -> Response:
-    return PlainTextResponse("Ollama is running")
-
-
-async def health(request: Request) -> Response:
-    return PlainTextResponse("OK")  # mistral.rs's liveness answer, for a proxy chained behind another
-
-
-async def ready(request: Request) -> Response:
-    """Readiness: can mistral.rs (or the in-process model) serve right now?"""
-    service = request.app.state.service
-    try:
-        async with asyncio.timeout(_READY_TIMEOUT):
-            up = await service.upstream.health()
-    except Exception:  # unreachable, timed out or failing: all mean "not ready"
-        up = False
-    body = {"status": "ready" if up else "not ready", "upstream": "up" if up else "down"}
-    return json_response(body, 200 if up else 503)
-
-
-async def openapi(request: Request) -> Response:
-    return json_response(document())
-
-
-async def version(request: Request) -> Response:
-    return json_response({"version": request.app.state.service.settings.ollama_version})
-
+_Route = DocumentedRoute
+_PULL_PROGRESS = {"type": "object", "properties": {"status": {"type": "string"}}}
 
 ROUTES: list[BaseRoute] = [
-    Route("/", root, methods=["GET", "HEAD"]),
-    Route("/api/version", version, methods=["GET", "HEAD"]),
-    Route("/health", health, methods=["GET", "HEAD"]),
-    Route("/ready", ready, methods=["GET", "HEAD"]),
-    Route("/api/tags", models.list_tags, methods=["GET", "HEAD"]),
-    Route("/api/ps", models.list_running, methods=["GET"]),
-    Route("/api/show", models.show, methods=["POST"]),
-    Route("/api/pull", models.pull, methods=["POST"]),
-    Route("/api/push", models.push, methods=["POST"]),
-    Route("/api/create", models.create, methods=["POST"]),
-    Route("/api/copy", models.copy, methods=["POST"]),
-    Route("/api/delete", models.delete, methods=["DELETE"]),
-    Route("/api/blobs/{digest}", models.blob, methods=["HEAD", "POST"]),
-    Route("/api/chat", generation.chat, methods=["POST"]),
-    Route("/api/generate", generation.generate, methods=["POST"]),
-    Route("/api/embed", generation.embed, methods=["POST"]),
-    Route("/api/embeddings", generation.embeddings, methods=["POST"]),
-    Route("/v1/chat/completions", openai.chat_completions, methods=["POST"]),
-    Route("/v1/completions", openai.completions, methods=["POST"]),
-    Route("/v1/embeddings", openai.embeddings, methods=["POST"]),
-    Route("/v1/models", openai.list_models, methods=["GET"]),
+    _Route("/", system.root, ["GET", "HEAD"], Doc("Liveness: `Ollama is running`", response="Ollama is running")),
+    _Route("/api/version", system.version, ["GET", "HEAD"],
+           Doc("The Ollama API version the proxy speaks", response=Version)),
+    _Route("/health", system.health, ["GET", "HEAD"], Doc("Liveness as mistral.rs answers it", response="OK")),
+    _Route("/ready", system.ready, ["GET", "HEAD"],
+           Doc("Readiness: can mistral.rs (or the in-process model) serve? (503 if not)", response=Readiness,
+               also=("503", "Not ready"))),
+    _Route("/api/tags", management.list_tags, ["GET", "HEAD"],
+           Doc("The models mistral.rs serves", response=ListResponse)),
+    _Route("/api/ps", management.list_running, ["GET"], Doc("The models loaded now", response=ProcessResponse)),
+    _Route("/api/show", management.show, ["POST"], Doc("One model's details", ModelRequest, ShowResponse)),
+    _Route("/api/pull", management.pull, ["POST"],
+           Doc("Succeeds for a model mistral.rs serves (it cannot download)", ModelRequest, _PULL_PROGRESS,
+               NDJSON_MEDIA_TYPE)),
+    _Route("/api/push", management.push, ["POST"], Doc("Not supported: 501", ModelRequest, Error)),
+    _Route("/api/create", management.create, ["POST"], Doc("Not supported: 501", None, Error)),
+    _Route("/api/copy", management.copy, ["POST"], Doc("Not supported: 501", CopyRequest, Error)),
+    _Route("/api/delete", management.delete, ["DELETE"], Doc("Not supported: 501", ModelRequest, Error)),
+    _Route("/api/blobs/{digest}", management.blob, ["HEAD", "POST"],
+           Doc("No blob exists: 404", method="head"), Doc("Not supported: 501", None, Error, method="post")),
+    _Route("/api/chat", generation.chat, ["POST"],
+           Doc("Chat; streamed as NDJSON unless `stream` is false", ChatRequest, ChatResponse, NDJSON_MEDIA_TYPE)),
+    _Route("/api/generate", generation.generate, ["POST"],
+           Doc("Completion; streamed as NDJSON unless `stream` is false", GenerateRequest, GenerateResponse,
+               NDJSON_MEDIA_TYPE)),
+    _Route("/api/embed", generation.embed, ["POST"],
+           Doc("Embeddings of one or more inputs", EmbedRequest, EmbedResponse)),
+    _Route("/api/embeddings", generation.embeddings, ["POST"],
+           Doc("Embedding of one prompt (legacy)", EmbeddingsRequest, EmbeddingsResponse)),
+    _Route("/v1/chat/completions", openai.chat_completions, ["POST"],
+           Doc("OpenAI chat completions, passed through to mistral.rs", OBJECT, OBJECT, SSE_MEDIA_TYPE)),
+    _Route("/v1/completions", openai.completions, ["POST"],
+           Doc("OpenAI completions, passed through to mistral.rs", OBJECT, OBJECT, SSE_MEDIA_TYPE)),
+    _Route("/v1/embeddings", openai.embeddings, ["POST"],
+           Doc("OpenAI embeddings, passed through to mistral.rs", OBJECT, OBJECT)),
+    _Route("/v1/models", openai.list_models, ["GET"], Doc("mistral.rs's model list, as it sends it", response=OBJECT)),
     # Explicit paths, as mistral.rs's own: OpenAPI counts /v1/models/{action} and /v1/models/{model} as one path.
-    *(Route(f"/v1/models/{action}", openai.manage_model, methods=["POST"]) for action in get_args(ModelAction)),
-    Route("/v1/models/{model:path}", openai.retrieve_model, methods=["GET"]),
-    Route("/api/openapi.json", openapi, methods=["GET"]),
-]
+    *(_Route(f"/v1/models/{action}", openai.manage_model, ["POST"],
+             Doc(f"mistral.rs model management: {action}", OBJECT, OBJECT)) for action in get_args(ModelAction)),
+    _Route("/v1/models/{model:path}", openai.retrieve_model, ["GET"],
+           Doc("One model, in OpenAI's shape (404 if mistral.rs does not serve it)", response=OBJECT)),
+    _Route("/api/openapi.json", system.openapi, ["GET"], Doc("This document", response=OBJECT)),
+]  # fmt: skip

@@ -8,9 +8,10 @@ import time
 from starlette.requests import Request
 from starlette.responses import Response
 
-from app.body import parse_body
 from app.errors import InvalidRequest, ModelNotFound
-from app.limits import check_inputs
+from app.generation import Generations, generations_of
+from app.http.body import check_inputs, parse_body
+from app.http.responses import json_response
 from app.ollama import (
     ChatRequest,
     EmbeddingsRequest,
@@ -19,18 +20,16 @@ from app.ollama import (
     EmbedResponse,
     GenerateRequest,
 )
-from app.responses import json_response
-from app.service import Generation, Service, service_of
-from app.translate.options import keep_alive_seconds
-from app.translate.requests import chat_request_to_openai, generate_request_to_openai
-from app.translate.stream import Clock
-from app.upstream.schema import EmbeddingResponse
+from app.ollama.translate.options import keep_alive_seconds
+from app.ollama.translate.requests import chat_request_to_openai, generate_request_to_openai
+from app.upstream.wire import EmbeddingResponse
+from otel.genai import Clock
 
 __all__ = ["chat", "embed", "embeddings", "generate"]
 
 
-def _check(service: Service, messages: int, images: list[str]) -> None:
-    settings = service.settings
+def _check(generations: Generations, messages: int, images: list[str]) -> None:
+    settings = generations.settings
     check_inputs(messages, images, settings.max_messages, settings.max_image_bytes)
 
 
@@ -40,15 +39,16 @@ async def chat(request: Request) -> Response:
     if not body.model:
         raise InvalidRequest("model is required")
     unload = keep_alive_seconds(body.keep_alive) == 0
-    service = service_of(request)
+    generations = generations_of(request)
     messages = body.messages or []
-    _check(service, len(messages), [image for message in messages for image in message.images or []])
-    entry = await service.catalog.resolve(body.model)
+    _check(generations, len(messages), [image for message in messages for image in message.images or []])
+    entry = await generations.catalog.resolve(body.model)
     if not messages:
-        return await service.load_or_unload("chat", entry, body.model, unload, clock)
-    upstream_body = chat_request_to_openai(body, entry.id)
-    generation = Generation("chat", "chat", upstream_body, entry, body.model, body.stream is not False, unload, clock)
-    return await service.generate(request, generation)
+        return await generations.load_or_unload("chat", entry, body.model, unload, clock)
+    return await generations.ollama(
+        request, kind="chat", route="chat", entry=entry, body=chat_request_to_openai(body, entry.id),
+        requested=body.model, stream=body.stream is not False, unload_after=unload, clock=clock,
+    )  # fmt: skip
 
 
 async def generate(request: Request) -> Response:
@@ -57,21 +57,22 @@ async def generate(request: Request) -> Response:
     if not body.model:
         raise InvalidRequest("model is required")
     unload = keep_alive_seconds(body.keep_alive) == 0
-    service = service_of(request)
-    _check(service, 1, body.images or [])
-    entry = await service.catalog.resolve(body.model)
+    generations = generations_of(request)
+    _check(generations, 1, body.images or [])
+    entry = await generations.catalog.resolve(body.model)
     if not body.prompt and not body.suffix and not body.images:
-        return await service.load_or_unload("generate", entry, body.model, unload, clock)
+        return await generations.load_or_unload("generate", entry, body.model, unload, clock)
     route, upstream_body = generate_request_to_openai(body, entry.id)
-    stream = body.stream is not False
-    generation = Generation("generate", route, upstream_body, entry, body.model, stream, unload, clock)
-    return await service.generate(request, generation)
+    return await generations.ollama(
+        request, kind="generate", route=route, entry=entry, body=upstream_body, requested=body.model,
+        stream=body.stream is not False, unload_after=unload, clock=clock,
+    )  # fmt: skip
 
 
-async def _embed(service: Service, model: str, inputs: list[str]) -> EmbeddingResponse:
+async def _embed(generations: Generations, model: str, inputs: list[str]) -> EmbeddingResponse:
     try:
-        entry = await service.catalog.resolve(model)
-        return await service.embed(entry, inputs) if inputs else EmbeddingResponse(data=[])
+        entry = await generations.catalog.resolve(model)
+        return await generations.embed(entry, inputs) if inputs else EmbeddingResponse(data=[])
     except ModelNotFound:
         raise ModelNotFound(model, f'model "{model}" not found, try pulling it first') from None
 
@@ -96,7 +97,7 @@ async def embed(request: Request) -> Response:
     if body.dimensions is not None and body.dimensions <= 0:
         raise InvalidRequest("dimensions must be a positive number")
     inputs = [body.input] if isinstance(body.input, str) else body.input or []
-    response = await _embed(service_of(request), body.model, inputs)
+    response = await _embed(generations_of(request), body.model, inputs)
     reply = EmbedResponse(model=body.model, embeddings=_vectors(response, body.dimensions))
     reply.total_duration = time.perf_counter_ns() - start
     if response.usage is not None:
@@ -108,5 +109,5 @@ async def embeddings(request: Request) -> Response:
     body = await parse_body(request, EmbeddingsRequest)
     if not body.model:
         raise InvalidRequest("model is required")
-    vectors = _vectors(await _embed(service_of(request), body.model, [body.prompt] if body.prompt else []), None)
+    vectors = _vectors(await _embed(generations_of(request), body.model, [body.prompt] if body.prompt else []), None)
     return json_response(EmbeddingsResponse(embedding=vectors[0] if vectors else []))

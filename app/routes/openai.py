@@ -8,14 +8,12 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
-from app.body import parse_body
-from app.catalog import Entry
 from app.errors import InvalidRequest, ModelNotFound
-from app.limits import check_inputs
-from app.responses import json_response
-from app.service import service_of
-from app.upstream import Route
-from app.upstream.schema import ModelAction
+from app.generation import generations_of
+from app.http.body import check_inputs, parse_body
+from app.http.responses import json_response
+from app.models import Entry
+from app.upstream import ModelAction, Route
 
 __all__ = ["chat_completions", "completions", "embeddings", "list_models", "manage_model", "retrieve_model"]
 
@@ -37,13 +35,13 @@ async def _relay(request: Request, route: Route) -> Response:
     name = body.get("model", "default")
     if not isinstance(name, str) or not name:
         raise InvalidRequest("model must be a non-empty string")
-    service = service_of(request)
+    generations = generations_of(request)
     if isinstance(messages := body.get("messages"), list):  # the same limits as on /api/chat
-        settings = service.settings
+        settings = generations.settings
         check_inputs(len(messages), _inline_images(messages), settings.max_messages, settings.max_image_bytes)
-    entry = await service.catalog.resolve(name)
+    entry = await generations.catalog.resolve(name)
     body["model"] = entry.id
-    return await service.relay(request, route, body, entry)
+    return await generations.relay(request, route=route, entry=entry, body=body)
 
 
 async def chat_completions(request: Request) -> Response:
@@ -63,13 +61,13 @@ def _model(entry: Entry) -> dict[str, Any]:
 
 
 async def list_models(request: Request) -> Response:
-    entries = await service_of(request).catalog.entries(fresh=True)
+    entries = await generations_of(request).catalog.entries(fresh=True)
     return json_response({"object": "list", "data": [_model(entry) for entry in entries]})
 
 
 async def retrieve_model(request: Request) -> Response:
     """OpenAI's ``models.retrieve``, as Ollama serves it (ids may hold a slash: ``Qwen/Qwen3-4B``)."""
-    entry = await service_of(request).catalog.resolve(request.path_params["model"])
+    entry = await generations_of(request).catalog.resolve(request.path_params["model"])
     return json_response(_model(entry))
 
 
@@ -78,12 +76,12 @@ async def manage_model(request: Request) -> Response:
     in for a mistral.rs server."""
     action: ModelAction = request.url.path.rsplit("/", 1)[1]  # type: ignore[assignment]  # the route names it
     body = await parse_body(request, _ModelId)
-    service = service_of(request)
+    generations = generations_of(request)
     try:
-        entry = await service.catalog.resolve(body.model_id)
+        entry = await generations.catalog.resolve(body.model_id)
     except ModelNotFound:
         return json_response({"model_id": body.model_id, "status": "not_found"})
-    state = await service.upstream.manage_model(action, entry.id)
-    service.catalog.set_status(entry.id, state.status)
+    state = await generations.upstream.manage_model(action, entry.id)
+    generations.catalog.set_status(entry.id, state.status)
     answer = {"model_id": body.model_id, "status": state.status}
     return json_response(answer if state.error is None else {**answer, "error": state.error})

@@ -1,25 +1,21 @@
-"""Everything that knows mistral.rs: its wire shapes, the HTTP client and the SSE decoder."""
+"""Everything about reaching mistral.rs: the contract (``base``), its wire shapes (``wire``), the server client
+(``http``), the in-process engine (``embedded``) and ``make_upstream``, which picks one from the settings."""
 
 from __future__ import annotations
 
-from app.upstream.http import HTTPUpstream
-from app.upstream.schema import (
-    ChatCompletionChunk,
-    ModelCard,
-    ModelState,
-    PayloadStream,
-    Route,
-    Upstream,
-    Usage,
-)
+from app.upstream.base import OPERATIONS, ModelAction, PayloadStream, Route, Upstream
+from app.upstream.factory import make_upstream
+from app.upstream.wire import ChatCompletionChunk, ModelCard, ModelState, Usage
 
 __all__ = [
+    "OPERATIONS",
     "ChatCompletionChunk",
-    "HTTPUpstream",
+    "ModelAction",
     "ModelCard",
     "ModelState",
     "PayloadStream",
     "Route",
     "Upstream",
     "Usage",
+    "make_upstream",
 ]

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from app.engine import EmbeddedUpstream, resolve
-from app.main import create_app
+from app.http.app import create_app
 from app.settings import Settings
+from app.upstream.embedded import EmbeddedUpstream, resolve
 from otel.telemetry import Telemetry
 from tests.servers import Server, serve_in_thread
 from tests.tiny_model import build_tiny_model
@@ -24,9 +24,12 @@ def engine_limits() -> dict[str, int]:
 
 
 @pytest.fixture
-def engine(tiny_model: Path, engine_limits: dict[str, int], monkeypatch: pytest.MonkeyPatch) -> EmbeddedUpstream:
+def engine(
+    tiny_model: Path, engine_limits: dict[str, int], telemetry: Telemetry, monkeypatch: pytest.MonkeyPatch
+) -> EmbeddedUpstream:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    upstream = EmbeddedUpstream(resolve(str(tiny_model), tiny_model.parent), **engine_limits)  # type: ignore[arg-type]
+    spec = resolve(str(tiny_model), tiny_model.parent)
+    upstream = EmbeddedUpstream(spec, tracer_provider=telemetry.tracer_provider, **engine_limits)  # type: ignore[arg-type]
     upstream.load()
     return upstream
 

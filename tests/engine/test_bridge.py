@@ -7,8 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from app.engine.bridge import EngineStream
 from app.errors import ProxyError, UpstreamError
+from app.upstream.embedded.bridge import EngineStream
 from app.upstream.timeouts import StreamTimeouts
 from tests.waiting import eventually
 
@@ -25,7 +25,7 @@ async def _read(fail: bool) -> list[object]:
     exits: list[str] = []
     stream = EngineStream(_engine(fail), bytes, lambda exc: UpstreamError(f"engine: {exc}"),
                           lambda: exits.append("exit"), TIMEOUTS, None)  # fmt: skip
-    await asyncio.to_thread(eventually, lambda: stream.finished)  # everything is handed over before reading
+    await asyncio.to_thread(eventually, lambda: exits == ["exit"])  # every chunk is handed over before reading
     await asyncio.sleep(0)  # the loop runs the queued hand-overs
     seen: list[object] = []
     try:

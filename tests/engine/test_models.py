@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from app.engine.models import ModelSpec, ModelUnavailable, ensure_default_model, resolve
+from app.upstream.embedded.spec import ModelSpec, ModelUnavailable, ensure_default_model, resolve
 
 HOW_TO = (
     "provide a model with --model (or MODEL): a .gguf file, a model directory (config.json, *.safetensors, "

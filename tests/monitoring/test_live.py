@@ -16,7 +16,7 @@ import ollama
 import pytest
 import yaml
 
-from app.check import Check, run_check
+from app.commands.check import Check, run_check
 from tests.emulator import Emulator, Reply
 from tests.programs import program
 from tests.servers import Server

@@ -15,8 +15,8 @@ import pytest
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
-from app.check import Check, run_check
-from app.main import create_app
+from app.commands.check import Check, run_check
+from app.http.app import create_app
 from app.settings import Settings
 from otel.setup import configure
 from scripts.stack import RULES, Ports, Stack
@@ -194,9 +194,7 @@ def test_the_check_command_passes_and_fails_clearly_without_the_collector(stack:
         stack.start_one("otel-collector")
 
 
-def test_upstream_down_fires_in_alertmanager_and_resolves_when_it_is_back(
-    emulator: Emulator, tmp_path: Path
-) -> None:
+def test_upstream_down_fires_in_alertmanager_and_resolves_when_it_is_back(emulator: Emulator, tmp_path: Path) -> None:
     with serve_in_thread(emulator.app) as server:
         port = server.port
         stack = start_stack(tmp_path, server.url)
@@ -294,7 +292,6 @@ def test_the_embedded_engine_traces_down_to_the_engine_span(tmp_path: Path) -> N
         stack.stop()
 
 
-
 def test_the_hand_written_otlp_receiver_answers_and_reads_as_the_real_collector(
     stack: Stack, upstream: Server, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -316,13 +313,16 @@ def test_the_hand_written_otlp_receiver_answers_and_reads_as_the_real_collector(
         for path, request in exports:
             body, protobuf = request.SerializeToString(), {"content-type": "application/x-protobuf"}
             answers = [httpx.post(f"{base}{path}", content=body, headers=protobuf) for base in (receiver, collector)]
-            assert [(a.status_code, a.headers["content-type"]) for a in answers] == [(200, protobuf["content-type"])] * 2  # noqa: E501
+            assert [(a.status_code, a.headers["content-type"]) for a in answers] == [
+                (200, protobuf["content-type"])
+            ] * 2  # noqa: E501
             kind = trace_service_pb2.ExportTraceServiceResponse if path == "/v1/traces" else (
                 metrics_service_pb2.ExportMetricsServiceResponse)  # fmt: skip
             decoded = [kind.FromString(a.content) for a in answers]
             assert decoded[0] == decoded[1] and decoded[0].HasField("partial_success"), decoded
             assert decoded[1].partial_success.error_message == "" and not any(  # nothing rejected
-                getattr(decoded[1].partial_success, f"rejected_{what}", 0) for what in ("spans", "data_points"))
+                getattr(decoded[1].partial_success, f"rejected_{what}", 0) for what in ("spans", "data_points")
+            )
     # What the receiver read is what the real pipeline shows.
     trace_id = replayed.spans()[0].trace_id.hex()
     assert sorted(s["operationName"] for s in jaeger_trace(stack, trace_id, 3)) == sorted(

@@ -8,7 +8,7 @@ from contextlib import AbstractContextManager
 import ollama
 import pytest
 
-from app.main import create_app
+from app.http.app import create_app
 from app.settings import Settings
 from otel.setup import configure
 from tests.otel.otlp_receiver import Received, grpc_receiver, http_receiver

@@ -4,7 +4,7 @@ import pytest
 
 from app.errors import InvalidRequest
 from app.ollama import Options
-from app.translate.options import format_to_openai, keep_alive_seconds, options_to_openai, think_to_openai
+from app.ollama.translate.options import format_to_openai, keep_alive_seconds, options_to_openai, think_to_openai
 
 
 @pytest.mark.parametrize(

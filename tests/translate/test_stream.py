@@ -9,7 +9,8 @@ import msgspec
 import pytest
 
 from app.errors import UpstreamProtocolError
-from app.translate.stream import Clock, OllamaStream, decode_chunks, rfc3339_utc, to_ollama
+from app.ollama.translate.stream import OllamaStream, decode_chunks, rfc3339_utc, to_ollama
+from otel.genai import Clock
 
 HEAD = b'{"id":"8","choices":[{"finish_reason":'
 TAIL = b'"created":1761475201,"model":"Qwen/Qwen3-4B","system_fingerprint":"local","object":"chat.completion.chunk",'

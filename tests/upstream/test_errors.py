@@ -14,7 +14,7 @@ from app.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
-from app.upstream.errors import map_upstream_errors, status_error
+from app.upstream.http.errors import map_upstream_errors, status_error
 
 NOT_AVAILABLE = (
     b'{"message":"Requested model \'llama3\' is not available. Available models: a. '
@@ -36,11 +36,21 @@ NOT_AVAILABLE = (
         (503, b"overloaded", UpstreamBusy, 503, "mistral.rs is busy: overloaded"),
         (429, b'{"message":"too many requests"}', UpstreamBusy, 429, "mistral.rs is busy: too many requests"),
         (400, b'{"message":"temperature must be positive"}', UpstreamStatusError, 400, "temperature must be positive"),
-        (404, b'{"error":{"message":"no such adapter","type":"invalid_request_error"}}', UpstreamStatusError, 404,
-         "no such adapter"),
+        (
+            404,
+            b'{"error":{"message":"no such adapter","type":"invalid_request_error"}}',
+            UpstreamStatusError,
+            404,
+            "no such adapter",
+        ),
         (400, b'{"error":"bad stop sequence"}', UpstreamStatusError, 400, "bad stop sequence"),
-        (400, b"Failed to parse the request body as JSON", UpstreamStatusError, 400,
-         "Failed to parse the request body as JSON"),
+        (
+            400,
+            b"Failed to parse the request body as JSON",
+            UpstreamStatusError,
+            400,
+            "Failed to parse the request body as JSON",
+        ),
         (
             422,
             b'{"message":"Prompt sequence length is greater than 4096"}',

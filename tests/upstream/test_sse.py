@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from app.errors import UpstreamError, UpstreamProtocolError
-from app.upstream.sse import MAX_EVENT_BYTES, SSEDecoder
+from app.upstream.http.sse import MAX_EVENT_BYTES, SSEDecoder
 
 CHUNK = b'{"id":"0","choices":[]}'
 

@@ -1,0 +1,50 @@
+"""The ``mistral-ollama-proxy`` command: ``serve`` the Ollama API, or ``check`` that the monitoring stack sees it.
+
+(The stack itself, without Docker, is ``scripts/stack.py``: it runs the programs the build script caches, which
+are test and stack infrastructure, not part of the installed proxy.)
+"""
+
+from __future__ import annotations
+
+import argparse
+
+__all__ = ["main"]
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mistral-ollama-proxy", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="serve the Ollama API in front of mistral.rs")
+    serve.add_argument("--mistral-url", help="a mistral.rs server (env MISTRAL_URL); unset: run mistral.rs in-process")
+    serve.add_argument("--model", help="in-process model: .gguf file, model directory or HF id (env MODEL)")
+    serve.add_argument("--bind", help="host:port (env BIND_ADDRESS; default 127.0.0.1:11434, loopback only, as Ollama)")
+    serve.add_argument("--request-timeout", help="seconds (env REQUEST_TIMEOUT_SECS, default 300)")
+    serve.add_argument("--cors-allowed-origins", help="comma-separated origins (env CORS_ALLOWED_ORIGINS)")
+    serve.add_argument("--model-aliases", help="name=mistral-id,... (env MODEL_ALIASES)")
+    serve.add_argument("--workers", help="worker processes; more than 1 needs OTLP metrics (env WORKERS)")
+    serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    check = commands.add_parser("check", help="check that the monitoring stack sees the proxy (exit 1 if not)")
+    check.add_argument("--proxy", default="http://localhost:11434", help="the proxy (default %(default)s)")
+    check.add_argument("--prometheus", help="Prometheus, e.g. http://localhost:9090")
+    check.add_argument("--grafana", help="Grafana, e.g. http://localhost:3000 (prints the dashboard link)")
+    check.add_argument("--jaeger", help="Jaeger, e.g. http://localhost:16686 (checks the trace, prints its link)")
+    check.add_argument("--collector", help="the Collector's health endpoint, e.g. http://localhost:13133")
+    check.add_argument("--job", default="mistral", help="the proxy's Prometheus job (default %(default)s)")
+    check.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for scrapes")
+    return parser
+
+
+def _check(args: argparse.Namespace) -> int:
+    from app.commands.check import Check, run_check
+
+    check = Check(args.proxy, args.prometheus, args.grafana, args.jaeger, args.job, args.timeout, args.collector)
+    return 0 if run_check(check) else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "check":
+        return _check(args)
+    from app.commands.serve import serve
+
+    return serve(args)

@@ -1,0 +1,5 @@
+import sys
+
+from app.commands import main
+
+sys.exit(main())

@@ -1,0 +1,335 @@
+"""A generation's lifecycle, in one place: its slot, its GenAI invocation, the upstream call or stream, its answer.
+
+``Generations.run(...)`` is the async context manager every generation goes through. Entering takes a slot in the
+limiter and starts the invocation; leaving closes the upstream stream, finalises the invocation exactly once
+(success, upstream error, client gone, cancellation or shutdown) and frees the slot. Nothing else ends an
+invocation. A streamed answer runs its generation inside its response (``GenerationStream``), entered when the
+response starts and left when its last line is written; until its first line is ready, a failure is still an
+ordinary HTTP error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Generic, TypeVar
+
+import anyio
+import msgspec
+from starlette.background import BackgroundTask
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+from app.drain import Drain
+from app.errors import ModelNotFound, UpstreamError, UpstreamProtocolError
+from app.http.disconnect import cancel_on_disconnect
+from app.http.responses import (
+    NDJSON_MEDIA_TYPE,
+    SSE_MEDIA_TYPE,
+    ClosingStreamingResponse,
+    OnError,
+    json_response,
+    ndjson_lines,
+    sse_lines,
+)
+from app.limiter import Limiter
+from app.models import Entry, ModelCatalog
+from app.ollama import AssistantMessage, ChatResponse, GenerateResponse
+from app.ollama.translate.stream import Kind, OllamaStream, Reply, decode_chunks, rfc3339_utc, to_ollama
+from app.settings import Settings
+from app.upstream import OPERATIONS, PayloadStream, Route, Upstream
+from app.upstream.wire import ChatCompletionChunk, Completion, EmbeddingResponse
+from otel.genai import Chunk, Clock, GenAIObserver, Invocation, error_type_of, observe
+
+__all__ = ["GenerationStream", "Generations", "Run", "generations_of"]
+
+T = TypeVar("T")
+_decode_chunk = msgspec.json.Decoder(ChatCompletionChunk).decode
+_decode_completion = msgspec.json.Decoder(Completion).decode
+_decode_embeddings = msgspec.json.Decoder(EmbeddingResponse).decode
+
+
+class Run:
+    """One generation in flight; see the module docstring. ``open``/``post`` call mistral.rs under its span."""
+
+    invocation: Invocation
+
+    def __init__(self, generations: Generations, route: Route, entry: Entry, body: dict[str, Any], clock: Clock):
+        self._generations, self.route, self.entry, self.body, self.clock = generations, route, entry, body, clock
+        self._payloads: PayloadStream | None = None
+        self._failure: BaseException | None = None
+        self._complete = self._closed = False
+
+    async def __aenter__(self) -> Run:
+        generations = self._generations
+        await generations.limiter.acquire()
+        self.invocation = generations.observer.start(OPERATIONS[self.route], self.entry.id, self.body, clock=self.clock)
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close(exc)
+
+    async def close(self, exc: BaseException | None) -> None:
+        """Leave the run (what ``__aexit__`` does); only the first call counts."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            if self._payloads is not None:
+                with anyio.CancelScope(shield=True):
+                    await self._payloads.aclose()
+        finally:
+            error = self._failure or exc  # an in-band failure came first
+            if error is None and not self._complete:
+                error = asyncio.CancelledError()  # the answer stopped before its end: its client left
+            if error is None:
+                self.invocation.stop()
+            else:
+                self.invocation.fail(error_type_of(error))
+            self._generations.limiter.release()
+
+    async def open(self) -> PayloadStream:
+        deadline = time.monotonic() + self._generations.settings.request_timeout
+        self._payloads = await self._call(
+            lambda: self._generations.upstream.open_stream(self.route, self.body, deadline)
+        )
+        return self._payloads
+
+    async def post(self) -> bytes:
+        raw = await self._call(lambda: self._generations.upstream.post(self.route, self.body))
+        _observe_answer(self.invocation, raw, self.route)
+        self._complete = True
+        return raw
+
+    async def observe(
+        self, bursts: AsyncIterator[list[T]], chunk_of: Callable[[T], Chunk | None] | None = None
+    ) -> AsyncIterator[list[T]]:
+        """The stream's bursts, watched by the invocation; reaching the end is what makes the run complete."""
+        async for items in observe(bursts, self.invocation, chunk_of):
+            yield items
+        self._complete = True
+
+    def fail(self, exc: BaseException) -> None:
+        """An error that ended the stream after its first byte (written to the client in-band)."""
+        self._failure = self._failure or exc
+
+    async def _call(self, send: Callable[[], Awaitable[T]]) -> T:
+        try:
+            with self.invocation.current():
+                await self._generations.ensure_loaded(self.entry, self.clock)
+                self.clock.upstream = time.perf_counter_ns()
+                return await send()
+        except ModelNotFound:  # mistral.rs dropped it since the catalog was read
+            raise ModelNotFound(self.entry.name) from None
+
+
+Framing = Callable[[AsyncIterator[list[Any]], OnError, Drain], AsyncIterator[bytes]]
+
+
+class GenerationStream(Response, Generic[T]):
+    """A streamed answer that runs its generation while it is sent: ``bursts`` turns the upstream stream into
+    bursts of replies, ``framing`` writes them (NDJSON lines or SSE events)."""
+
+    def __init__(
+        self,
+        run: Run,
+        bursts: Callable[[Run, PayloadStream], AsyncIterator[list[T]]],
+        framing: Framing,
+        media_type: str,
+        drain: Drain,
+        *,
+        headers: dict[str, str] | None = None,
+        background: BackgroundTask | None = None,
+    ) -> None:
+        self._run, self._bursts, self._framing, self._drain, self._extra = run, bursts, framing, drain, headers
+        self.status_code, self.media_type, self.background = 200, media_type, background
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # The run is left when its lines end, before the response's last message: the server span (which ends with
+        # that message) then contains the generation's, and its metrics are recorded by the time a client has read
+        # the whole answer. The close after the response only matters if the lines never started.
+        run = await self._run.__aenter__()
+        try:
+            bursts = self._bursts(run, await run.open())
+            first = await anext(bursts)  # a failure before this is still an ordinary HTTP error
+            lines = self._framing(_prepend(first, bursts), run.fail, self._drain)
+            response = ClosingStreamingResponse(_closing(run, lines), media_type=self.media_type, headers=self._extra)
+            await response(scope, receive, send)
+        except BaseException as exc:
+            await run.close(exc)
+            raise
+        await run.close(None)
+        if self.background is not None:
+            await self.background()
+
+
+@dataclass(frozen=True, slots=True)
+class Generations:
+    """Runs generations against the upstream; the lifespan puts one on the application's state."""
+
+    settings: Settings
+    upstream: Upstream
+    catalog: ModelCatalog
+    observer: GenAIObserver
+    limiter: Limiter
+    drain: Drain
+
+    def run(self, *, route: Route, entry: Entry, body: dict[str, Any], clock: Clock | None = None) -> Run:
+        return Run(self, route, entry, body, clock or Clock())
+
+    async def ollama(
+        self,
+        request: Request,
+        *,
+        kind: Kind,
+        route: Route,
+        entry: Entry,
+        body: dict[str, Any],
+        requested: str,
+        stream: bool,
+        unload_after: bool,
+        clock: Clock,
+    ) -> Response:
+        """An Ollama chat or generate, in NDJSON lines as tokens arrive, or as one JSON answer."""
+        run = self.run(route=route, entry=entry, body=body, clock=clock)
+        translation = OllamaStream(requested, kind, clock)  # ``requested``: the name as the client sent it
+        after = BackgroundTask(self.unload, entry) if unload_after else None
+        if stream:
+
+            def replies(run: Run, payloads: PayloadStream) -> AsyncIterator[list[Reply]]:
+                return to_ollama(run.observe(decode_chunks(payloads)), translation)
+
+            return GenerationStream(run, replies, ndjson_lines, NDJSON_MEDIA_TYPE, self.drain, background=after)
+        # One JSON answer from mistral.rs costs far less to relay than a stream of chunks.
+        async with run:
+            answer = _decode_answer(await cancel_on_disconnect(request.receive, run.post))
+        return json_response(translation.whole(answer), background=after)
+
+    async def relay(self, request: Request, *, route: Route, entry: Entry, body: dict[str, Any]) -> Response:
+        """The OpenAI pass-through: mistral.rs's bytes go out as they came, observed on the way."""
+        run = self.run(route=route, entry=entry, body=body)
+        if route != "embeddings" and body.get("stream") is True:
+
+            def events(run: Run, payloads: PayloadStream) -> AsyncIterator[list[bytes]]:
+                return run.observe(aiter(payloads), _chunk_or_none)
+
+            headers = {"cache-control": "no-cache"}
+            return GenerationStream(run, events, sse_lines, SSE_MEDIA_TYPE, self.drain, headers=headers)
+        async with run:
+            raw = await cancel_on_disconnect(request.receive, run.post)
+        return Response(raw, media_type="application/json")
+
+    async def embed(self, entry: Entry, inputs: list[str]) -> EmbeddingResponse:
+        async with self.run(route="embeddings", entry=entry, body={"model": entry.id, "input": inputs}) as run:
+            raw = await run.post()
+        try:
+            return _decode_embeddings(raw)
+        except msgspec.MsgspecError:
+            raise UpstreamProtocolError("mistral.rs sent a malformed embeddings response") from None
+
+    async def load_or_unload(self, kind: Kind, entry: Entry, requested: str, unload: bool, clock: Clock) -> Response:
+        """An empty prompt loads the model, and with ``keep_alive: 0`` unloads it (one JSON object)."""
+        if unload:
+            await self.unload(entry)
+        else:
+            await self.ensure_loaded(entry, clock, check=True)
+        reply = _done_reply(kind, requested, "unload" if unload else "load")
+        if clock.load:
+            reply.load_duration = clock.load
+            reply.total_duration = time.perf_counter_ns() - clock.start
+        return json_response(reply)
+
+    async def unload(self, entry: Entry) -> None:
+        state = await self.upstream.manage_model("unload", entry.id)
+        _raise_for_state(entry, state.status, state.error)
+        self.catalog.set_status(entry.id, "unloaded")
+
+    async def ensure_loaded(self, entry: Entry, clock: Clock, *, check: bool = False) -> None:
+        """Load a model mistral.rs has unloaded ourselves, so that the load is measured, not hidden."""
+        status = entry.card.status
+        if check:
+            state = await self.upstream.manage_model("status", entry.id)
+            _raise_for_state(entry, state.status, state.error)
+            status = state.status
+        if status in ("unloaded", "reloading"):
+            started = time.perf_counter_ns()
+            with self.observer.loading(entry.id):
+                state = await self.upstream.manage_model("reload", entry.id)
+                _raise_for_state(entry, state.status, state.error)
+            clock.load = time.perf_counter_ns() - started
+            self.catalog.set_status(entry.id, "loaded")
+
+
+def generations_of(request: Request) -> Generations:
+    """The generations service the lifespan put on the application's state."""
+    generations: Generations = request.app.state.generations
+    return generations
+
+
+def _observe_answer(invocation: Invocation, raw: bytes, route: Route) -> None:
+    try:
+        if route == "embeddings":
+            usage = _decode_embeddings(raw).usage
+            invocation.set_usage(usage.prompt_tokens if usage else None)
+        else:
+            answer = _decode_completion(raw)
+            reasons = [choice.finish_reason for choice in answer.choices if choice.finish_reason]
+            first = answer.choices[0] if answer.choices else None
+            text = (first.message.content if first.message else first.text) if first else None
+            invocation.on_response(answer.id, answer.model, reasons, answer.usage, text)
+    except msgspec.MsgspecError:
+        pass  # relayed as it came; telemetry just learns less
+
+
+def _decode_answer(raw: bytes) -> ChatCompletionChunk:
+    try:
+        completion = _decode_completion(raw)
+    except msgspec.MsgspecError:
+        raise UpstreamProtocolError("mistral.rs sent a malformed answer") from None
+    if not completion.choices:  # valid JSON that answers nothing: an answer lost, not an empty one
+        raise UpstreamProtocolError("mistral.rs sent an answer without choices")
+    return completion.as_chunk()
+
+
+def _chunk_or_none(payload: bytes) -> ChatCompletionChunk | None:
+    try:
+        return _decode_chunk(payload)
+    except msgspec.MsgspecError:
+        return None
+
+
+def _raise_for_state(entry: Entry, status: str, error: str | None) -> None:
+    if status == "not_found":
+        raise ModelNotFound(entry.name)
+    if status == "internal_error":
+        raise UpstreamError(f"mistral.rs could not manage model '{entry.name}': {error or 'unknown error'}")
+
+
+def _done_reply(kind: Kind, model: str, reason: str) -> Reply:
+    created_at = rfc3339_utc()
+    if kind == "generate":
+        return GenerateResponse(model=model, created_at=created_at, response="", done=True, done_reason=reason)
+    message = AssistantMessage(role="assistant", content="")
+    return ChatResponse(model=model, created_at=created_at, message=message, done=True, done_reason=reason)
+
+
+async def _closing(run: Run, lines: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    try:
+        async for line in lines:
+            yield line
+    except BaseException as exc:  # the client left (GeneratorExit) or the task was cancelled
+        await run.close(exc)
+        raise
+    await run.close(None)
+
+
+async def _prepend(first: T, rest: AsyncIterator[T]) -> AsyncIterator[T]:
+    yield first
+    async for item in rest:
+        yield item

@@ -1,0 +1,94 @@
+"""The application factory: the route table, the middleware stack, error rendering and the upstream's lifetime."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+
+from app.drain import Drain
+from app.generation import Generations
+from app.http.auth import AuthMiddleware
+from app.http.body_limit import BodyLimitMiddleware
+from app.http.errors import EXCEPTION_HANDLERS
+from app.limiter import Limiter
+from app.models import ModelCatalog
+from app.routes import ROUTES
+from app.settings import Settings
+from app.upstream import Upstream, make_upstream
+from app.upstream.watch import watch_upstream
+from otel.semconv import UPSTREAM
+from otel.telemetry import Telemetry, disabled
+
+__all__ = ["create_app"]
+
+
+def _server(url: str | None) -> tuple[str, int | None]:
+    """``server.address`` and ``server.port`` of the GenAI spans: mistral.rs's, or none in-process."""
+    if not url:
+        return "", None
+    parsed = httpx.URL(url)
+    return parsed.host, parsed.port
+
+
+def _cors(settings: Settings) -> list[Middleware]:
+    if not settings.cors_allowed_origins:
+        return []
+    methods = ["GET", "HEAD", "POST", "DELETE", "OPTIONS"]
+    return [Middleware(CORSMiddleware, allow_origins=list(settings.cors_allowed_origins), allow_methods=methods,
+                       allow_headers=["*"])]  # fmt: skip
+
+
+def create_app(
+    settings: Settings,
+    *,
+    telemetry: Telemetry | None = None,
+    upstream: Upstream | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+    owns_telemetry: bool = False,
+) -> Starlette:
+    """Build the proxy. ``upstream`` replaces the one ``make_upstream`` would build; ``transport`` swaps only
+    httpx's transport to a mistral.rs server.
+
+    With ``owns_telemetry`` the app flushes and shuts the telemetry down when it stops.
+    """
+    telemetry = telemetry or disabled()
+    drain = Drain()
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        client = upstream or make_upstream(settings, telemetry, transport=transport)
+        catalog = ModelCatalog(client, settings.model_aliases, settings.model_cache_ttl)
+        limiter = Limiter(settings.max_concurrent, settings.max_queue, settings.queue_timeout)
+        observer = telemetry.observer(*_server(settings.mistral_url))
+        app.state.generations = Generations(settings, client, catalog, observer, limiter, drain)
+        label = {UPSTREAM: settings.mistral_url or "embedded"}
+        report = lambda up: telemetry.metrics.upstream_up.set(1 if up else 0, label)  # noqa: E731
+        health = asyncio.create_task(watch_upstream(client.health, report, settings.health_interval))
+        try:
+            yield
+        finally:
+            health.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await health
+            await client.aclose()
+            if owns_telemetry:
+                telemetry.shutdown()
+
+    routes = [*ROUTES, *telemetry.routes()]
+    middleware = [
+        *telemetry.middleware(routes, access_log=settings.access_log),
+        *_cors(settings),
+        *([Middleware(AuthMiddleware, api_keys=settings.api_keys, metrics_token=settings.metrics_token)]
+          if settings.api_keys or settings.metrics_token else []),
+        Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes, read_timeout=settings.body_read_timeout),
+    ]  # fmt: skip
+    app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan, exception_handlers=EXCEPTION_HANDLERS)
+    app.state.drain = drain
+    return app

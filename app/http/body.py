@@ -1,0 +1,62 @@
+"""Request bodies: decoded and validated in one msgspec pass, then bounded; every failure is a clear 4xx."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Hashable
+from functools import cache
+from typing import Any, TypeVar, cast
+
+import msgspec
+from starlette.requests import Request
+
+from app.errors import InvalidRequest, PayloadTooLarge
+
+__all__ = ["check_inputs", "parse_body"]
+
+T = TypeVar("T")
+# A \uD800-\uDBFF escape not followed by a \uDC00-\uDFFF one, or a \uDC00-\uDFFF escape without one before it.
+_LONE_SURROGATE = re.compile(
+    rb"\\u[dD][89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F][0-9a-fA-F]{2})"
+    rb"|(?<!\\u[dD][89abAB][0-9a-fA-F]{2})\\u[dD][c-fC-F][0-9a-fA-F]{2}"
+)
+
+
+@cache
+def _decoder(kind: Any) -> msgspec.json.Decoder[Any]:
+    return msgspec.json.Decoder(kind)
+
+
+async def parse_body(request: Request, kind: type[T]) -> T:
+    body = await request.body()
+    if not body.strip():
+        raise InvalidRequest("missing request body")
+    try:
+        decoded: T = _decoder(cast(Hashable, kind)).decode(body)
+    except msgspec.ValidationError as exc:
+        raise InvalidRequest(f"invalid request: {exc}") from None
+    except msgspec.DecodeError as exc:
+        raise InvalidRequest(f"invalid JSON: {_explained(exc, body)}") from None
+    except UnicodeDecodeError:
+        raise InvalidRequest("invalid JSON: the request body is not valid UTF-8") from None
+    except RecursionError:
+        raise InvalidRequest("invalid JSON: nested too deeply") from None
+    return decoded
+
+
+def _explained(exc: msgspec.DecodeError, body: bytes) -> str:
+    # msgspec reports an unpaired surrogate escape as truncated input, which sends people looking elsewhere.
+    if (lone := _LONE_SURROGATE.search(body)) is not None:
+        escape = lone.group().decode("ascii")
+        return f"{escape} is half of a UTF-16 surrogate pair, with no other half: not a character"
+    return str(exc)
+
+
+def check_inputs(messages: int, images: list[str], max_messages: int, max_image_bytes: int) -> None:
+    """Refuse conversations and images bigger than configured, before any work is done for them."""
+    if messages > max_messages:
+        raise InvalidRequest(f"too many messages: {messages} (the limit is {max_messages})")
+    for image in images:
+        size = len(image) * 3 // 4 - image[-2:].count("=")  # what the base64 decodes to
+        if size > max_image_bytes:
+            raise PayloadTooLarge(f"image too large: {size} bytes (the limit is {max_image_bytes})")

@@ -1,0 +1,37 @@
+"""The embedding routes' wire shapes: ``/api/embed`` and the legacy ``/api/embeddings``."""
+
+from __future__ import annotations
+
+from msgspec import UNSET, Struct, UnsetType
+
+from app.ollama.common import KeepAlive, Options
+
+__all__ = ["EmbedRequest", "EmbedResponse", "EmbeddingsRequest", "EmbeddingsResponse"]
+
+
+class EmbedRequest(Struct):
+    model: str = ""
+    input: str | list[str] | None = None
+    truncate: bool | None = None
+    dimensions: int | None = None
+    keep_alive: KeepAlive = None
+    options: Options | None = None
+
+
+class EmbeddingsRequest(Struct):
+    model: str = ""
+    prompt: str = ""
+    keep_alive: KeepAlive = None
+    options: Options | None = None
+
+
+class EmbedResponse(Struct, kw_only=True):
+    model: str
+    embeddings: list[list[float]]
+    total_duration: int | UnsetType = UNSET
+    load_duration: int | UnsetType = UNSET
+    prompt_eval_count: int | UnsetType = UNSET
+
+
+class EmbeddingsResponse(Struct):
+    embedding: list[float]

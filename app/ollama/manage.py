@@ -1,0 +1,78 @@
+"""Model listing, inspection and the model-management routes' wire shapes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from msgspec import Struct
+
+__all__ = [
+    "CopyRequest",
+    "Details",
+    "ListResponse",
+    "ModelRequest",
+    "ProcessModel",
+    "ProcessResponse",
+    "ShowResponse",
+    "TagModel",
+]
+
+
+class ModelRequest(Struct):
+    """Body of show, pull, push, delete: ``model`` (``name`` is the legacy spelling)."""
+
+    model: str = ""  # either may be empty when the other is set
+    name: str = ""
+    stream: bool | None = None
+    verbose: bool | None = None
+
+
+class CopyRequest(Struct):
+    source: str = ""
+    destination: str = ""
+
+
+class Details(Struct):
+    parent_model: str
+    format: str
+    family: str
+    families: list[str]
+    parameter_size: str
+    quantization_level: str
+
+
+class TagModel(Struct):
+    name: str
+    model: str
+    modified_at: str
+    size: int
+    digest: str
+    details: Details
+
+
+class ProcessModel(Struct):
+    name: str
+    model: str
+    size: int
+    digest: str
+    details: Details
+    expires_at: str
+    size_vram: int
+
+
+class ListResponse(Struct):
+    models: list[TagModel]
+
+
+class ProcessResponse(Struct):
+    models: list[ProcessModel]
+
+
+class ShowResponse(Struct):
+    modelfile: str
+    parameters: str
+    template: str
+    details: Details
+    model_info: dict[str, Any]
+    capabilities: list[str]
+    modified_at: str

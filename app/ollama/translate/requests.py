@@ -1,0 +1,68 @@
+"""Ollama ``/api/chat`` and ``/api/generate`` requests → mistral.rs request bodies.
+
+| Ollama                         | mistral.rs                                                         |
+|--------------------------------|--------------------------------------------------------------------|
+| `model` (name, alias)          | `model` (the id from `/v1/models`)                                 |
+| `messages[]`                   | `messages[]`; `images` → `image_url` parts                         |
+| `messages[].tool_calls`        | `tool_calls` with `arguments` as a JSON string, and an id           |
+| `messages[].tool_name`         | `tool_call_id` (of the matching call) + `name`                      |
+| generate `system` + `prompt`   | chat `messages` (system, user)                                     |
+| generate `raw` or `suffix`     | `/v1/completions` `prompt` (+ `suffix`), no chat template         |
+| `tools`                        | `tools`                                                            |
+| `format: "json"` / schema      | `response_format` `json_object` / `json_schema`                    |
+| `think: bool` / level          | `enable_thinking` / + `reasoning_effort`                           |
+| `options.num_predict` > 0      | `max_tokens`                                                       |
+| `options.repeat_penalty`       | `repetition_penalty`                                               |
+| `options.temperature, top_p, top_k, min_p, stop, presence_penalty, frequency_penalty, seed` | same names |
+| `stream` (default true)        | `stream`; a single answer's time is split by mistral.rs's prefill/decode ratio |
+
+Unknown and legacy options (`mirostat`, `tfs_z`, `num_ctx`, …) are ignored; `template` and `context` have no
+mistral.rs equivalent and are ignored.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from app.errors import InvalidRequest
+from app.ollama import ChatRequest, GenerateRequest
+from app.ollama.translate.messages import messages_to_openai, tools_to_openai, user_content
+from app.ollama.translate.options import format_to_openai, options_to_openai, think_to_openai
+from app.upstream import Route
+
+__all__ = ["chat_request_to_openai", "generate_request_to_openai"]
+
+
+def chat_request_to_openai(request: ChatRequest, model_id: str) -> dict[str, Any]:
+    return {
+        "model": model_id,
+        "messages": messages_to_openai(request.messages or []),
+        "stream": request.stream is not False,
+        **tools_to_openai(request.tools),
+        **format_to_openai(request.format),
+        **think_to_openai(request.think),
+        **options_to_openai(request.options),
+    }
+
+
+def generate_request_to_openai(request: GenerateRequest, model_id: str) -> tuple[Route, dict[str, Any]]:
+    common = {
+        "model": model_id,
+        "stream": request.stream is not False,
+        **format_to_openai(request.format),
+        **think_to_openai(request.think),
+        **options_to_openai(request.options),
+    }
+    if request.raw:
+        if request.system or request.template or request.context:
+            raise InvalidRequest("raw mode does not support template, system, or context")
+        if request.images:
+            raise InvalidRequest("raw mode does not support images")
+    if request.raw or request.suffix:
+        suffix = {"suffix": request.suffix} if request.suffix else {}
+        return "completion", {**common, "prompt": request.prompt or "", **suffix}
+    messages: list[dict[str, Any]] = []
+    if request.system:
+        messages.append({"role": "system", "content": request.system})
+    messages.append({"role": "user", "content": user_content(request.prompt or "", request.images)})
+    return "chat", {**common, "messages": messages}

@@ -1,0 +1,43 @@
+"""Liveness, readiness, the API version and the API's own description."""
+
+from __future__ import annotations
+
+import asyncio
+
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+
+from app.generation import generations_of
+from app.http.responses import json_response
+from app.routes.openapi import document
+
+__all__ = ["health", "openapi", "ready", "root", "version"]
+
+_READY_TIMEOUT = 3.0
+
+
+async def root(request: Request) -> Response:
+    return PlainTextResponse("Ollama is running")
+
+
+async def health(request: Request) -> Response:
+    return PlainTextResponse("OK")  # mistral.rs's liveness answer, for a proxy chained behind another
+
+
+async def ready(request: Request) -> Response:
+    """Readiness: can mistral.rs (or the in-process model) serve right now?"""
+    try:
+        async with asyncio.timeout(_READY_TIMEOUT):
+            up = await generations_of(request).upstream.health()
+    except Exception:  # unreachable, timed out or failing: all mean "not ready"
+        up = False
+    body = {"status": "ready" if up else "not ready", "upstream": "up" if up else "down"}
+    return json_response(body, 200 if up else 503)
+
+
+async def openapi(request: Request) -> Response:
+    return json_response(document())
+
+
+async def version(request: Request) -> Response:
+    return json_response({"version": generations_of(request).settings.ollama_version})

@@ -1,0 +1,184 @@
+"""mistral.rs run in-process through ``mistralrs``, behind the same interface as a mistral.rs server."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable
+from functools import partial
+from typing import Any, TypeVar
+
+import anyio
+import mistralrs
+import msgspec
+from opentelemetry import trace
+
+from app.errors import InvalidRequest, ModelNotFound, ProxyError, UpstreamError, UpstreamStatusError
+from app.limiter import Limiter
+from app.upstream.base import OPERATIONS, ModelAction, PayloadStream, Route
+from app.upstream.embedded.bridge import EngineStream
+from app.upstream.embedded.convert import (
+    chat_request,
+    chat_response,
+    chunk_payload,
+    completion_payload,
+    completion_request,
+    embedding_request,
+)
+from app.upstream.embedded.spec import ModelSpec, ModelUnavailable
+from app.upstream.timeouts import StreamTimeouts
+from app.upstream.wire import ModelCard, ModelState
+
+__all__ = ["EmbeddedUpstream", "engine_error"]
+
+T = TypeVar("T")
+_decode_object = msgspec.json.Decoder(dict[str, Any]).decode
+_encode = msgspec.json.Encoder().encode
+_NO_STALLS = StreamTimeouts(first_byte=300.0, idle=300.0)
+
+
+def engine_error(exc: BaseException) -> ProxyError:
+    """What the client hears when the engine refuses or fails."""
+    if isinstance(exc, ProxyError):
+        return exc
+    message = str(exc).strip() or type(exc).__name__
+    if "incompatible for this model's category" in message:
+        return InvalidRequest("this model does not support embeddings")
+    if isinstance(exc, ValueError | OverflowError) and "not contiguous" not in message:
+        return UpstreamStatusError(message, status_code=400, upstream_status=400)
+    if not isinstance(exc, Exception):
+        return UpstreamError(f"mistral.rs engine panicked: {message}")
+    return UpstreamError(f"mistral.rs engine error: {message}")
+
+
+class EmbeddedUpstream:
+    """One model in a ``mistralrs.Runner``. Every Runner call holds one lock (the Runner is not thread-safe)."""
+
+    def __init__(
+        self,
+        spec: ModelSpec,
+        *,
+        concurrency: int | None = None,
+        max_queue: int = 64,
+        timeouts: StreamTimeouts = _NO_STALLS,
+        tracer_provider: trace.TracerProvider | None = None,
+    ) -> None:
+        self.spec, self._timeouts = spec, timeouts
+        self._tracer = (tracer_provider or trace.get_tracer_provider()).get_tracer("mistral-ollama-proxy.engine")
+        # mistralrs 0.9.5 fails GGUF sequences of equal length prefilled together on CPU: serialise them.
+        # A request queued for a slot has no byte yet: the first-byte timeout bounds its wait.
+        self._slots = Limiter(concurrency or (1 if spec.kind == "gguf" else 8), max_queue, timeouts.first_byte)
+        self.active_streams = 0  # engine streams whose producer thread has not finished
+        self._runner: Any = None
+        self._lock = threading.Lock()
+        self._created = int(time.time())
+        self.load_seconds = 0.0  # how long the last load took
+
+    def load(self) -> None:
+        """Build the Runner (blocking): this is the model load."""
+        which: Any
+        if self.spec.kind == "gguf":
+            which = mistralrs.Which.GGUF(quantized_model_id=self.spec.location, quantized_filename=self.spec.filename)
+        else:
+            which = mistralrs.Which.Plain(model_id=self.spec.location)
+        started = time.perf_counter()
+        try:
+            self._runner = mistralrs.Runner(which=which)
+        except BaseException as exc:
+            if isinstance(exc, KeyboardInterrupt | SystemExit):
+                raise
+            raise ModelUnavailable(f"mistral.rs could not load {self.spec.name}: {exc}") from None
+        self.load_seconds = time.perf_counter() - started
+
+    @property
+    def loaded(self) -> bool:
+        return self._runner is not None
+
+    async def list_models(self) -> list[ModelCard]:
+        status = "loaded" if self.loaded else "unloaded"
+        return [ModelCard(id=self.spec.name, created=self._created, status=status)]
+
+    async def manage_model(self, action: ModelAction, model_id: str) -> ModelState:
+        if model_id not in (self.spec.name, "default"):
+            return ModelState(model_id=model_id, status="not_found")
+        if action == "unload":
+            self._runner = None  # in-flight streams keep the engine alive until they end
+        elif action == "reload" and not self.loaded:
+            try:
+                await anyio.to_thread.run_sync(self.load)
+            except ModelUnavailable as exc:
+                return ModelState(model_id=model_id, status="internal_error", error=str(exc))
+        return ModelState(model_id=model_id, status="loaded" if self.loaded else "unloaded")
+
+    async def open_stream(self, route: Route, body: dict[str, Any], deadline: float | None = None) -> PayloadStream:
+        if route == "embeddings":
+            raise InvalidRequest("embeddings are not streamed")
+        runner = await self._runner_for(body)
+        build = chat_request if route == "chat" else completion_request
+        request = build(body, self.spec.name)
+        await self._slots.acquire()
+        self.active_streams += 1
+        span = self._tracer.start_span(f"mistralrs {OPERATIONS[route]}", kind=trace.SpanKind.INTERNAL)
+        loop = asyncio.get_running_loop()
+
+        def finished() -> None:
+            self.active_streams -= 1
+            self._slots.release()
+
+        def on_exit() -> None:  # in the producer thread, once the engine no longer works for this stream
+            span.end()
+            loop.call_soon_threadsafe(finished)
+
+        try:
+            encode: Callable[[Any], bytes]
+            if route == "chat":
+                chunks: Any = await self._call(runner.send_chat_completion_request, request)
+                encode = partial(chunk_payload, model=self.spec.name)
+            else:
+                chunks = iter([await self._call(runner.send_completion_request, request)])
+                encode = partial(completion_payload, model=self.spec.name)
+            return EngineStream(chunks, encode, engine_error, on_exit, self._timeouts, deadline)
+        except BaseException:
+            on_exit()
+            raise
+
+    async def post(self, route: Route, body: dict[str, Any]) -> bytes:
+        if route == "embeddings":
+            runner = await self._runner_for(body)
+            vectors = await self._call(runner.send_embedding_request, embedding_request(body))
+            data = [{"object": "embedding", "embedding": vector, "index": i} for i, vector in enumerate(vectors)]
+            usage = {"prompt_tokens": 0, "total_tokens": 0}  # the engine does not report them for embeddings
+            return _encode({"object": "list", "data": data, "model": body.get("model"), "usage": usage})
+        stream = await self.open_stream(route, body)
+        payloads = [payload async for burst in stream for payload in burst]
+        if route == "completion":
+            return payloads[0]
+        return chat_response([_decode_object(payload) for payload in payloads], self.spec.name)
+
+    async def health(self) -> bool:
+        return self.loaded
+
+    async def aclose(self) -> None:
+        self._runner = None
+
+    async def _runner_for(self, body: dict[str, Any]) -> Any:
+        if body.get("model", "default") not in (self.spec.name, "default"):
+            raise ModelNotFound(str(body.get("model")))
+        if self._runner is None:  # like mistral.rs, a request to an unloaded model loads it
+            state = await self.manage_model("reload", self.spec.name)
+            if state.error:
+                raise UpstreamError(state.error)
+        return self._runner
+
+    async def _call(self, call: Callable[[Any], T], request: Any) -> T:
+        def locked() -> T:
+            with self._lock:
+                return call(request)
+
+        try:
+            return await anyio.to_thread.run_sync(locked)
+        except BaseException as exc:
+            if isinstance(exc, KeyboardInterrupt | SystemExit | asyncio.CancelledError):
+                raise
+            raise engine_error(exc) from None

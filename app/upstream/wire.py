@@ -1,0 +1,121 @@
+"""mistral.rs (OpenAI-compatible) wire shapes, declaring only the fields the proxy reads.
+
+Decoding uses msgspec: one validating pass per streamed chunk, unknown fields ignored.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+__all__ = [
+    "ROLES",
+    "ChatCompletionChunk",
+    "ChunkChoice",
+    "Completion",
+    "CompletionChoice",
+    "Delta",
+    "EmbeddingResponse",
+    "FunctionCall",
+    "ModelCard",
+    "ModelList",
+    "ModelState",
+    "ToolCallDelta",
+    "Usage",
+]
+
+
+# The chat roles mistral.rs (and OpenAI) accept; Ollama's are the same four.
+ROLES = frozenset({"system", "user", "assistant", "tool"})
+
+
+class FunctionCall(msgspec.Struct):
+    name: str | None = None
+    arguments: str | None = None
+
+
+class ToolCallDelta(msgspec.Struct):
+    index: int = 0
+    id: str | None = None
+    function: FunctionCall | None = None
+
+
+class Delta(msgspec.Struct):
+    content: str | None = None
+    reasoning_content: str | None = None
+    tool_calls: list[ToolCallDelta] | None = None
+
+
+class Usage(msgspec.Struct):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+    # Engine step times, accumulated in whole milliseconds: only their ratio is used.
+    total_prompt_time_sec: float = 0.0
+    total_completion_time_sec: float = 0.0
+
+
+class ChunkChoice(msgspec.Struct):
+    index: int = 0
+    delta: Delta | None = None  # chat completions
+    text: str | None = None  # text completions
+    finish_reason: str | None = None
+
+
+class ChatCompletionChunk(msgspec.Struct):
+    """A streamed chat or text completion chunk (``choices[].delta`` or ``choices[].text``)."""
+
+    id: str = ""
+    model: str = ""
+    choices: list[ChunkChoice] = msgspec.field(default_factory=list)
+    usage: Usage | None = None
+
+
+class CompletionChoice(msgspec.Struct):
+    index: int = 0
+    message: Delta | None = None  # chat completions
+    text: str | None = None  # text completions
+    finish_reason: str | None = None
+
+
+class Completion(msgspec.Struct):
+    """A non-streamed chat or text completion."""
+
+    id: str = ""
+    model: str = ""
+    choices: list[CompletionChoice] = msgspec.field(default_factory=list)
+    usage: Usage | None = None
+
+    def as_chunk(self) -> ChatCompletionChunk:
+        """The whole answer as one stream chunk, so that one translator serves both."""
+        choices = [ChunkChoice(c.index, c.message, c.text, c.finish_reason) for c in self.choices]
+        return ChatCompletionChunk(self.id, self.model, choices, self.usage)
+
+
+class ModelCard(msgspec.Struct):
+    id: str
+    created: int = 0
+    status: str | None = None
+
+
+class ModelList(msgspec.Struct):
+    data: list[ModelCard]
+
+
+class ModelState(msgspec.Struct):
+    model_id: str
+    status: str
+    error: str | None = None
+
+
+class _Embedding(msgspec.Struct):
+    embedding: list[float]
+    index: int = 0
+
+
+class _EmbeddingUsage(msgspec.Struct):
+    prompt_tokens: int = 0
+
+
+class EmbeddingResponse(msgspec.Struct):
+    data: list[_Embedding]
+    usage: _EmbeddingUsage | None = None

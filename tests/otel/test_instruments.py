@@ -1,0 +1,70 @@
+"""The instruments' one specification: what it builds is what Prometheus scrapes, and the README lists it all."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from app.commands.check import REQUIRED_SERIES
+from otel.metrics import INSTRUMENTS, Instrument, ProxyMetrics
+from otel.setup import configure
+
+README = Path(__file__).parents[2] / "README.md"
+_RECORD = {"counter": "add", "up_down_counter": "add", "histogram": "record", "gauge": "set"}
+
+
+def _sample_names() -> set[str]:
+    telemetry = configure("test", environ={})
+    try:
+        metrics = telemetry.metrics
+        for spec in INSTRUMENTS:
+            getattr(getattr(metrics, spec.attribute), _RECORD[spec.kind])(1)
+        assert telemetry.registry is not None
+        text = generate_latest(telemetry.registry).decode()
+    finally:
+        telemetry.shutdown()
+    return {sample.name for family in text_string_to_metric_families(text) for sample in family.samples}
+
+
+def test_each_specification_is_one_attribute_of_the_kind_it_says() -> None:
+    telemetry = configure("test", environ={})
+    metrics = telemetry.metrics
+    assert [spec.attribute for spec in INSTRUMENTS] == [
+        "http_requests", "http_request_duration", "active_requests", "generate_duration", "generate_tokens",
+        "streaming_chunks", "model_load_duration", "upstream_up", "token_usage", "operation_duration",
+        "time_to_first_token", "time_per_output_token",
+    ]  # fmt: skip
+    kinds = {"counter": "Counter", "up_down_counter": "UpDownCounter", "histogram": "Histogram", "gauge": "Gauge"}
+    for spec in INSTRUMENTS:
+        built = getattr(metrics, spec.attribute)
+        assert (built.name, built.unit, type(built).__name__.lstrip("_")) == (spec.name, spec.unit, kinds[spec.kind])
+    assert isinstance(ProxyMetrics.http_requests, Instrument)  # on the class, the specification itself
+    telemetry.shutdown()
+
+
+def test_the_series_names_are_the_exporters() -> None:
+    samples = _sample_names()
+    for spec in INSTRUMENTS:
+        expected = spec.series + ("_bucket" if spec.kind == "histogram" else "")
+        assert expected in samples, (spec.name, sorted(samples))
+    assert {spec.series for spec in INSTRUMENTS} == {
+        "mistral_http_requests_total", "mistral_http_request_duration_seconds", "mistral_active_requests",
+        "mistral_generate_duration_seconds", "mistral_generate_tokens_total", "mistral_streaming_chunks_total",
+        "mistral_model_load_duration_seconds", "mistral_upstream_up", "gen_ai_client_token_usage",
+        "gen_ai_client_operation_duration_seconds", "gen_ai_server_time_to_first_token_seconds",
+        "gen_ai_server_time_per_output_token_seconds",
+    }  # fmt: skip
+
+
+def test_the_readme_table_lists_every_series_and_nothing_else() -> None:
+    section = README.read_text().split("### Metrics", 1)[1].split("\n\n", 2)[1]
+    listed = re.findall(r"^\| `(\w+)` \|", section, flags=re.MULTILINE)
+    assert listed == [spec.series for spec in INSTRUMENTS] + ["target_info"]
+
+
+def test_the_monitoring_check_requires_what_its_traffic_makes() -> None:
+    assert REQUIRED_SERIES == tuple(spec.series for spec in INSTRUMENTS if spec.checked)
+    assert "mistral_model_load_duration_seconds" not in REQUIRED_SERIES  # no load happens during the check
