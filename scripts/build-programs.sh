@@ -2,8 +2,9 @@
 # Build the programs the proxy lives with, pinned in monitoring/versions.env, once per version, into a cache:
 #   the OpenTelemetry Collector (OCB, monitoring/collector/builder.yaml), Jaeger v2, Prometheus 3 with promtool,
 #   Alertmanager, and the ollama CLI.
-# Usage: scripts/build-programs.sh [otelcol|jaeger|prometheus|alertmanager|ollama|ollama-server ...]
-#   (default: all but ollama-server, a real Ollama to compare the proxy with, which no test uses yet)
+# Usage: scripts/build-programs.sh [otelcol|jaeger|prometheus|alertmanager|ollama|ollama-server|mistralrs ...]
+#   (default: all but ollama-server, a real Ollama to compare the proxy with, and mistralrs, the mistral.rs
+#   server from crates.io, whose first build is long)
 # Prints the cache's bin directory last. A second run finds every binary and builds nothing.
 # Cache: $MOP_PROGRAMS_CACHE, default ${XDG_CACHE_HOME:-~/.cache}/mistral-ollama-proxy/programs.
 set -euo pipefail
@@ -120,6 +121,21 @@ build_ollama-server() {
     timed ollama-server go install -ldflags "-X github.com/ollama/ollama/version.Version=$v" "github.com/ollama/ollama@v$v"
   mv "$dir/src/bin/ollama" "$dir/ollama-server" && rm -rf "$dir/src"
   finish "$dir" ollama-server
+}
+
+build_mistralrs() {
+  local v=$MISTRALRS_SERVER_VERSION dir="$cache/mistralrs-$MISTRALRS_SERVER_VERSION"
+  built mistralrs "$dir" mistralrs && { finish "$dir" mistralrs; return; }
+  command -v cargo >/dev/null || { say "mistralrs: cargo is missing (rustup, or Debian's cargo)"; return 1; }
+  rm -rf "$dir"; mkdir -p "$dir"
+  # The crate's own Cargo.lock (--locked) and no features: CPU only, no accelerator. Release profile as published
+  # (opt-level 3, 16 codegen units, no LTO), minus debug info; the target folder is kept in the cache so that an
+  # interrupted first build resumes where it stopped.
+  say "mistralrs: cargo install mistralrs-cli@$v, CPU only (first build: tens of minutes; cargo prints each crate)"
+  CARGO_PROFILE_RELEASE_DEBUG=false CARGO_TARGET_DIR="$cache/.cargo-target-mistralrs-$v" \
+    timed mistralrs cargo install --locked --root "$dir/root" "mistralrs-cli@$v"
+  mv "$dir/root/bin/mistralrs" "$dir/mistralrs" && rm -rf "$dir/root" "$cache/.cargo-target-mistralrs-$v"
+  finish "$dir" mistralrs
 }
 
 programs=("$@")
