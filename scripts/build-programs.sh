@@ -3,8 +3,7 @@
 #   the OpenTelemetry Collector (OCB, monitoring/collector/builder.yaml), Jaeger v2, Prometheus 3 with promtool,
 #   Alertmanager, and the ollama CLI.
 # Usage: scripts/build-programs.sh [otelcol|jaeger|prometheus|alertmanager|ollama|ollama-server|mistralrs ...]
-#   (default: all but ollama-server, a real Ollama to compare the proxy with, and mistralrs, the mistral.rs
-#   server from crates.io, whose first build is long)
+#   (default: all but mistralrs, the mistral.rs server from crates.io, whose first build is too long for CI)
 # Prints the cache's bin directory last. A second run finds every binary and builds nothing.
 # Cache: $MOP_PROGRAMS_CACHE, default ${XDG_CACHE_HOME:-~/.cache}/mistral-ollama-proxy/programs.
 set -euo pipefail
@@ -139,6 +138,6 @@ build_mistralrs() {
 }
 
 programs=("$@")
-[[ ${#programs[@]} -gt 0 ]] || programs=(otelcol jaeger prometheus alertmanager ollama)
+[[ ${#programs[@]} -gt 0 ]] || programs=(otelcol jaeger prometheus alertmanager ollama ollama-server)
 for p in "${programs[@]}"; do "build_$p"; done
 echo "$cache/bin"

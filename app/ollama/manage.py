@@ -48,6 +48,7 @@ class TagModel(Struct):
     size: int
     digest: str
     details: Details
+    capabilities: list[str]  # since Ollama 0.33
 
 
 class ProcessModel(Struct):

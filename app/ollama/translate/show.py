@@ -72,6 +72,7 @@ def tag_model(entry: Entry) -> TagModel:
         size=0,
         digest=digest(entry.id),
         details=details(entry.id),
+        capabilities=capabilities(entry.id),
     )
 
 

@@ -41,8 +41,15 @@ def _messages(messages: Any) -> list[dict[str, Any]]:
             content = ""
         if not isinstance(content, str | list):
             raise InvalidRequest("message content must be a string or a list of parts")
-        checked.append({**message, "content": content})
+        checked.append({**message, "content": content if isinstance(content, str) else _text_of(content)})
     return checked
+
+
+def _text_of(parts: list[Any]) -> str:
+    """The engine runs text models only, whose templates want a string: the text parts, joined; images are
+    dropped, as Ollama drops them for a model without vision."""
+    texts = [part.get("text") for part in parts if isinstance(part, dict) and part.get("type") == "text"]
+    return "\n".join(text for text in texts if isinstance(text, str))
 
 
 def _sampling(body: dict[str, Any]) -> dict[str, Any]:

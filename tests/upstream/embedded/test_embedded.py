@@ -36,6 +36,20 @@ def test_chat_generates_exactly_the_tokens_asked_for(client: ollama.Client) -> N
     assert reply.prompt_eval_count is not None and reply.prompt_eval_count > 0
 
 
+def test_images_and_content_parts_reach_a_text_model_as_text(client: ollama.Client, http: httpx.Client) -> None:
+    pixel = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="
+    reply = client.chat(model="tiny", messages=[{"role": "user", "content": "What is this?", "images": [pixel]}],
+                        options={"num_predict": 2})  # fmt: skip
+    assert (reply.done_reason, reply.eval_count) == ("length", 2)  # the image dropped, as Ollama does
+    parts = [
+        {"type": "text", "text": "What is this?"},
+        {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{pixel}"}},
+    ]
+    answer = http.post("/v1/chat/completions", json={"model": "tiny", "max_tokens": 2,
+                                                     "messages": [{"role": "user", "content": parts}]})  # fmt: skip
+    assert answer.status_code == 200 and answer.json()["usage"]["completion_tokens"] == 2
+
+
 def test_streamed_chat_and_generate(client: ollama.Client) -> None:
     parts = list(client.chat(model="tiny", messages=HI, stream=True, options={"num_predict": 6}))
     assert parts[-1].done is True and parts[-1].eval_count == 6
