@@ -195,10 +195,12 @@ class Generations:
         stream: bool,
         unload_after: bool,
         clock: Clock,
+        conversation: list[dict[str, Any]] | None = None,
     ) -> Response:
         """An Ollama chat or generate, in NDJSON lines as tokens arrive, or as one JSON answer."""
         run = self.run(route=route, entry=entry, body=body, clock=clock)
-        translation = OllamaStream(requested, kind, clock)  # ``requested``: the name as the client sent it
+        # ``requested``: the name as the client sent it; ``conversation``: what a generate's ``context`` carries.
+        translation = OllamaStream(requested, kind, clock, conversation)
         after = BackgroundTask(self.unload, entry) if unload_after else None
         if stream:
 

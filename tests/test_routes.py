@@ -318,6 +318,36 @@ def test_images_become_image_parts(http: httpx.Client, emulator: Emulator) -> No
     ]
 
 
+@pytest.mark.parametrize("stream", [False, True])
+def test_generate_context_continues_the_conversation(http: httpx.Client, emulator: Emulator, stream: bool) -> None:
+    emulator.script(Reply(content="Paris."), Reply(content="About 2 million."))
+    first = http.post("/api/generate", json={"model": "mistral", "prompt": "Capital of France?", "stream": stream})
+    context = json.loads(first.text.splitlines()[-1])["context"]
+    second = http.post("/api/generate", json={"model": "mistral", "prompt": "Its population?", "context": context,
+                                              "system": "Be brief.", "stream": False})  # fmt: skip
+    assert emulator.requests[-1].body["messages"] == [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Capital of France?"},
+        {"role": "assistant", "content": "Paris."},
+        {"role": "user", "content": "Its population?"},
+    ]
+    assert second.json()["response"] == "About 2 million."
+    third = http.post("/api/generate", json={"model": "mistral", "prompt": "More?", "context": second.json()["context"],
+                                             "stream": False, "options": {"num_predict": 1}})  # fmt: skip
+    assert [m["content"] for m in emulator.requests[-1].body["messages"]] == [
+        "Capital of France?", "Paris.", "Its population?", "About 2 million.", "More?"]  # fmt: skip
+    assert third.status_code == 200
+
+
+def test_raw_generate_returns_no_context_and_a_foreign_context_is_refused(http: httpx.Client) -> None:
+    raw = http.post("/api/generate", json={"model": "mistral", "prompt": "x", "raw": True, "stream": False})
+    assert "context" not in raw.json()
+    foreign = http.post("/api/generate", json={"model": "mistral", "prompt": "x", "context": [128000, 9707]})
+    assert foreign.status_code == 400
+    assert foreign.json() == {"error": "context was not returned by this server: send the earlier turns as "
+                                       "/api/chat messages"}  # fmt: skip
+
+
 def test_format_json_and_think_levels(http: httpx.Client, emulator: Emulator) -> None:
     body = {"model": "mistral", "prompt": "x", "stream": False, "format": "json", "think": "max"}
     http.post("/api/generate", json=body)

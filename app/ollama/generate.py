@@ -41,3 +41,4 @@ class GenerateResponse(Struct):
     prompt_eval_duration: int | UnsetType = UNSET
     eval_count: int | UnsetType = UNSET
     eval_duration: int | UnsetType = UNSET
+    context: list[int] | UnsetType = UNSET  # the final object of a templated (not raw) generate

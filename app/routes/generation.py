@@ -21,7 +21,11 @@ from app.ollama import (
     GenerateRequest,
 )
 from app.ollama.translate.options import keep_alive_seconds
-from app.ollama.translate.requests import chat_request_to_openai, generate_request_to_openai
+from app.ollama.translate.requests import (
+    chat_request_to_openai,
+    generate_conversation,
+    generate_request_to_openai,
+)
 from app.upstream.wire import EmbeddingResponse
 from otel.genai import Clock
 
@@ -65,7 +69,7 @@ async def generate(request: Request) -> Response:
     route, upstream_body = generate_request_to_openai(body, entry.id)
     return await generations.ollama(
         request, kind="generate", route=route, entry=entry, body=upstream_body, requested=body.model,
-        stream=body.stream is not False, unload_after=unload, clock=clock,
+        stream=body.stream is not False, unload_after=unload, clock=clock, conversation=generate_conversation(body),
     )  # fmt: skip
 
 

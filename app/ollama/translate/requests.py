@@ -14,6 +14,7 @@
 | `options.num_predict` > 0      | `max_tokens`                                                       |
 | `options.repeat_penalty`       | `repetition_penalty`                                               |
 | `options.temperature, top_p, top_k, min_p, stop, presence_penalty, frequency_penalty, seed` | same names |
+| `context` (from an earlier answer) | the earlier turns, as `messages` (see `context.py`) |
 | `stream` (default true)        | `stream`; a single answer's time is split by mistral.rs's prefill/decode ratio |
 
 Unknown and legacy options (`mirostat`, `tfs_z`, `num_ctx`, …) are ignored; `template` and `context` have no
@@ -26,11 +27,12 @@ from typing import Any
 
 from app.errors import InvalidRequest
 from app.ollama import ChatRequest, GenerateRequest
+from app.ollama.translate.context import context_messages
 from app.ollama.translate.messages import messages_to_openai, tools_to_openai, user_content
 from app.ollama.translate.options import format_to_openai, options_to_openai, think_to_openai
 from app.upstream import Route
 
-__all__ = ["chat_request_to_openai", "generate_request_to_openai"]
+__all__ = ["chat_request_to_openai", "generate_conversation", "generate_request_to_openai"]
 
 
 def chat_request_to_openai(request: ChatRequest, model_id: str) -> dict[str, Any]:
@@ -64,5 +66,14 @@ def generate_request_to_openai(request: GenerateRequest, model_id: str) -> tuple
     messages: list[dict[str, Any]] = []
     if request.system:
         messages.append({"role": "system", "content": request.system})
+    messages += context_messages(request.context) if request.context else []
     messages.append({"role": "user", "content": user_content(request.prompt or "", request.images)})
     return "chat", {**common, "messages": messages}
+
+
+def generate_conversation(request: GenerateRequest) -> list[dict[str, Any]] | None:
+    """The turns a templated generate's ``context`` will carry (none in raw mode, as Ollama)."""
+    if request.raw or request.suffix:
+        return None
+    earlier = context_messages(request.context) if request.context else []
+    return [*earlier, {"role": "user", "content": request.prompt or ""}]

@@ -23,9 +23,11 @@ from functools import lru_cache
 from typing import Any, Literal
 
 import msgspec
+from msgspec import UNSET
 
 from app.errors import UpstreamProtocolError
 from app.ollama import AssistantMessage, ChatResponse, FunctionCallOut, GenerateResponse, ToolCallOut
+from app.ollama.translate import context
 from app.upstream.wire import ChatCompletionChunk, ToolCallDelta, Usage
 from otel.genai import Clock
 
@@ -95,8 +97,11 @@ def _tool_call(index: int, call_id: str, name: str, arguments: str) -> ToolCallO
 class OllamaStream:
     """The translation state of one generation; ``usage`` and ``finish_reason`` stay readable afterwards."""
 
-    def __init__(self, model: str, kind: Kind, clock: Clock) -> None:
+    def __init__(self, model: str, kind: Kind, clock: Clock, conversation: list[dict[str, Any]] | None = None) -> None:
         self.model, self.kind, self.clock = model, kind, clock
+        # A generate's turns so far: its final object carries them, and this answer, as ``context``.
+        self._conversation = conversation
+        self._answer: list[str] = []
         self.usage: Usage | None = None
         self.finish_reason: str | None = None
         self.text_chunks = 0
@@ -114,6 +119,8 @@ class OllamaStream:
         if delta is not None and delta.tool_calls and self.kind == "chat":
             self._tools.add(delta.tool_calls)
         replies = [self._reply(text or "", thinking)] if text or thinking else []
+        if text and self._conversation is not None:
+            self._answer.append(text)
         if choice.finish_reason is not None:
             self.finish_reason = choice.finish_reason
             if tool_calls := self._tools.flush():
@@ -132,8 +139,8 @@ class OllamaStream:
         share = usage.total_prompt_time_sec / engine if usage and engine > 0 else 1.0
         clock.first, clock.last = clock.upstream + int(spent * share), received
         final = replies[-1]
-        final.prompt_eval_duration = clock.first - clock.upstream
-        final.eval_duration = clock.last - clock.first
+        final.prompt_eval_duration = clock.first - clock.upstream or UNSET
+        final.eval_duration = clock.last - clock.first or UNSET
         return _joined(replies)
 
     def finish(self) -> Reply:
@@ -161,13 +168,16 @@ class OllamaStream:
         reply.done_reason = "length" if self.finish_reason == "length" else "stop"
         reply.total_duration = now - clock.start
         reply.load_duration = clock.load or max(clock.upstream - clock.start, 0)
-        reply.prompt_eval_duration = (clock.first or now) - clock.upstream
-        reply.eval_duration = clock.last - clock.first if clock.first else 0
+        # Ollama leaves zero metrics out (Go's omitempty): one token has no eval_duration.
+        reply.prompt_eval_duration = (clock.first or now) - clock.upstream or UNSET
+        reply.eval_duration = (clock.last - clock.first if clock.first else 0) or UNSET
+        if self._conversation is not None and isinstance(reply, GenerateResponse):
+            reply.context = context.conversation_context(self._conversation, "".join(self._answer))
         if self.usage is not None:
-            reply.prompt_eval_count = self.usage.prompt_tokens
-            reply.eval_count = self.usage.completion_tokens
+            reply.prompt_eval_count = self.usage.prompt_tokens or UNSET
+            reply.eval_count = self.usage.completion_tokens or UNSET
         else:
-            reply.eval_count = self.text_chunks
+            reply.eval_count = self.text_chunks or UNSET
         return reply
 
 

@@ -29,11 +29,14 @@ def _chunk(content: str, finish: str | None = None, tool_calls: bytes = b"null")
 
 
 async def _bursts(payloads: list[bytes], kind: str = "chat", size: int = 1) -> list[list[dict[str, object]]]:
+    clock = Clock()
+
     async def source() -> AsyncIterator[list[bytes]]:
         for start in range(0, len(payloads), size):
+            clock.mark()  # what the GenAI observer does as tokens arrive
             yield payloads[start : start + size]
 
-    stream = OllamaStream("qwen3", kind, Clock())  # type: ignore[arg-type]
+    stream = OllamaStream("qwen3", kind, clock)  # type: ignore[arg-type]
     translated = to_ollama(decode_chunks(source()), stream)
     return [[msgspec.to_builtins(reply) for reply in replies] async for replies in translated]
 
