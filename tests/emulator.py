@@ -1,4 +1,9 @@
-"""An in-process emulator of the mistral.rs HTTP server (mistral.rs 0.9.x).
+"""An in-process emulator of the mistral.rs HTTP server.
+
+Written from the 0.9.x reference, and checked against the real server: tests/conformance/test_transcripts.py
+replays the answers recorded from mistral.rs 0.8.1 (the newest on crates.io) and the emulator matches each, except
+for `/metrics`, which 0.8.1 does not serve and 0.9 does (so does the emulator). Models of category "text" behave
+as that server's GGUF chat model; the default models serve every route.
 
 The bytes on the wire follow /work/shared/reference/mistralrs-server.md: field order is the Rust
 struct order, JSON is serde-compact, `Option` fields without `skip_serializing_if` are `null`,
@@ -49,6 +54,9 @@ KEEPALIVE = b":\n\n"
 MALFORMED = b"data: {not json\n\n"
 DONE = b"data: [DONE]\n\n"
 STALL_KEEPALIVE_INTERVAL = 0.1  # seconds between keep-alive comments while a `stall_keepalive` stream stalls
+_TEMPLATE_ERROR = (
+    "invalid operation: tried to use + operator on unsupported types string and sequence (in chat_template:4)"
+)
 _TOKEN_RE = re.compile(r"\s*\S+|\s+")
 # Python json error text -> serde_json error text (the offending character's column is kept).
 _SERDE_SYNTAX = (
@@ -120,6 +128,10 @@ class ModelEntry:
     id: str
     status: str = "loaded"  # "loaded" | "unloaded" | "reloading"
     load_delay: float = 0.0  # seconds spent in "reloading" when (re)loaded
+    # "text": a chat model as mistral.rs 0.8.1 serves a GGUF one (no embeddings; its template wants string
+    # content); "any": serves every route (the emulator's hypothetical default models).
+    category: str = "any"
+    context_length: int = 8192
 
 
 @dataclass
@@ -164,6 +176,10 @@ def _json(obj: Any, status: int = 200) -> Response:
 
 def _text(text: str, status: int = 200) -> Response:
     return Response(text, status_code=status, media_type="text/plain; charset=utf-8")
+
+
+def _too_long(entry: ModelEntry) -> str:
+    return f"Prompt sequence length is greater than {entry.context_length}, perhaps consider using `truncate_sequence`?"
 
 
 def _error(status: int, message: str) -> _Reject:
@@ -266,7 +282,7 @@ def _tool_calls(calls: list[tuple[str, str]]) -> list[dict[str, Any]]:
 
 
 def _plan(reply: Reply, prompt_tokens: int, max_tokens: int | None, *, chat: bool) -> _Plan:
-    budget = sys.maxsize if max_tokens is None else max(0, max_tokens)
+    budget = sys.maxsize if max_tokens is None else max(1, max_tokens)  # 0.8.1 makes one token for 0
     calls = _tool_calls(reply.tool_calls) if chat and reply.tool_calls else None
     reasoning = _tokens(reply.reasoning) if chat and reply.reasoning is not None else None
     content = [] if calls else _tokens(reply.content)
@@ -402,10 +418,40 @@ def _serde_kind(value: Any) -> str:
     return "sequence" if isinstance(value, list) else "unit value"
 
 
+# Typed request fields, as serde checks them (in the order they appear in the body).
+_F64 = ("temperature", "top_p", "min_p", "presence_penalty", "frequency_penalty", "repetition_penalty")
+_USIZE = ("max_tokens", "max_completion_tokens", "top_k", "n")
+
+
+def _field_problem(name: str, value: Any) -> str | None:
+    if value is None:
+        return None
+    if name in _F64 and (isinstance(value, bool) or not isinstance(value, int | float)):
+        return f"invalid type: {_serde_kind(value)}, expected f64"
+    if name in _USIZE:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return f"invalid value: {_serde_kind(value)}, expected usize" if value < 0 else None
+        return f"invalid type: {_serde_kind(value)}, expected usize"
+    return None
+
+
+def _value_end(raw: bytes, name: str) -> int:
+    """Where serde stops reading a top-level field's value: just after it."""
+    text = raw.decode("utf-8", "replace")
+    key = text.find(json.dumps(name))
+    start = text.index(":", key) + 1
+    start += len(text[start:]) - len(text[start:].lstrip())
+    _, end = json.JSONDecoder().raw_decode(text, start)
+    return len(text[:end].encode())
+
+
 def _shape_problem(raw: bytes, body: Any, struct_name: str, required: tuple[str, ...]) -> str | None:
     end = _where(raw, len(raw.rstrip()))
     if not isinstance(body, dict):
         return f"invalid type: {_serde_kind(body)}, expected struct {struct_name} at {end}"
+    for name, value in body.items():
+        if (problem := _field_problem(name, value)) is not None:
+            return f"{name}: {problem} at {_where(raw, _value_end(raw, name))}"
     missing = next((name for name in required if name not in body), None)
     return None if missing is None else f"missing field `{missing}` at {end}"
 
@@ -709,10 +755,20 @@ class Emulator:
     async def _chat(self, request: Request) -> ASGIApp:
         body = await _read_json(request, "ChatCompletionRequest", ("messages",))
         entry = await self._admit(body)
+        messages = body["messages"]
+        if (
+            entry.category == "text"
+            and isinstance(messages, list)
+            and any(isinstance(m, dict) and isinstance(m.get("content"), list) for m in messages)
+        ):  # a GGUF chat template (SmolLM2's) concatenates content as a string
+            raise _error(500, _TEMPLATE_ERROR)
+        prompt_tokens = _chat_prompt_tokens(messages)
+        if prompt_tokens > entry.context_length:
+            raise _Reject(_json({"message": _too_long(entry)}, 422))
         reply = self._replies.popleft() if self._replies else Reply()
         if reply.status is not None:
             return self._held(reply, self._status_reply(reply))
-        plan = _plan(reply, _chat_prompt_tokens(body["messages"]), _max_tokens(body), chat=True)
+        plan = _plan(reply, prompt_tokens, _max_tokens(body), chat=True)
         head = self._head(entry, plan)
         if body.get("stream") is True:
             payloads = _chat_payloads(head, plan, reply)
@@ -726,6 +782,8 @@ class Emulator:
             problem = f"prompt: invalid type: {_serde_kind(prompt)}, expected a string"
             raise _Reject(_text(f"Failed to deserialize the JSON body into the target type: {problem}", 422))
         entry = await self._admit(body)
+        if _words(prompt) > entry.context_length:
+            raise _Reject(_json({"message": _too_long(entry)}, 422))
         reply = self._replies.popleft() if self._replies else Reply()
         if reply.status is not None:
             return self._held(reply, self._status_reply(reply))
@@ -748,8 +806,6 @@ class Emulator:
 
     async def _admit(self, body: dict[str, Any]) -> ModelEntry:
         entry = self._resolve(body.get("model"))
-        if _max_tokens(body) == 0:
-            raise _error(500, "max_tokens must be at least 1.")
         if entry.status == "reloading":
             raise _error(500, f"model `{entry.id}` is being reloaded")
         if entry.status == "unloaded":
@@ -837,7 +893,8 @@ class Emulator:
 
     async def _embeddings(self, request: Request) -> Response:
         body = await _read_json(request, "EmbeddingRequest", ("input",))
-        await self._admit(body)
+        if (await self._admit(body)).category == "text":
+            raise _error(500, "Received a request incompatible for this model's category.")
         raw = body["input"]
         inputs = [raw] if isinstance(raw, str) else list(raw) if isinstance(raw, list) else [raw]
         texts = [x if isinstance(x, str) else json.dumps(x) for x in inputs]
@@ -869,7 +926,6 @@ class Emulator:
                 "object": "model",
                 "created": self.created,
                 "owned_by": "local",
-                "root": model_id,
             }
 
         data = [card("default")] + [{**card(m.id), "status": m.status} for m in self.models]

@@ -262,9 +262,23 @@ def test_unknown_model(client: httpx.Client) -> None:
     )
 
 
-def test_max_tokens_zero(client: httpx.Client) -> None:
+def test_max_tokens_zero_makes_one_token_as_mistralrs_0_8_1_does(client: httpx.Client) -> None:
     r = client.post("/v1/chat/completions", json={**HI, "max_tokens": 0})
-    assert (r.status_code, r.text) == (500, '{"message":"max_tokens must be at least 1."}')
+    assert r.status_code == 200
+    assert (r.json()["usage"]["completion_tokens"], r.json()["choices"][0]["finish_reason"]) == (1, "length")
+
+
+def test_typed_fields_are_checked_as_serde_does(client: httpx.Client) -> None:
+    r = client.post("/v1/chat/completions", content=b'{"messages": [], "temperature": "hot"}',
+                    headers={"content-type": "application/json"})  # fmt: skip
+    assert (r.status_code, r.text) == (
+        422,
+        "Failed to deserialize the JSON body into the target type: "
+        'temperature: invalid type: string "hot", expected f64 at line 1 column 37',
+    )
+    r = client.post("/v1/chat/completions", content=b'{"messages": [], "max_tokens": -1}',
+                    headers={"content-type": "application/json"})  # fmt: skip
+    assert r.text.endswith("max_tokens: invalid value: integer `-1`, expected usize at line 1 column 33")
 
 
 def test_malformed_json(client: httpx.Client) -> None:
@@ -406,7 +420,7 @@ def test_embeddings(client: httpx.Client) -> None:
 def test_models_list(client: httpx.Client, emulator: Emulator) -> None:
     r = client.get("/v1/models")
     c = emulator.created
-    card = '{{"id":"{0}","object":"model","created":' + str(c) + ',"owned_by":"local","root":"{0}"'
+    card = '{{"id":"{0}","object":"model","created":' + str(c) + ',"owned_by":"local"'
     assert r.text == (
         '{"object":"list","data":['
         + card.format("default")

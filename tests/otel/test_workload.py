@@ -32,7 +32,8 @@ def workload(proxy: Server, emulator: Emulator, metric_reader: InMemoryMetricRea
     with pytest.raises(ollama.ResponseError):
         client.chat(model="nope", messages=HI)
     with httpx.Client(base_url=proxy.url) as http:
-        body = {"model": "mistral", "messages": HI, "max_tokens": 0}
+        emulator.script(Reply(status=500, error_message="the engine failed"))
+        body = {"model": "mistral", "messages": HI}
         assert http.post("/v1/chat/completions", json=body).status_code == 502  # mistral.rs answers 500
         emulator.script(Reply(content="one two three", error_after=2))
         assert http.post("/api/chat", json={"model": "mistral", "messages": HI}).text.endswith('"}\n')

@@ -10,6 +10,7 @@ import httpx
 import msgspec
 
 from app.errors import (
+    InvalidRequest,
     ModelNotFound,
     PayloadTooLarge,
     ProxyError,
@@ -26,6 +27,11 @@ __all__ = ["map_upstream_errors", "status_error"]
 
 _NOT_AVAILABLE = re.compile(r"Requested model '(.*?)' is not available")
 _RELOADING = re.compile(r"is being reloaded")
+# mistral.rs answers 500 for two mistakes of the client's (seen from the 0.8.1 server): a route the model's kind
+# does not serve (embeddings from a chat model), and messages its chat template cannot render (images to a text
+# model): Ollama's 400, with its own words and mistral.rs's.
+_WRONG_CATEGORY = re.compile(r"incompatible for this model's category")
+_TEMPLATE = re.compile(r"\(in chat_template")
 
 
 class _JsonError(msgspec.Struct):
@@ -89,6 +95,10 @@ def status_error(status: int, body: bytes, headers: Mapping[str, str] | None = N
         busy.status_code = status if status in (429, 503) else 503
         busy.headers = {"Retry-After": (headers or {}).get("retry-after", "1")}
         return busy
+    if status == 500 and _WRONG_CATEGORY.search(message):
+        return InvalidRequest(f"this model does not support this kind of request (mistral.rs: {message})")
+    if status == 500 and _TEMPLATE.search(message):
+        return InvalidRequest(f"the model's chat template cannot render these messages (mistral.rs: {message})")
     if status == 413:
         return PayloadTooLarge(f"mistral.rs rejected the request: {message}")
     if status in (400, 404, 422):  # 422 (a prompt longer than the context) is Ollama's 400 for bad input

@@ -4,6 +4,7 @@ import httpx
 import pytest
 
 from app.errors import (
+    InvalidRequest,
     ModelNotFound,
     PayloadTooLarge,
     ProxyError,
@@ -26,6 +27,23 @@ NOT_AVAILABLE = (
     ("status", "body", "kind", "client_status", "message"),
     [
         (500, NOT_AVAILABLE, ModelNotFound, 404, "model 'llama3' not found"),
+        (
+            500,
+            b'{"message":"Received a request incompatible for this model\'s category."}',
+            InvalidRequest,
+            400,
+            "this model does not support this kind of request (mistral.rs: Received a request incompatible for this "
+            "model's category.)",
+        ),
+        (
+            500,
+            b'{"message":"invalid operation: tried to use + operator on unsupported types string and sequence '
+            b'(in chat_template:4)"}',
+            InvalidRequest,
+            400,
+            "the model's chat template cannot render these messages (mistral.rs: invalid operation: tried to use + "
+            "operator on unsupported types string and sequence (in chat_template:4))",
+        ),
         (
             500,
             b'{"message":"model `x` is being reloaded"}',
