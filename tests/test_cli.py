@@ -9,10 +9,13 @@ import shutil
 import signal
 import subprocess
 import time
+from importlib.metadata import version
 from pathlib import Path
 
 import httpx
+import pytest
 
+from app.commands import main
 from scripts.stack import free_port
 from tests.servers import Server
 
@@ -50,7 +53,10 @@ def test_serve_answers_ollama_clients_and_stops_on_sigterm(upstream: Server) -> 
         assert process.stdout.readline().startswith("open files: ")
         with httpx.Client(base_url=f"http://127.0.0.1:{port}") as http:
             assert http.get("/").text == "Ollama is running"
-            assert [m["model"] for m in http.get("/api/tags").json()["models"]][0] == "mistral:latest"
+            assert [m["model"] for m in http.get("/api/tags").json()["models"]][:2] == [
+                "mistral-7b:latest",
+                "mistral:latest",
+            ]
     finally:
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=10) == 0
@@ -68,6 +74,17 @@ def test_a_model_that_cannot_load_is_a_message_and_a_nonzero_exit(tmp_path: Path
     assert done.returncode == 1
     assert done.stderr.startswith("mistral-ollama-proxy: mistral.rs could not load broken: ")
     assert "Traceback" not in done.stderr
+
+
+def test_a_corrupt_gguf_is_one_line_even_with_rust_backtraces_on(tmp_path: Path) -> None:
+    env = {**{k: v for k, v in os.environ.items() if k != "MISTRAL_URL"}, "RUST_BACKTRACE": "1"}
+    corrupt = tmp_path / "corrupt.gguf"
+    corrupt.write_bytes(b"GGUF" + bytes(range(256)) * 8)
+    command = [_command(), "serve", "--model", str(corrupt), "--bind", f"127.0.0.1:{_free_port()}"]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert done.stderr.startswith("mistral-ollama-proxy: mistral.rs could not load corrupt: ")
+    assert "stack backtrace" not in done.stdout + done.stderr and len(done.stderr.splitlines()) <= 3
 
 
 def test_a_missing_model_says_how_to_provide_one(tmp_path: Path) -> None:
@@ -196,3 +213,13 @@ def test_serve_says_when_telemetry_is_off(upstream: Server) -> None:
         process.send_signal(signal.SIGTERM)
         code = _finish(process, timeout=10)
     assert code == 0
+
+
+def test_version_and_a_help_without_markup(capsys: pytest.CaptureFixture[str]) -> None:
+    for flag in ("--version", "--help"):
+        with pytest.raises(SystemExit) as exited:
+            main([flag])
+        assert exited.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"mistral-ollama-proxy {version('mistral-ollama-proxy')}\n")
+    assert "usage: mistral-ollama-proxy" in out and "``" not in out

@@ -34,7 +34,7 @@ def _final(reply: dict[str, Any]) -> None:
 
 def test_version_and_list(js: dict[str, Any]) -> None:
     assert js["version"] == {"version": "0.33.0"}
-    assert [m["model"] for m in js["list"]["models"]] == ["mistral:latest", "Qwen/Qwen3-4B:latest"]
+    assert [m["model"] for m in js["list"]["models"]] == ["mistral-7b:latest", "mistral:latest", "Qwen/Qwen3-4B:latest"]
 
 
 def test_chat(js: dict[str, Any]) -> None:

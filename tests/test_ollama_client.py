@@ -32,7 +32,7 @@ def _assert_final_stats(reply: ollama.ChatResponse | ollama.GenerateResponse) ->
 
 def test_list_shows_every_served_model_with_a_tag(client: ollama.Client) -> None:
     models = client.list().models
-    assert [m.model for m in models] == ["mistral:latest", "Qwen/Qwen3-4B:latest"]
+    assert [m.model for m in models] == ["mistral-7b:latest", "mistral:latest", "Qwen/Qwen3-4B:latest"]
     first = models[0]
     assert first.size == 0
     assert first.digest is not None and len(first.digest) == 64
@@ -43,7 +43,7 @@ def test_list_shows_every_served_model_with_a_tag(client: ollama.Client) -> None
 
 def test_ps_lists_only_loaded_models(client: ollama.Client) -> None:
     running = client.ps().models
-    assert [m.model for m in running] == ["mistral:latest"]
+    assert [m.model for m in running] == ["mistral-7b:latest", "mistral:latest"]
     assert running[0].expires_at is not None and running[0].expires_at.year > 2300
     assert running[0].size_vram == 0
 

@@ -57,7 +57,7 @@ def test_completions_and_embeddings(http: httpx.Client, emulator: Emulator) -> N
 def test_models_lists_ollama_names(http: httpx.Client) -> None:
     listed = http.get("/v1/models").json()
     assert listed["object"] == "list"
-    assert [m["id"] for m in listed["data"]] == ["mistral:latest", "Qwen/Qwen3-4B:latest"]
+    assert [m["id"] for m in listed["data"]] == ["mistral-7b:latest", "mistral:latest", "Qwen/Qwen3-4B:latest"]
     assert {m["owned_by"] for m in listed["data"]} == {"mistral.rs"}
 
 
@@ -124,7 +124,7 @@ def test_one_model_is_retrieved_in_the_openai_shape_as_ollama_serves_it(http: ht
         response = http.get(f"/v1/models/{model_id}")
         assert (response.status_code, response.json()) == (200, listed[model_id])
         assert set(response.json()) == {"id", "object", "created", "owned_by"}
-    assert http.get("/v1/models/mistral-7b").json() == listed["mistral:latest"]  # mistral.rs's id finds its alias
+    assert http.get("/v1/models/mistral-7b").json() == listed["mistral-7b:latest"]  # the id finds its own entry
     missing = http.get("/v1/models/llama3")
     assert (missing.status_code, missing.json()) == (404, _invalid("model 'llama3' not found"))
 

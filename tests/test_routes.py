@@ -348,8 +348,17 @@ def test_raw_generate_returns_no_context_and_a_foreign_context_is_refused(http: 
                                        "/api/chat messages"}  # fmt: skip
 
 
+def test_think_on_a_model_that_cannot_think_is_ollamas_400(http: httpx.Client, emulator: Emulator) -> None:
+    sent = len(emulator.requests)
+    for route, body in (("/api/chat", {"messages": HI}), ("/api/generate", {"prompt": "x"})):
+        answer = http.post(route, json={"model": "mistral", **body, "think": True})
+        assert (answer.status_code, answer.json()) == (400, {"error": '"mistral" does not support thinking'})
+    assert http.post("/api/chat", json={"model": "mistral", "messages": HI, "think": False}).status_code == 200
+    assert [r.path for r in emulator.requests[sent:] if r.path != "/v1/models"] == ["/v1/chat/completions"]
+
+
 def test_format_json_and_think_levels(http: httpx.Client, emulator: Emulator) -> None:
-    body = {"model": "mistral", "prompt": "x", "stream": False, "format": "json", "think": "max"}
+    body = {"model": "qwen/qwen3-4b", "prompt": "x", "stream": False, "format": "json", "think": "max"}
     http.post("/api/generate", json=body)
     sent = emulator.requests[-1].body
     assert sent["response_format"] == {"type": "json_object"}

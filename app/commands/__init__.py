@@ -7,12 +7,18 @@ are test and stack infrastructure, not part of the installed proxy.)
 from __future__ import annotations
 
 import argparse
+from importlib.metadata import version
 
 __all__ = ["main"]
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mistral-ollama-proxy", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="mistral-ollama-proxy",
+        description="The Ollama API in front of mistral.rs, observed with OpenTelemetry: serve it, or check that "
+        "the monitoring stack sees it.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version('mistral-ollama-proxy')}")
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="serve the Ollama API in front of mistral.rs")
     serve.add_argument("--mistral-url", help="a mistral.rs server (env MISTRAL_URL); unset: run mistral.rs in-process")

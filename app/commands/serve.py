@@ -173,6 +173,9 @@ def serve(args: argparse.Namespace) -> int:
     if not settings.mistral_url:
         # The engine logs through Rust's tracing, to stdout: warnings only, unless RUST_LOG asks for more.
         os.environ.setdefault("RUST_LOG", "warn")
+        if args.log_level != "debug":
+            # A model that fails to load is one clear line, not a Rust backtrace (which --log-level debug keeps).
+            os.environ["RUST_BACKTRACE"] = "0"
         from app.upstream.embedded import ModelUnavailable  # the engine's extension module is large
 
         try:

@@ -87,12 +87,14 @@ class ModelCatalog:
             if card.id == DEFAULT_ID:
                 lookup[normalize(DEFAULT_ID)] = Entry(display_name(DEFAULT_ID), card)
                 continue
-            names = [alias for alias, target in self._aliases.items() if target == card.id]
-            for name in names or [display_name(card.id)]:
+            # The model under its own name first, then each alias: each entry keeps its own name.
+            aliases = (alias for alias, target in self._aliases.items() if target == card.id)
+            names = list(dict.fromkeys([display_name(card.id), *aliases]))
+            for name in names:
                 entry = Entry(name, card)
                 entries.append(entry)
                 lookup.setdefault(normalize(name), entry)
-            lookup.setdefault(normalize(card.id), entries[-1])
+            lookup.setdefault(normalize(card.id), entries[-len(names)])
         for alias, target in self._aliases.items():
             if target == DEFAULT_ID and normalize(DEFAULT_ID) in lookup:
                 lookup.setdefault(normalize(alias), lookup[normalize(DEFAULT_ID)])

@@ -23,6 +23,7 @@ from app.ollama import (
 from app.ollama.translate.options import keep_alive_seconds
 from app.ollama.translate.requests import (
     chat_request_to_openai,
+    check_thinking,
     generate_conversation,
     generate_request_to_openai,
 )
@@ -47,6 +48,7 @@ async def chat(request: Request) -> Response:
     messages = body.messages or []
     _check(generations, len(messages), [image for message in messages for image in message.images or []])
     entry = await generations.catalog.resolve(body.model)
+    check_thinking(body.think, body.model, entry.id)
     if not messages:
         return await generations.load_or_unload("chat", entry, body.model, unload, clock)
     return await generations.ollama(
@@ -64,6 +66,7 @@ async def generate(request: Request) -> Response:
     generations = generations_of(request)
     _check(generations, 1, body.images or [])
     entry = await generations.catalog.resolve(body.model)
+    check_thinking(body.think, body.model, entry.id)
     if not body.prompt and not body.suffix and not body.images:
         return await generations.load_or_unload("generate", entry, body.model, unload, clock)
     route, upstream_body = generate_request_to_openai(body, entry.id)

@@ -5,6 +5,8 @@ Decoding uses msgspec: one validating pass per streamed chunk, unknown fields ig
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgspec
 
 __all__ = [
@@ -18,6 +20,7 @@ __all__ = [
     "FunctionCall",
     "ModelCard",
     "ModelList",
+    "ModelMetadata",
     "ModelState",
     "ToolCallDelta",
     "Usage",
@@ -91,10 +94,23 @@ class Completion(msgspec.Struct):
         return ChatCompletionChunk(self.id, self.model, choices, self.usage)
 
 
+class ModelMetadata(msgspec.Struct):
+    """What the in-process engine reads from its model file (a mistral.rs server reports none of it)."""
+
+    format: str
+    architecture: str
+    parameter_count: int
+    file_type: str  # the quantization, as Ollama names it
+    context_length: int | None
+    size: int  # bytes
+    info: dict[str, Any]  # the header's scalar general.* and architecture keys
+
+
 class ModelCard(msgspec.Struct):
     id: str
     created: int = 0
     status: str | None = None
+    metadata: ModelMetadata | None = None  # not on mistral.rs's wire: the in-process engine's own
 
 
 class ModelList(msgspec.Struct):

@@ -53,12 +53,12 @@ def test_names_resolve_case_insensitively_with_or_without_latest_and_through_ali
         return entry.name, entry.id
 
     assert asyncio.run(resolve("MISTRAL")) == ("mistral:latest", "mistral-7b")
-    assert asyncio.run(resolve("mistral-7b:latest")) == ("mistral:latest", "mistral-7b")
+    assert asyncio.run(resolve("mistral-7b:latest")) == ("mistral-7b:latest", "mistral-7b")
     assert asyncio.run(resolve("qwen/qwen3-4b")) == ("Qwen/Qwen3-4B:latest", "Qwen/Qwen3-4B")
     assert asyncio.run(resolve("tiny")) == ("tiny:latest", "/models/tiny.gguf")
     assert upstream.listings == 1  # all within the cache's lifetime
     assert [entry.name for entry in asyncio.run(catalog.entries())] == [
-        "mistral:latest", "Qwen/Qwen3-4B:latest", "tiny:latest"]  # fmt: skip
+        "mistral-7b:latest", "mistral:latest", "Qwen/Qwen3-4B:latest", "tiny:latest"]  # fmt: skip
 
 
 def test_an_unknown_name_refreshes_once_a_second_at_most_then_is_not_found() -> None:
@@ -89,4 +89,5 @@ def test_set_status_is_seen_by_every_entry_of_the_model() -> None:
     catalog = ModelCatalog(_Upstream(["m"]), {"one:latest": "m", "two:latest": "m"}, ttl=10.0)
     entries = asyncio.run(catalog.entries())
     catalog.set_status("m", "unloaded")
-    assert [(entry.name, entry.loaded) for entry in entries] == [("one:latest", False), ("two:latest", False)]
+    assert [(entry.name, entry.loaded) for entry in entries] == [
+        ("m:latest", False), ("one:latest", False), ("two:latest", False)]  # fmt: skip

@@ -30,9 +30,10 @@ from app.ollama import ChatRequest, GenerateRequest
 from app.ollama.translate.context import context_messages
 from app.ollama.translate.messages import messages_to_openai, tools_to_openai, user_content
 from app.ollama.translate.options import format_to_openai, options_to_openai, think_to_openai
+from app.ollama.translate.show import capabilities
 from app.upstream import Route
 
-__all__ = ["chat_request_to_openai", "generate_conversation", "generate_request_to_openai"]
+__all__ = ["chat_request_to_openai", "check_thinking", "generate_conversation", "generate_request_to_openai"]
 
 
 def chat_request_to_openai(request: ChatRequest, model_id: str) -> dict[str, Any]:
@@ -77,3 +78,10 @@ def generate_conversation(request: GenerateRequest) -> list[dict[str, Any]] | No
         return None
     earlier = context_messages(request.context) if request.context else []
     return [*earlier, {"role": "user", "content": request.prompt or ""}]
+
+
+def check_thinking(think: bool | str | None, name: str, model_id: str) -> None:
+    """Ollama's 400 for ``think`` on a model that cannot think (``think: false`` is always fine)."""
+    think_to_openai(think)  # an invalid value is its own 400 first, as in Ollama
+    if think not in (None, False) and "thinking" not in capabilities(model_id):
+        raise InvalidRequest(f'"{name}" does not support thinking')

@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Callable
 from functools import partial
+from pathlib import Path
 from typing import Any, TypeVar
 
 import anyio
@@ -26,9 +27,10 @@ from app.upstream.embedded.convert import (
     completion_request,
     embedding_request,
 )
+from app.upstream.embedded.gguf import read_metadata
 from app.upstream.embedded.spec import ModelSpec, ModelUnavailable
 from app.upstream.timeouts import StreamTimeouts
-from app.upstream.wire import ModelCard, ModelState
+from app.upstream.wire import ModelCard, ModelMetadata, ModelState
 
 __all__ = ["EmbeddedUpstream", "engine_error"]
 
@@ -36,6 +38,16 @@ T = TypeVar("T")
 _decode_object = msgspec.json.Decoder(dict[str, Any]).decode
 _encode = msgspec.json.Encoder().encode
 _NO_STALLS = StreamTimeouts(first_byte=300.0, idle=300.0)
+
+
+def _metadata_of(spec: ModelSpec) -> ModelMetadata | None:
+    """The GGUF header's facts, for show, tags and ps; a file the reader does not understand shows less."""
+    if spec.kind != "gguf" or not spec.filename:
+        return None
+    try:
+        return read_metadata(Path(spec.location) / spec.filename)
+    except Exception:  # the facts are a nicety: a file the engine may still load (or refuse) must not stop here
+        return None
 
 
 def engine_error(exc: BaseException) -> ProxyError:
@@ -74,6 +86,7 @@ class EmbeddedUpstream:
         self._lock = threading.Lock()
         self._created = int(time.time())
         self.load_seconds = 0.0  # how long the last load took
+        self._metadata = _metadata_of(spec)
 
     def load(self) -> None:
         """Build the Runner (blocking): this is the model load."""
@@ -88,7 +101,9 @@ class EmbeddedUpstream:
         except BaseException as exc:
             if isinstance(exc, KeyboardInterrupt | SystemExit):
                 raise
-            raise ModelUnavailable(f"mistral.rs could not load {self.spec.name}: {exc}") from None
+            # The engine's error may carry a Rust backtrace (RUST_BACKTRACE=1): its first line is the message.
+            reason = str(exc).strip().split("\n", 1)[0]
+            raise ModelUnavailable(f"mistral.rs could not load {self.spec.name}: {reason}") from None
         self.load_seconds = time.perf_counter() - started
 
     @property
@@ -97,7 +112,10 @@ class EmbeddedUpstream:
 
     async def list_models(self) -> list[ModelCard]:
         status = "loaded" if self.loaded else "unloaded"
-        return [ModelCard(id=self.spec.name, created=self._created, status=status)]
+        # As a mistral.rs server lists it: "default" first (the one model, by that name), then the model.
+        default = ModelCard(id="default", created=self._created, metadata=self._metadata)
+        card = ModelCard(id=self.spec.name, created=self._created, status=status, metadata=self._metadata)
+        return [default, card]
 
     async def manage_model(self, action: ModelAction, model_id: str) -> ModelState:
         if model_id not in (self.spec.name, "default"):

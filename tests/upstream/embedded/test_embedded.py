@@ -29,6 +29,12 @@ def test_lists_the_loaded_model(client: ollama.Client) -> None:
     assert client.show("tiny").capabilities == ["completion", "tools"]
 
 
+def test_default_reaches_the_one_model_as_with_a_mistralrs_server(client: ollama.Client) -> None:
+    reply = client.chat(model="default", messages=HI, options={"num_predict": 2})
+    assert (reply.model, reply.eval_count) == ("default", 2)
+    assert [m.model for m in client.list().models] == [MODEL]  # listed once, under its own name
+
+
 def test_chat_generates_exactly_the_tokens_asked_for(client: ollama.Client) -> None:
     reply = client.chat(model="tiny", messages=HI, options={"num_predict": 8})
     assert reply.message.role == "assistant" and isinstance(reply.message.content, str)

@@ -1,0 +1,96 @@
+"""What a GGUF file's header says about its model: architecture, quantization, parameter count, context length.
+
+Only the header is read (key-value metadata and tensor shapes), never the weights. The format:
+https://github.com/ggml-org/ggml/blob/master/docs/gguf.md
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from app.upstream.wire import ModelMetadata
+
+__all__ = ["read_metadata"]
+
+# llama.cpp's file types (general.file_type), named as Ollama shows them.
+_FILE_TYPES = {
+    0: "F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 7: "Q8_0", 8: "Q5_0", 9: "Q5_1", 10: "Q2_K", 11: "Q3_K_S",
+    12: "Q3_K_M", 13: "Q3_K_L", 14: "Q4_K_S", 15: "Q4_K_M", 16: "Q5_K_S", 17: "Q5_K_M", 18: "Q6_K", 19: "IQ2_XXS",
+    20: "IQ2_XS", 21: "Q2_K_S", 22: "IQ3_XS", 23: "IQ3_XXS", 24: "IQ1_S", 25: "IQ4_NL", 26: "IQ3_S", 27: "IQ3_M",
+    28: "IQ2_S", 29: "IQ2_M", 30: "IQ4_XS", 31: "IQ1_M", 32: "BF16",
+}  # fmt: skip
+_SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
+_STRING, _ARRAY = 8, 9
+
+
+def _read(file: BinaryIO, fmt: str) -> Any:
+    size = struct.calcsize(fmt)
+    data = file.read(size)
+    if len(data) != size:
+        raise ValueError("the GGUF header ends early")
+    return struct.unpack(fmt, data)[0]
+
+
+# Bounds that a real header stays far within: a corrupt one must not make the reader allocate gigabytes.
+_MAX_STRING = 1 << 24
+_MAX_COUNT = 1 << 24
+
+
+def _count(file: BinaryIO, fmt: str = "<Q") -> int:
+    count: int = _read(file, fmt)
+    if count > _MAX_COUNT:
+        raise ValueError("the GGUF header is corrupt (a count out of range)")
+    return count
+
+
+def _string(file: BinaryIO) -> str:
+    length = _read(file, "<Q")
+    if length > _MAX_STRING:
+        raise ValueError("the GGUF header is corrupt (a string out of range)")
+    return file.read(length).decode("utf-8", "replace")
+
+
+def _value(file: BinaryIO, kind: int) -> Any:
+    if kind in _SCALARS:
+        return _read(file, _SCALARS[kind])
+    if kind == _STRING:
+        return _string(file)
+    if kind == _ARRAY:
+        item, count = _read(file, "<I"), _count(file)
+        for _ in range(count):  # read past it: arrays are tokenizer tables, not shown
+            _value(file, item)
+        return None
+    raise ValueError(f"unknown GGUF value type {kind}")
+
+
+def read_metadata(path: Path) -> ModelMetadata:
+    with path.open("rb") as file:
+        if file.read(4) != b"GGUF":
+            raise ValueError("not a GGUF file")
+        version = _read(file, "<I")
+        if version < 2:
+            raise ValueError(f"GGUF version {version} is too old")
+        tensors, keys = _count(file), _count(file)
+        values = {_string(file): _value(file, _read(file, "<I")) for _ in range(keys)}
+        parameters = 0
+        for _ in range(tensors):
+            _string(file)
+            dims = [_read(file, "<Q") for _ in range(_count(file, "<I"))]
+            _read(file, "<I"), _read(file, "<Q")  # type and offset
+            parameters += math.prod(dims)
+    architecture = str(values.get("general.architecture", "unknown"))
+    info = {key: value for key, value in values.items() if value is not None
+            and key.startswith(("general.", f"{architecture}."))}  # fmt: skip
+    context = values.get(f"{architecture}.context_length")
+    return ModelMetadata(
+        format="gguf",
+        architecture=architecture,
+        parameter_count=parameters,
+        file_type=_FILE_TYPES.get(values.get("general.file_type", -1), "unknown"),
+        context_length=context if isinstance(context, int) else None,
+        size=path.stat().st_size,
+        info=info,
+    )
