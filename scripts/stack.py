@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -61,11 +62,32 @@ class Ports:
         return cls(**{f.name: free_port() for f in fields(cls)})
 
 
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
+    """A loopback port no one listens on, drawn below the kernel's ephemeral range. A port from ``bind(0)`` comes
+    from that range, so an outgoing connection can take it before the program it was meant for binds it, and two
+    calls can return the same port once the first is released; CI lost a whole stack to such a clash."""
+    ceiling = _ephemeral_floor()
+    while True:
+        port = random.randrange(max(1024, ceiling - 12000), ceiling)
+        if port in _HANDED_OUT:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _HANDED_OUT.add(port)
         return port
+
+
+def _ephemeral_floor() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
 
 
 def build_programs() -> Path:

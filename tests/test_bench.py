@@ -6,7 +6,6 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -16,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from scripts.stack import free_port
 from tests.tiny_model import build_tiny_model
 
 BENCH = Path(__file__).resolve().parent.parent / "bench"
@@ -33,13 +33,6 @@ _USAGE = [
 _TOP = ["id", "choices", "created", "model", "system_fingerprint", "object", "usage"]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def _request(port: int, method: str, path: str, body: dict[str, Any] | None = None) -> tuple[int, str, bytes]:
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
     try:
@@ -53,7 +46,7 @@ def _request(port: int, method: str, path: str, body: dict[str, Any] | None = No
 
 @pytest.fixture
 def standin() -> Iterator[int]:
-    port = _free_port()
+    port = free_port()
     command = [sys.executable, str(BENCH / "standin.py"), "--port", str(port)]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
