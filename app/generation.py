@@ -11,6 +11,7 @@ ordinary HTTP error.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -183,6 +184,11 @@ class Generations:
     def run(self, *, route: Route, entry: Entry, body: dict[str, Any], clock: Clock | None = None) -> Run:
         return Run(self, route, entry, body, clock or Clock())
 
+    @property
+    def logprob_scale(self) -> float:
+        """What turns the upstream's logprobs into natural logarithms; the in-process engine's already are."""
+        return math.log(self.settings.mistral_logprob_base) if self.settings.mistral_url else 1.0
+
     async def ollama(
         self,
         request: Request,
@@ -196,11 +202,13 @@ class Generations:
         unload_after: bool,
         clock: Clock,
         conversation: list[dict[str, Any]] | None = None,
+        top_logprobs: int | None = None,
     ) -> Response:
         """An Ollama chat or generate, in NDJSON lines as tokens arrive, or as one JSON answer."""
         run = self.run(route=route, entry=entry, body=body, clock=clock)
-        # ``requested``: the name as the client sent it; ``conversation``: what a generate's ``context`` carries.
-        translation = OllamaStream(requested, kind, clock, conversation)
+        # ``requested``: the name as the client sent it; ``conversation``: what a generate's ``context`` carries;
+        # ``top_logprobs``: None unless the client asked for log probabilities.
+        translation = OllamaStream(requested, kind, clock, conversation, top_logprobs, self.logprob_scale)
         after = BackgroundTask(self.unload, entry) if unload_after else None
         if stream:
 

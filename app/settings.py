@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -54,6 +55,14 @@ def _mistral_url(value: str) -> str | None:
     return value.rstrip("/")
 
 
+def _logprob_base(value: str) -> float:
+    if value.strip().lower() in ("", "e"):
+        return math.e
+    if value.strip() == "10":
+        return 10.0
+    raise ValueError(f"MISTRAL_LOGPROB_BASE must be e or 10, not {value!r}")
+
+
 def _api_keys(inline: str, path: str) -> tuple[str, ...]:
     """Keys from ``API_KEYS`` (comma-separated) and ``API_KEYS_FILE`` (one per line, ``#`` comments)."""
     keys = list(_csv(inline))
@@ -86,6 +95,8 @@ class Settings:
     model_cache_ttl: float = DEFAULT_MODEL_CACHE_TTL
     health_interval: float = DEFAULT_HEALTH_INTERVAL
     upstream_transport: TransportKind = "aiohttp"
+    # The logarithm base of the server's logprobs: mistral.rs before 0.9.1 reports base 10 (its #2327).
+    mistral_logprob_base: float = math.e
     workers: int = 1
     model: str | None = None  # the embedded engine's model, when there is no MISTRAL_URL
     model_cache_dir: str | None = None
@@ -124,7 +135,8 @@ class Settings:
             model_aliases=config("MODEL_ALIASES", cast=parse_aliases, default=""),
             model_cache_ttl=config("MODEL_CACHE_TTL_SECS", cast=float, default=DEFAULT_MODEL_CACHE_TTL),
             health_interval=config("HEALTH_CHECK_INTERVAL_SECS", cast=float, default=DEFAULT_HEALTH_INTERVAL),
-            upstream_transport=config("UPSTREAM_TRANSPORT", cast=_transport, default="aiohttp"),
+            upstream_transport=_transport(config("UPSTREAM_TRANSPORT", default="aiohttp")),
+            mistral_logprob_base=_logprob_base(config("MISTRAL_LOGPROB_BASE", default="e")),
             workers=config("WORKERS", cast=int, default=1),
             model=config("MODEL", default=None) or None,
             model_cache_dir=config("MODEL_CACHE_DIR", default=None) or None,

@@ -149,6 +149,35 @@ class _Plan:
     tool_calls: list[dict[str, Any]] | None
     finish_reason: str
     usage: dict[str, Any]
+    top_logprobs: int | None = None  # None: the request did not ask for logprobs
+
+    def logprob(self, position: int, token: str) -> dict[str, Any] | None:
+        """mistral.rs's ``ResponseLogprob`` for one token: base-10 logarithms, alternatives by token id with
+        their text in ``bytes``, most likely first, ``top_logprobs`` of them (1 unless the request said)."""
+        if self.top_logprobs is None:
+            return None
+        best = _f32(-0.05 * (1 + position % 4))
+        alternatives = [{"token": 100 + position, "logprob": best, "bytes": token}]
+        alternatives += [
+            {"token": 9000 + k, "logprob": _f32(best - 0.5 * k), "bytes": f" alt{k}"}
+            for k in range(1, self.top_logprobs)
+        ]
+        top = alternatives[: self.top_logprobs]
+        return {"token": token, "logprob": best, "bytes": list(token.encode()), "top_logprobs": top}
+
+    def logprobs(self) -> dict[str, Any] | None:
+        """A whole answer's ``Logprobs``: every generated token's, in order."""
+        tokens = [*(self.reasoning or []), *self.content]
+        return None if self.top_logprobs is None else {"content": [self.logprob(i, t) for i, t in enumerate(tokens)]}
+
+
+def _top_logprobs(body: dict[str, Any], *, chat: bool) -> int | None:
+    """Chat asks with ``logprobs: true`` (+ ``top_logprobs``, default 1); completions with ``logprobs: n``."""
+    if chat:
+        top = body.get("top_logprobs")
+        return (1 if top is None else top) if body.get("logprobs") is True else None
+    top = body.get("logprobs")
+    return top if isinstance(top, int) and not isinstance(top, bool) else None
 
 
 class _Reset(Exception):
@@ -281,7 +310,8 @@ def _tool_calls(calls: list[tuple[str, str]]) -> list[dict[str, Any]]:
     ]
 
 
-def _plan(reply: Reply, prompt_tokens: int, max_tokens: int | None, *, chat: bool) -> _Plan:
+def _plan(reply: Reply, prompt_tokens: int, body: dict[str, Any], *, chat: bool) -> _Plan:
+    max_tokens = _max_tokens(body)
     budget = sys.maxsize if max_tokens is None else max(1, max_tokens)  # 0.8.1 makes one token for 0
     calls = _tool_calls(reply.tool_calls) if chat and reply.tool_calls else None
     reasoning = _tokens(reply.reasoning) if chat and reply.reasoning is not None else None
@@ -294,7 +324,7 @@ def _plan(reply: Reply, prompt_tokens: int, max_tokens: int | None, *, chat: boo
     call_tokens = sum(len(_tokens(c[0])) + len(_tokens(c[1])) for c in reply.tool_calls or [])
     default = "tool_calls" if calls else "length" if produced < wanted else "stop"
     usage = _usage(prompt_tokens, produced + (call_tokens if calls else 0))
-    return _Plan(reasoning, content, calls, reply.finish_reason or default, usage)
+    return _Plan(reasoning, content, calls, reply.finish_reason or default, usage, _top_logprobs(body, chat=chat))
 
 
 # ---------------------------------------------------------------------------- response bodies
@@ -324,14 +354,18 @@ def _chat_response(head: dict[str, Any], plan: _Plan) -> dict[str, Any]:
     content = None if plan.tool_calls else "".join(plan.content)
     reasoning = None if plan.reasoning is None else "".join(plan.reasoning)
     message = _delta(content, reasoning, plan.tool_calls)
-    choice = {"finish_reason": plan.finish_reason, "index": 0, "message": message, "logprobs": None}
+    choice = {"finish_reason": plan.finish_reason, "index": 0, "message": message, "logprobs": plan.logprobs()}
     return {**_envelope(head, [choice], "chat.completion"), "usage": plan.usage}
 
 
 def _chat_chunk(
-    head: dict[str, Any], delta: dict[str, Any], finish: str | None, usage: dict[str, Any] | None
+    head: dict[str, Any],
+    delta: dict[str, Any],
+    finish: str | None,
+    usage: dict[str, Any] | None,
+    logprob: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    choice = {"finish_reason": finish, "index": 0, "delta": delta, "logprobs": None}
+    choice = {"finish_reason": finish, "index": 0, "delta": delta, "logprobs": logprob}
     return {**_envelope(head, [choice], "chat.completion.chunk"), "usage": usage}
 
 
@@ -340,37 +374,49 @@ def _error_event(message: str) -> dict[str, Any]:
 
 
 def _chat_payloads(head: dict[str, Any], plan: _Plan, reply: Reply) -> list[dict[str, Any]]:
+    tokens = [*(plan.reasoning or []), *plan.content]
     pieces = [_delta(None, t) for t in plan.reasoning or []] + [_delta(t) for t in plan.content]
+    logprobs = [plan.logprob(i, t) for i, t in enumerate(tokens)]
     if reply.error_after is not None:
-        partial = [_chat_chunk(head, d, None, None) for d in pieces[: reply.error_after]]
+        partial = [_chat_chunk(head, d, None, None, lp) for d, lp in zip(pieces, logprobs, strict=True)][
+            : reply.error_after
+        ]
         return [*partial, _error_event(reply.error_message)]
+    last_logprob = None
     if plan.tool_calls:
         last = _delta(None, None, plan.tool_calls)
+    elif pieces:
+        last, last_logprob = pieces.pop(), logprobs.pop()
     else:
-        last = pieces.pop() if pieces else _delta("")
-    body = [_chat_chunk(head, d, None, None) for d in pieces]
-    return [*body, _chat_chunk(head, last, plan.finish_reason, plan.usage)]
+        last = _delta("")
+    body = [_chat_chunk(head, d, None, None, lp) for d, lp in zip(pieces, logprobs, strict=True)]
+    return [*body, _chat_chunk(head, last, plan.finish_reason, plan.usage, last_logprob)]
 
 
 def _completion_response(head: dict[str, Any], plan: _Plan) -> dict[str, Any]:
     text = "".join(plan.content)
-    choice = {"finish_reason": plan.finish_reason, "index": 0, "text": text, "logprobs": None}
+    choice = {"finish_reason": plan.finish_reason, "index": 0, "text": text, "logprobs": plan.logprobs()}
     return {**_envelope(head, [choice], "text_completion"), "usage": plan.usage}
 
 
-def _completion_chunk(head: dict[str, Any], text: str, finish: str | None) -> dict[str, Any]:
-    choice = {"text": text, "index": 0, "logprobs": None, "finish_reason": finish}
+def _completion_chunk(
+    head: dict[str, Any], text: str, finish: str | None, logprob: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    choice = {"text": text, "index": 0, "logprobs": logprob, "finish_reason": finish}
     return _envelope(head, [choice], "text_completion")
 
 
 def _completion_payloads(head: dict[str, Any], plan: _Plan, reply: Reply) -> list[dict[str, Any]]:
     pieces = list(plan.content)
+    logprobs = [plan.logprob(i, t) for i, t in enumerate(pieces)]
     if reply.error_after is not None:
-        partial = [_completion_chunk(head, t, None) for t in pieces[: reply.error_after]]
+        partial = [_completion_chunk(head, t, None, lp) for t, lp in zip(pieces, logprobs, strict=True)][
+            : reply.error_after
+        ]
         return [*partial, _error_event(reply.error_message)]
-    last = pieces.pop() if pieces else ""
-    body = [_completion_chunk(head, t, None) for t in pieces]
-    return [*body, _completion_chunk(head, last, plan.finish_reason)]
+    last, last_logprob = (pieces.pop(), logprobs.pop()) if pieces else ("", None)
+    body = [_completion_chunk(head, t, None, lp) for t, lp in zip(pieces, logprobs, strict=True)]
+    return [*body, _completion_chunk(head, last, plan.finish_reason, last_logprob)]
 
 
 def _embedding(text: str) -> list[float]:
@@ -768,7 +814,7 @@ class Emulator:
         reply = self._replies.popleft() if self._replies else Reply()
         if reply.status is not None:
             return self._held(reply, self._status_reply(reply))
-        plan = _plan(reply, prompt_tokens, _max_tokens(body), chat=True)
+        plan = _plan(reply, prompt_tokens, body, chat=True)
         head = self._head(entry, plan)
         if body.get("stream") is True:
             payloads = _chat_payloads(head, plan, reply)
@@ -787,7 +833,7 @@ class Emulator:
         reply = self._replies.popleft() if self._replies else Reply()
         if reply.status is not None:
             return self._held(reply, self._status_reply(reply))
-        plan = _plan(reply, _words(prompt), _max_tokens(body), chat=False)
+        plan = _plan(reply, _words(prompt), body, chat=False)
         head = self._head(entry, plan)
         if body.get("stream") is True:
             payloads = _completion_payloads(head, plan, reply)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import resource
@@ -197,6 +198,15 @@ def test_every_mode_listens_on_loopback_by_default_as_ollama_does() -> None:
     assert Settings.from_env({"MISTRAL_URL": "http://m:8080"}, env_file=None).bind == "127.0.0.1:11434"
     assert Settings().bind == "127.0.0.1:11434"
     assert Settings.from_env({"BIND_ADDRESS": "0.0.0.0:9"}, env_file=None).bind == "0.0.0.0:9"
+
+
+@pytest.mark.parametrize(("value", "base"), [("", math.e), ("e", math.e), ("E", math.e), ("10", 10.0)])
+def test_the_logprob_base_of_a_server_is_e_or_10(value: str, base: float) -> None:
+    from app.settings import Settings
+
+    assert Settings.from_env({"MISTRAL_LOGPROB_BASE": value}, env_file=None).mistral_logprob_base == base
+    with pytest.raises(ValueError, match="MISTRAL_LOGPROB_BASE must be e or 10, not '2'"):
+        Settings.from_env({"MISTRAL_LOGPROB_BASE": "2"}, env_file=None)
 
 
 def test_serve_says_when_telemetry_is_off(upstream: Server) -> None:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
+import math
 import re
 import socket
 import time
@@ -461,3 +463,72 @@ def test_an_answer_given_before_the_body_was_read_closes_the_connection(http: ht
         assert (refused.status_code, refused.headers["connection"]) == (405, "close")
         answered = http.get("/api/version")
         assert answered.status_code == 200 and "connection" not in answered.headers
+
+
+LN_10 = math.log(10)
+
+
+def _emulated(position: int, scale: float = 1.0) -> float:
+    """The emulator's logprob for the token at ``position`` (base 10, as the mistral.rs 0.8.1 it copies),
+    as the proxy reports it with ``scale``."""
+    return float(f"{-0.05 * (1 + position % 4):.9g}") * scale
+
+
+@pytest.mark.parametrize("top", [-1, 21])
+def test_top_logprobs_out_of_range_is_refused_before_anything_else(http: httpx.Client, top: int) -> None:
+    for route in ("/api/chat", "/api/generate"):
+        answer = http.post(route, json={"model": "", "top_logprobs": top})
+        assert (answer.status_code, answer.json()) == (400, {"error": "top_logprobs must be between 0 and 20"})
+
+
+def test_streamed_chat_carries_each_tokens_logprob_in_natural_log(
+    settings: Settings, telemetry: Telemetry, emulator: Emulator
+) -> None:
+    emulator.script(Reply(content="Hi there, é"))
+    body = {"model": "mistral", "messages": HI, "logprobs": True, "top_logprobs": 2}
+    app = create_app(dataclasses.replace(settings, mistral_logprob_base=10.0), telemetry=telemetry)
+    with serve_in_thread(app) as server:
+        lines = _lines(httpx.post(f"{server.url}/api/chat", json=body))
+    assert (emulator.requests[-1].body["logprobs"], emulator.requests[-1].body["top_logprobs"]) == (True, 2)
+    tokens = [line for line in lines if not line["done"]]
+    assert [line["message"]["content"] for line in tokens] == ["Hi", " there,", " é"]
+    for position, line in enumerate(tokens):
+        text = line["message"]["content"]
+        natural = _emulated(position, LN_10)
+        assert line["logprobs"] == [{
+            "token": text, "logprob": pytest.approx(natural), "bytes": list(text.encode()),
+            "top_logprobs": [
+                {"token": text, "logprob": pytest.approx(natural), "bytes": list(text.encode())},
+                {"token": " alt1", "logprob": pytest.approx(natural - 0.5 * LN_10), "bytes": list(b" alt1")},
+            ],
+        }]  # fmt: skip
+    assert "logprobs" not in lines[-1]
+
+
+def test_a_whole_answer_joins_the_logprobs_as_the_server_reports_them_by_default(
+    http: httpx.Client, emulator: Emulator
+) -> None:
+    emulator.script(Reply(content="one two three"))
+    body = {"model": "mistral", "prompt": "count", "stream": False, "logprobs": True}
+    answer = http.post("/api/generate", json=body).json()
+    assert emulator.requests[-1].body["top_logprobs"] == 0
+    assert [(p["token"], p["bytes"]) for p in answer["logprobs"]] == [
+        ("one", list(b"one")), (" two", list(b" two")), (" three", list(b" three"))]  # fmt: skip
+    assert [p["logprob"] for p in answer["logprobs"]] == pytest.approx([_emulated(i) for i in range(3)])
+    assert all(set(p) == {"token", "logprob", "bytes"} for p in answer["logprobs"])
+
+
+def test_logprobs_are_only_sent_when_asked(http: httpx.Client, emulator: Emulator) -> None:
+    body = {"model": "mistral", "messages": HI, "stream": False, "top_logprobs": 5}
+    answer = http.post("/api/chat", json=body).json()
+    assert "logprobs" not in answer
+    assert "logprobs" not in emulator.requests[-1].body and "top_logprobs" not in emulator.requests[-1].body
+
+
+def test_raw_generate_asks_for_logprobs_the_completions_way(http: httpx.Client, emulator: Emulator) -> None:
+    emulator.script(Reply(content="a b"))
+    body = {"model": "mistral", "prompt": "x", "raw": True, "logprobs": True, "top_logprobs": 3}
+    lines = _lines(http.post("/api/generate", json=body))
+    assert emulator.requests[-1].body["logprobs"] == 3
+    assert [[t["token"] for t in line["logprobs"][0]["top_logprobs"]] for line in lines[:-1]] == [
+        ["a", " alt1", " alt2"], [" b", " alt1", " alt2"]]  # fmt: skip

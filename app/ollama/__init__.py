@@ -6,8 +6,10 @@ from app.ollama.chat import AssistantMessage, ChatRequest, ChatResponse
 from app.ollama.common import (
     FunctionCall,
     FunctionCallOut,
+    Logprob,
     Message,
     Options,
+    TokenLogprob,
     ToolCall,
     ToolCallOut,
 )
@@ -39,6 +41,7 @@ __all__ = [
     "GenerateRequest",
     "GenerateResponse",
     "ListResponse",
+    "Logprob",
     "Message",
     "ModelRequest",
     "Options",
@@ -46,6 +49,7 @@ __all__ = [
     "ProcessResponse",
     "ShowResponse",
     "TagModel",
+    "TokenLogprob",
     "ToolCall",
     "ToolCallOut",
 ]

@@ -6,7 +6,7 @@ from typing import Any
 
 from msgspec import UNSET, Struct, UnsetType
 
-from app.ollama.common import KeepAlive, Message, Options, Think, ToolCallOut
+from app.ollama.common import Int64, KeepAlive, Logprob, Message, Options, Think, ToolCallOut
 
 __all__ = ["AssistantMessage", "ChatRequest", "ChatResponse"]
 
@@ -20,6 +20,8 @@ class ChatRequest(Struct):
     keep_alive: KeepAlive = None
     options: Options | None = None
     think: Think = None
+    logprobs: bool | None = None
+    top_logprobs: Int64 | None = None
 
 
 class AssistantMessage(Struct):
@@ -35,6 +37,7 @@ class ChatResponse(Struct):
     message: AssistantMessage
     done: bool
     done_reason: str | UnsetType = UNSET
+    logprobs: list[Logprob] | UnsetType = UNSET
     # Only the final ``done: true`` object carries these; durations are integer nanoseconds.
     total_duration: int | UnsetType = UNSET
     load_duration: int | UnsetType = UNSET

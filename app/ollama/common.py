@@ -11,9 +11,11 @@ __all__ = [
     "FunctionCall",
     "FunctionCallOut",
     "KeepAlive",
+    "Logprob",
     "Message",
     "Options",
     "Think",
+    "TokenLogprob",
     "ToolCall",
     "ToolCallOut",
 ]
@@ -68,6 +70,20 @@ class FunctionCallOut(Struct):
     index: int
     name: str
     arguments: dict[str, Any]
+
+
+class TokenLogprob(Struct, omit_defaults=True):
+    """A token and its natural-log probability; ``bytes`` is the token's UTF-8, as Ollama derives it."""
+
+    token: str
+    logprob: float
+    bytes: list[int] | UnsetType = UNSET
+
+
+class Logprob(TokenLogprob, omit_defaults=True):
+    """A generated token, with the most likely alternatives at its position when ``top_logprobs`` asked."""
+
+    top_logprobs: list[TokenLogprob] | UnsetType = UNSET
 
 
 class ToolCallOut(Struct, omit_defaults=True):

@@ -6,7 +6,7 @@ from typing import Any
 
 from msgspec import UNSET, Struct, UnsetType
 
-from app.ollama.common import Base64, KeepAlive, Options, Think
+from app.ollama.common import Base64, Int64, KeepAlive, Logprob, Options, Think
 
 __all__ = ["GenerateRequest", "GenerateResponse"]
 
@@ -25,6 +25,8 @@ class GenerateRequest(Struct):
     images: list[Base64] | None = None
     options: Options | None = None
     think: Think = None
+    logprobs: bool | None = None
+    top_logprobs: Int64 | None = None
 
 
 class GenerateResponse(Struct):
@@ -42,3 +44,4 @@ class GenerateResponse(Struct):
     eval_count: int | UnsetType = UNSET
     eval_duration: int | UnsetType = UNSET
     context: list[int] | UnsetType = UNSET  # the final object of a templated (not raw) generate
+    logprobs: list[Logprob] | UnsetType = UNSET

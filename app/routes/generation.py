@@ -24,6 +24,7 @@ from app.ollama.translate.options import keep_alive_seconds
 from app.ollama.translate.requests import (
     chat_request_to_openai,
     check_thinking,
+    check_top_logprobs,
     generate_conversation,
     generate_request_to_openai,
 )
@@ -41,6 +42,7 @@ def _check(generations: Generations, messages: int, images: list[str]) -> None:
 async def chat(request: Request) -> Response:
     clock = Clock()
     body = await parse_body(request, ChatRequest)
+    check_top_logprobs(body.top_logprobs)
     if not body.model:
         raise InvalidRequest("model is required")
     unload = keep_alive_seconds(body.keep_alive) == 0
@@ -54,12 +56,14 @@ async def chat(request: Request) -> Response:
     return await generations.ollama(
         request, kind="chat", route="chat", entry=entry, body=chat_request_to_openai(body, entry.id),
         requested=body.model, stream=body.stream is not False, unload_after=unload, clock=clock,
+        top_logprobs=_top_logprobs(body),
     )  # fmt: skip
 
 
 async def generate(request: Request) -> Response:
     clock = Clock()
     body = await parse_body(request, GenerateRequest)
+    check_top_logprobs(body.top_logprobs)
     if not body.model:
         raise InvalidRequest("model is required")
     unload = keep_alive_seconds(body.keep_alive) == 0
@@ -73,7 +77,12 @@ async def generate(request: Request) -> Response:
     return await generations.ollama(
         request, kind="generate", route=route, entry=entry, body=upstream_body, requested=body.model,
         stream=body.stream is not False, unload_after=unload, clock=clock, conversation=generate_conversation(body),
+        top_logprobs=_top_logprobs(body),
     )  # fmt: skip
+
+
+def _top_logprobs(body: ChatRequest | GenerateRequest) -> int | None:
+    return (body.top_logprobs or 0) if body.logprobs else None
 
 
 async def _embed(generations: Generations, model: str, inputs: list[str]) -> EmbeddingResponse:

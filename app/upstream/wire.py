@@ -18,11 +18,14 @@ __all__ = [
     "Delta",
     "EmbeddingResponse",
     "FunctionCall",
+    "Logprob",
+    "Logprobs",
     "ModelCard",
     "ModelList",
     "ModelMetadata",
     "ModelState",
     "ToolCallDelta",
+    "TopLogprob",
     "Usage",
 ]
 
@@ -57,11 +60,31 @@ class Usage(msgspec.Struct):
     total_completion_time_sec: float = 0.0
 
 
+class TopLogprob(msgspec.Struct):
+    token: int  # the token id; its text is in ``bytes``
+    logprob: float
+    bytes: str | None = None
+
+
+class Logprob(msgspec.Struct):
+    """A sampled token's log probability: natural since mistral.rs 0.9.1, base 10 before (``sampler.rs``)."""
+
+    token: str
+    logprob: float
+    top_logprobs: list[TopLogprob] = msgspec.field(default_factory=list)
+
+
+class Logprobs(msgspec.Struct):
+    content: list[Logprob] | None = None
+
+
 class ChunkChoice(msgspec.Struct):
     index: int = 0
     delta: Delta | None = None  # chat completions
     text: str | None = None  # text completions
     finish_reason: str | None = None
+    # One token's per streamed chunk; the whole answer's list when a Completion is read as a chunk.
+    logprobs: Logprob | list[Logprob] | None = None
 
 
 class ChatCompletionChunk(msgspec.Struct):
@@ -78,6 +101,7 @@ class CompletionChoice(msgspec.Struct):
     message: Delta | None = None  # chat completions
     text: str | None = None  # text completions
     finish_reason: str | None = None
+    logprobs: Logprobs | None = None
 
 
 class Completion(msgspec.Struct):
@@ -90,7 +114,10 @@ class Completion(msgspec.Struct):
 
     def as_chunk(self) -> ChatCompletionChunk:
         """The whole answer as one stream chunk, so that one translator serves both."""
-        choices = [ChunkChoice(c.index, c.message, c.text, c.finish_reason) for c in self.choices]
+        choices = [
+            ChunkChoice(c.index, c.message, c.text, c.finish_reason, c.logprobs.content if c.logprobs else None)
+            for c in self.choices
+        ]
         return ChatCompletionChunk(self.id, self.model, choices, self.usage)
 
 

@@ -11,6 +11,7 @@
 | `tools`                        | `tools`                                                            |
 | `format: "json"` / schema      | `response_format` `json_object` / `json_schema`                    |
 | `think: bool` / level          | `enable_thinking` / + `reasoning_effort`                           |
+| `logprobs` + `top_logprobs`    | `logprobs` + `top_logprobs` (chat), `logprobs: n` (completions)   |
 | `options.num_predict` > 0      | `max_tokens`                                                       |
 | `options.repeat_penalty`       | `repetition_penalty`                                               |
 | `options.temperature, top_p, top_k, min_p, stop, presence_penalty, frequency_penalty, seed` | same names |
@@ -33,7 +34,13 @@ from app.ollama.translate.options import format_to_openai, options_to_openai, th
 from app.ollama.translate.show import capabilities
 from app.upstream import Route
 
-__all__ = ["chat_request_to_openai", "check_thinking", "generate_conversation", "generate_request_to_openai"]
+__all__ = [
+    "chat_request_to_openai",
+    "check_thinking",
+    "check_top_logprobs",
+    "generate_conversation",
+    "generate_request_to_openai",
+]
 
 
 def chat_request_to_openai(request: ChatRequest, model_id: str) -> dict[str, Any]:
@@ -45,6 +52,7 @@ def chat_request_to_openai(request: ChatRequest, model_id: str) -> dict[str, Any
         **format_to_openai(request.format),
         **think_to_openai(request.think),
         **options_to_openai(request.options),
+        **_logprobs_to_openai(request, "chat"),
     }
 
 
@@ -63,13 +71,28 @@ def generate_request_to_openai(request: GenerateRequest, model_id: str) -> tuple
             raise InvalidRequest("raw mode does not support images")
     if request.raw or request.suffix:
         suffix = {"suffix": request.suffix} if request.suffix else {}
-        return "completion", {**common, "prompt": request.prompt or "", **suffix}
+        logprobs = _logprobs_to_openai(request, "completion")
+        return "completion", {**common, "prompt": request.prompt or "", **suffix, **logprobs}
     messages: list[dict[str, Any]] = []
     if request.system:
         messages.append({"role": "system", "content": request.system})
     messages += context_messages(request.context) if request.context else []
     messages.append({"role": "user", "content": user_content(request.prompt or "", request.images)})
-    return "chat", {**common, "messages": messages}
+    return "chat", {**common, "messages": messages, **_logprobs_to_openai(request, "chat")}
+
+
+def _logprobs_to_openai(request: ChatRequest | GenerateRequest, route: Route) -> dict[str, Any]:
+    """mistral.rs returns one alternative unless told otherwise: ask for exactly what Ollama would return."""
+    if not request.logprobs:
+        return {}
+    top = request.top_logprobs or 0
+    return {"logprobs": top} if route == "completion" else {"logprobs": True, "top_logprobs": top}
+
+
+def check_top_logprobs(top: int | None) -> None:
+    """Ollama checks this first, before the model name."""
+    if top is not None and not 0 <= top <= 20:
+        raise InvalidRequest("top_logprobs must be between 0 and 20")
 
 
 def generate_conversation(request: GenerateRequest) -> list[dict[str, Any]] | None:

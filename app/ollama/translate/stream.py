@@ -26,8 +26,9 @@ import msgspec
 from msgspec import UNSET
 
 from app.errors import UpstreamProtocolError
-from app.ollama import AssistantMessage, ChatResponse, FunctionCallOut, GenerateResponse, ToolCallOut
+from app.ollama import AssistantMessage, ChatResponse, FunctionCallOut, GenerateResponse, Logprob, ToolCallOut
 from app.ollama.translate import context
+from app.ollama.translate.logprobs import to_ollama_logprobs
 from app.upstream.wire import ChatCompletionChunk, ToolCallDelta, Usage
 from otel.genai import Clock
 
@@ -97,10 +98,20 @@ def _tool_call(index: int, call_id: str, name: str, arguments: str) -> ToolCallO
 class OllamaStream:
     """The translation state of one generation; ``usage`` and ``finish_reason`` stay readable afterwards."""
 
-    def __init__(self, model: str, kind: Kind, clock: Clock, conversation: list[dict[str, Any]] | None = None) -> None:
+    def __init__(
+        self,
+        model: str,
+        kind: Kind,
+        clock: Clock,
+        conversation: list[dict[str, Any]] | None = None,
+        top_logprobs: int | None = None,
+        logprob_scale: float = 1.0,
+    ) -> None:
         self.model, self.kind, self.clock = model, kind, clock
         # A generate's turns so far: its final object carries them, and this answer, as ``context``.
         self._conversation = conversation
+        # None: the client did not ask for log probabilities; else how many alternatives it wants.
+        self._top_logprobs, self._logprob_scale = top_logprobs, logprob_scale
         self._answer: list[str] = []
         self.usage: Usage | None = None
         self.finish_reason: str | None = None
@@ -118,7 +129,11 @@ class OllamaStream:
         thinking = delta.reasoning_content if delta is not None else None
         if delta is not None and delta.tool_calls and self.kind == "chat":
             self._tools.add(delta.tool_calls)
-        replies = [self._reply(text or "", thinking)] if text or thinking else []
+        logprobs = None
+        if self._top_logprobs is not None and choice.logprobs:
+            logprobs = to_ollama_logprobs(choice.logprobs, self._top_logprobs, self._logprob_scale)
+        # As Ollama, a token whose text is still held back (a partial character) is sent for its logprob.
+        replies = [self._reply(text or "", thinking, logprobs=logprobs)] if text or thinking or logprobs else []
         if text and self._conversation is not None:
             self._answer.append(text)
         if choice.finish_reason is not None:
@@ -148,19 +163,29 @@ class OllamaStream:
             return self._with_stats(self._reply("", None, tool_calls))
         return self._with_stats(self._reply("", None))
 
-    def _reply(self, text: str, thinking: str | None, tool_calls: list[ToolCallOut] | None = None) -> Reply:
+    def _reply(
+        self,
+        text: str,
+        thinking: str | None,
+        tool_calls: list[ToolCallOut] | None = None,
+        logprobs: list[Logprob] | None = None,
+    ) -> Reply:
         created_at = rfc3339_utc()
+        reply: Reply
         if self.kind == "generate":
             reply = GenerateResponse(model=self.model, created_at=created_at, response=text, done=False)
             if thinking:
                 reply.thinking = thinking
-            return reply
-        message = AssistantMessage(role="assistant", content=text)
-        if thinking:
-            message.thinking = thinking
-        if tool_calls:
-            message.tool_calls = tool_calls
-        return ChatResponse(model=self.model, created_at=created_at, message=message, done=False)
+        else:
+            message = AssistantMessage(role="assistant", content=text)
+            if thinking:
+                message.thinking = thinking
+            if tool_calls:
+                message.tool_calls = tool_calls
+            reply = ChatResponse(model=self.model, created_at=created_at, message=message, done=False)
+        if logprobs:
+            reply.logprobs = logprobs
+        return reply
 
     def _with_stats(self, reply: Reply) -> Reply:
         clock, now = self.clock, time.perf_counter_ns()
@@ -202,9 +227,11 @@ def _joined(replies: list[Reply]) -> Reply:
     text: list[str] = []
     thinking: list[str] = []
     tool_calls: list[ToolCallOut] = []
+    logprobs: list[Logprob] = []
     final: Reply | None = None
     for reply in replies:
         final = reply
+        logprobs.extend(reply.logprobs or [])
         if isinstance(reply, GenerateResponse):
             text.append(reply.response)
             thinking.append(reply.thinking or "")
@@ -213,6 +240,8 @@ def _joined(replies: list[Reply]) -> Reply:
             thinking.append(reply.message.thinking or "")
             tool_calls.extend(reply.message.tool_calls or [])
     assert final is not None, "to_ollama always ends with a final reply"
+    if logprobs:
+        final.logprobs = logprobs
     if isinstance(final, GenerateResponse):
         final.response = "".join(text)
         if any(thinking):

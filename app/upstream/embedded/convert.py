@@ -80,9 +80,11 @@ def chat_request(body: dict[str, Any], model: str) -> Any:
     extra: dict[str, Any] = {}
     if body.get("tools"):
         extra["tool_schemas"] = [json.dumps(tool) for tool in body["tools"]]
-    for key in ("enable_thinking", "reasoning_effort"):
+    for key in ("enable_thinking", "reasoning_effort", "top_logprobs"):
         if body.get(key) is not None:
             extra[key] = body[key]
+    if body.get("logprobs"):
+        extra["logprobs"] = True
     return mistralrs.ChatCompletionRequest(
         messages=_messages(body.get("messages")),
         model=model,
@@ -97,6 +99,9 @@ def completion_request(body: dict[str, Any], model: str) -> Any:
     prompt = body.get("prompt")
     if not isinstance(prompt, str):
         raise InvalidRequest("prompt must be a string")
+    if body.get("logprobs") is not None:
+        # The Python binding's CompletionRequest has no logprobs (mistralrs 0.9.5); chat requests do.
+        raise InvalidRequest("the in-process engine returns logprobs for templated prompts only, not raw or suffix")
     suffix = {"suffix": body["suffix"]} if body.get("suffix") else {}
     return mistralrs.CompletionRequest(prompt=prompt, model=model, **_sampling(body), **_grammar(body), **suffix)
 
@@ -141,12 +146,18 @@ def _delta(delta: Any) -> dict[str, Any]:
     return converted
 
 
+def _logprob(logprob: Any) -> dict[str, Any]:
+    top = [{"token": t.token, "logprob": t.logprob, "bytes": t.bytes} for t in logprob.top_logprobs]
+    return {"token": logprob.token, "logprob": logprob.logprob, "bytes": logprob.bytes, "top_logprobs": top}
+
+
 def chunk_payload(chunk: Any, model: str) -> bytes:
     """A streamed chat chunk, as mistral.rs's server writes it after ``data: ``."""
     choices = [
-        {"finish_reason": c.finish_reason, "index": c.index, "delta": _delta(c.delta), "logprobs": None}
+        {"finish_reason": c.finish_reason, "index": c.index, "delta": _delta(c.delta),
+         "logprobs": _logprob(c.logprobs) if c.logprobs is not None else None}
         for c in chunk.choices
-    ]
+    ]  # fmt: skip
     return _encode(
         {"id": chunk.id, "choices": choices, "created": chunk.created, "model": model,
          "system_fingerprint": chunk.system_fingerprint, "object": "chat.completion.chunk",
@@ -171,10 +182,13 @@ def chat_response(chunks: list[dict[str, Any]], model: str) -> bytes:
     content: list[str] = []
     reasoning: list[str] = []
     tool_calls: list[Any] = []
+    logprobs: list[dict[str, Any]] = []
     finish_reason = None
     for chunk in chunks:
         for choice in chunk["choices"][:1]:
             delta = choice["delta"]
+            if choice["logprobs"] is not None:
+                logprobs.append(choice["logprobs"])
             content.append(delta.get("content") or "")
             reasoning.append(delta.get("reasoning_content") or "")
             tool_calls.extend(delta.get("tool_calls") or [])
@@ -184,7 +198,8 @@ def chat_response(chunks: list[dict[str, Any]], model: str) -> bytes:
     if any(reasoning):
         message["reasoning_content"] = "".join(reasoning)
     last = chunks[-1] if chunks else {"id": "", "created": 0, "usage": None}
-    choice = {"finish_reason": finish_reason or "stop", "index": 0, "message": message, "logprobs": None}
+    choice = {"finish_reason": finish_reason or "stop", "index": 0, "message": message,
+              "logprobs": {"content": logprobs} if logprobs else None}  # fmt: skip
     return _encode(
         {"id": last["id"], "choices": [choice], "created": last["created"], "model": model,
          "system_fingerprint": "local", "object": "chat.completion", "usage": last["usage"]}

@@ -28,7 +28,9 @@ def _chunk(content: str, finish: str | None = None, tool_calls: bytes = b"null")
     return HEAD + reason + b',"index":0,"delta":' + delta + b',"logprobs":null}],' + TAIL + usage
 
 
-async def _bursts(payloads: list[bytes], kind: str = "chat", size: int = 1) -> list[list[dict[str, object]]]:
+async def _bursts(
+    payloads: list[bytes], kind: str = "chat", size: int = 1, top_logprobs: int | None = None
+) -> list[list[dict[str, object]]]:
     clock = Clock()
 
     async def source() -> AsyncIterator[list[bytes]]:
@@ -36,13 +38,15 @@ async def _bursts(payloads: list[bytes], kind: str = "chat", size: int = 1) -> l
             clock.mark()  # what the GenAI observer does as tokens arrive
             yield payloads[start : start + size]
 
-    stream = OllamaStream("qwen3", kind, clock)  # type: ignore[arg-type]
+    stream = OllamaStream("qwen3", kind, clock, top_logprobs=top_logprobs)  # type: ignore[arg-type]
     translated = to_ollama(decode_chunks(source()), stream)
     return [[msgspec.to_builtins(reply) for reply in replies] async for replies in translated]
 
 
-async def _replies(payloads: list[bytes], kind: str = "chat") -> list[dict[str, object]]:
-    return [reply for replies in await _bursts(payloads, kind) for reply in replies]
+async def _replies(
+    payloads: list[bytes], kind: str = "chat", top_logprobs: int | None = None
+) -> list[dict[str, object]]:
+    return [reply for replies in await _bursts(payloads, kind, top_logprobs=top_logprobs) for reply in replies]
 
 
 def test_text_chunks_then_one_final_object() -> None:
@@ -107,3 +111,30 @@ def test_malformed_chunks_are_protocol_errors(payload: bytes) -> None:
 def test_rfc3339_trims_trailing_zeros_like_go() -> None:
     assert rfc3339_utc(1_700_000_000_123_400_000) == "2023-11-14T22:13:20.1234Z"
     assert rfc3339_utc(1_700_000_000_000_000_000) == "2023-11-14T22:13:20Z"
+
+
+def _with_logprob(payload: bytes, token: str, logprob: float, top: bytes = b"[]") -> bytes:
+    entry = b'{"token":' + msgspec.json.encode(token) + b',"logprob":' + str(logprob).encode()
+    entry += b',"bytes":' + msgspec.json.encode(list(token.encode())) + b',"top_logprobs":' + top + b"}"
+    return payload.replace(b'"logprobs":null', b'"logprobs":' + entry)
+
+
+def test_a_token_held_back_by_the_engine_still_sends_its_logprob() -> None:
+    """mistral.rs sends a chunk with empty text for the first byte of a split character; Ollama sends its
+    logprob anyway, in a line with empty content."""
+    top = b'[{"token":40,"logprob":-0.5,"bytes":"\\u00e9"},{"token":41,"logprob":-2.0,"bytes":""}]'
+    payloads = [_with_logprob(_chunk(""), "\ufffd", -0.5, top), _with_logprob(_chunk("é", "stop"), "é", -0.25)]
+    replies = asyncio.run(_replies(payloads, top_logprobs=2))
+    assert [(r["message"]["content"], r["done"]) for r in replies] == [("", False), ("é", False), ("", True)]  # type: ignore[index]
+    assert replies[0]["logprobs"] == [{
+        "token": "\ufffd", "logprob": -0.5, "bytes": [239, 191, 189],
+        "top_logprobs": [{"token": "é", "logprob": -0.5, "bytes": [195, 169]}, {"token": "", "logprob": -2.0}],
+    }]  # fmt: skip
+    assert replies[1]["logprobs"] == [{"token": "é", "logprob": -0.25, "bytes": [195, 169]}]
+    assert "logprobs" not in replies[2]
+
+
+def test_logprobs_the_client_did_not_ask_for_are_dropped() -> None:
+    replies = asyncio.run(_replies([_with_logprob(_chunk("a"), "a", -0.1), _with_logprob(_chunk("", "stop"), "", -1)]))
+    assert [r["message"]["content"] for r in replies] == ["a", ""]  # type: ignore[index]
+    assert all("logprobs" not in r for r in replies)

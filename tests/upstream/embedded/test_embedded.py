@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import threading
 import time
 
@@ -189,3 +190,42 @@ def test_client_disconnect_stops_the_engine_stream(
         ("/api/chat", "200", "client_disconnected"): 1,
         ("/api/chat", "200", "none"): 1,
     }
+
+
+def _check_logprob(entry: dict[str, object], top: int) -> None:
+    token, alternatives = entry["token"], entry.get("top_logprobs", [])
+    assert isinstance(token, str) and isinstance(alternatives, list)
+    assert entry.get("bytes", []) == list(token.encode())
+    assert isinstance(entry["logprob"], float) and entry["logprob"] <= 0
+    assert len(alternatives) == top
+    assert [a["logprob"] for a in alternatives] == sorted((a["logprob"] for a in alternatives), reverse=True)
+    assert all(a.get("bytes", []) == list(a["token"].encode()) for a in alternatives)
+
+
+def test_logprobs_come_from_the_engine_in_natural_logarithms(http: httpx.Client) -> None:
+    body = {"model": "tiny", "messages": HI, "stream": False, "logprobs": True, "top_logprobs": 20,
+            "options": {"num_predict": 4}}  # fmt: skip
+    answer = http.post("/api/chat", json=body).json()
+    assert len(answer["logprobs"]) == answer["eval_count"] == 4
+    for entry in answer["logprobs"]:
+        _check_logprob(entry, 20)
+        # The 20 likeliest of the model's 399 tokens hold at least 20/399 of the probability: true of natural
+        # logarithms only (base-10 ones read as natural would give far less).
+        mass = sum(math.exp(a["logprob"]) for a in entry["top_logprobs"])
+        assert 20 / 399 <= mass <= 1 + 1e-6
+
+
+def test_streamed_logprobs_come_one_token_per_line(http: httpx.Client) -> None:
+    body = {"model": "tiny", "prompt": "hello", "logprobs": True, "top_logprobs": 2, "options": {"num_predict": 5}}
+    lines = [json.loads(line) for line in http.post("/api/generate", json=body).text.splitlines()]
+    tokens = [line for line in lines if not line["done"]]
+    assert [len(line["logprobs"]) for line in tokens] == [1] * 5 and lines[-1]["eval_count"] == 5
+    for line in tokens:
+        _check_logprob(line["logprobs"][0], 2)
+    assert "logprobs" not in lines[-1]
+
+
+def test_raw_generate_with_logprobs_is_a_clear_error_in_process(http: httpx.Client) -> None:
+    answer = http.post("/api/generate", json={"model": "tiny", "prompt": "x", "raw": True, "logprobs": True})
+    assert (answer.status_code, answer.json()) == (400, {
+        "error": "the in-process engine returns logprobs for templated prompts only, not raw or suffix"})  # fmt: skip
