@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Build the programs the proxy lives with, pinned in monitoring/versions.env, once per version, into a cache:
 #   the OpenTelemetry Collector (OCB, monitoring/collector/builder.yaml), Jaeger v2, Prometheus 3 with promtool,
-#   Alertmanager, and the ollama CLI.
-# Usage: scripts/build-programs.sh [otelcol|jaeger|prometheus|alertmanager|ollama|ollama-server|mistralrs ...]
+#   Alertmanager, the ollama CLI, an Ollama server and Ollama's own integration suite (a compiled Go test).
+# Usage: scripts/build-programs.sh [otelcol|jaeger|prometheus|alertmanager|ollama|ollama-server|ollama-integration
+#                                   |mistralrs ...]
 #   (default: all but mistralrs, the mistral.rs server from crates.io, whose first build is too long for CI)
 # Prints the cache's bin directory last. A second run finds every binary and builds nothing.
 # Cache: $MOP_PROGRAMS_CACHE, default ${XDG_CACHE_HOME:-~/.cache}/mistral-ollama-proxy/programs.
@@ -122,6 +123,23 @@ build_ollama-server() {
   finish "$dir" ollama-server
 }
 
+build_ollama-integration() {
+  local dir="$cache/ollama-integration-$OLLAMA_VERSION"
+  built ollama-integration "$dir" ollama-integration && { finish "$dir" ollama-integration; return; }
+  rm -rf "$dir"; mkdir -p "$dir/src"
+  # The suite (tags integration,fast) runs against an existing server with OLLAMA_TEST_EXISTING=1; it reads its
+  # testdata/ from the working directory, so that folder is kept beside the binary.
+  say "ollama-integration: compiling github.com/ollama/ollama@v$OLLAMA_VERSION/integration (tags integration,fast)"
+  (cd "$dir/src" && go mod init mop-ollama-it >/dev/null 2>&1 \
+    && go mod download "github.com/ollama/ollama@v$OLLAMA_VERSION")
+  local module; module="$(go env GOMODCACHE)/github.com/ollama/ollama@v$OLLAMA_VERSION"
+  cp -r "$module" "$dir/src/ollama" && chmod -R u+w "$dir/src/ollama"
+  (cd "$dir/src/ollama" && CGO_ENABLED=1 timed ollama-integration \
+    go test -c -tags=integration,fast -o "$dir/ollama-integration" ./integration/)
+  cp -r "$dir/src/ollama/integration/testdata" "$dir/" && rm -rf "$dir/src"
+  finish "$dir" ollama-integration
+}
+
 build_mistralrs() {
   local v=$MISTRALRS_SERVER_VERSION dir="$cache/mistralrs-$MISTRALRS_SERVER_VERSION"
   built mistralrs "$dir" mistralrs && { finish "$dir" mistralrs; return; }
@@ -138,6 +156,6 @@ build_mistralrs() {
 }
 
 programs=("$@")
-[[ ${#programs[@]} -gt 0 ]] || programs=(otelcol jaeger prometheus alertmanager ollama ollama-server)
+[[ ${#programs[@]} -gt 0 ]] || programs=(otelcol jaeger prometheus alertmanager ollama ollama-server ollama-integration)
 for p in "${programs[@]}"; do "build_$p"; done
 echo "$cache/bin"

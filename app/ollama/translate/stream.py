@@ -27,8 +27,7 @@ from msgspec import UNSET
 
 from app.errors import UpstreamProtocolError
 from app.ollama import AssistantMessage, ChatResponse, FunctionCallOut, GenerateResponse, Logprob, ToolCallOut
-from app.ollama.translate import context
-from app.ollama.translate.logprobs import to_ollama_logprobs
+from app.ollama.translate import context, logprobs
 from app.upstream.wire import ChatCompletionChunk, ToolCallDelta, Usage
 from otel.genai import Clock
 
@@ -129,11 +128,12 @@ class OllamaStream:
         thinking = delta.reasoning_content if delta is not None else None
         if delta is not None and delta.tool_calls and self.kind == "chat":
             self._tools.add(delta.tool_calls)
-        logprobs = None
+        probabilities = None
         if self._top_logprobs is not None and choice.logprobs:
-            logprobs = to_ollama_logprobs(choice.logprobs, self._top_logprobs, self._logprob_scale)
+            probabilities = logprobs.to_ollama_logprobs(choice.logprobs, self._top_logprobs, self._logprob_scale)
         # As Ollama, a token whose text is still held back (a partial character) is sent for its logprob.
-        replies = [self._reply(text or "", thinking, logprobs=logprobs)] if text or thinking or logprobs else []
+        wanted = text or thinking or probabilities
+        replies = [self._reply(text or "", thinking, logprobs=probabilities)] if wanted else []
         if text and self._conversation is not None:
             self._answer.append(text)
         if choice.finish_reason is not None:
@@ -227,11 +227,11 @@ def _joined(replies: list[Reply]) -> Reply:
     text: list[str] = []
     thinking: list[str] = []
     tool_calls: list[ToolCallOut] = []
-    logprobs: list[Logprob] = []
+    probabilities: list[Logprob] = []
     final: Reply | None = None
     for reply in replies:
         final = reply
-        logprobs.extend(reply.logprobs or [])
+        probabilities.extend(reply.logprobs or [])
         if isinstance(reply, GenerateResponse):
             text.append(reply.response)
             thinking.append(reply.thinking or "")
@@ -240,8 +240,8 @@ def _joined(replies: list[Reply]) -> Reply:
             thinking.append(reply.message.thinking or "")
             tool_calls.extend(reply.message.tool_calls or [])
     assert final is not None, "to_ollama always ends with a final reply"
-    if logprobs:
-        final.logprobs = logprobs
+    if probabilities:
+        final.logprobs = probabilities
     if isinstance(final, GenerateResponse):
         final.response = "".join(text)
         if any(thinking):
