@@ -159,8 +159,7 @@ class _Plan:
         best = _f32(-0.05 * (1 + position % 4))
         alternatives = [{"token": 100 + position, "logprob": best, "bytes": token}]
         alternatives += [
-            {"token": 9000 + k, "logprob": _f32(best - 0.5 * k), "bytes": f" alt{k}"}
-            for k in range(1, self.top_logprobs)
+            {"token": 9000 + k, "logprob": _f32(best - k), "bytes": f" alt{k}"} for k in range(1, self.top_logprobs)
         ]
         top = alternatives[: self.top_logprobs]
         return {"token": token, "logprob": best, "bytes": list(token.encode()), "top_logprobs": top}

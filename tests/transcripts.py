@@ -58,6 +58,13 @@ def requests(model: str) -> list[Request]:
                 {**chat, "messages": [{"role": "user", "content": [
                     {"type": "text", "text": "What is this?"},
                     {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PIXEL}"}}]}]}),
+        Request("chat_logprobs", "POST", "/v1/chat/completions", {**chat, "logprobs": True, "top_logprobs": 2}),
+        Request("chat_logprobs_stream", "POST", "/v1/chat/completions",
+                {**chat, "logprobs": True, "top_logprobs": 2, "stream": True}),
+        Request("completion_logprobs", "POST", "/v1/completions",
+                {"model": model, "prompt": "Say hello.", "max_tokens": 4, "logprobs": 2}),
+        Request("completion_logprobs_stream", "POST", "/v1/completions",
+                {"model": model, "prompt": "Say hello.", "max_tokens": 4, "logprobs": 2, "stream": True}),
         Request("unload", "POST", "/v1/models/unload", {"model_id": model}),
         Request("status_unloaded", "POST", "/v1/models/status", {"model_id": model}),
         Request("reload", "POST", "/v1/models/reload", {"model_id": model}),

@@ -4,6 +4,7 @@ the default SmolLM2 GGUF on a free loopback port."""
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterator
 
@@ -41,8 +42,11 @@ def mistral_url(request: pytest.FixtureRequest) -> Iterator[str]:
 
 @pytest.fixture
 def proxy_http(mistral_url: str) -> Iterator[httpx.Client]:
-    """The proxy, in HTTP mode, in front of that server."""
-    with serve_in_thread(create_app(Settings(mistral_url=mistral_url))) as proxy:
+    """The proxy, in HTTP mode, in front of that server: the pinned build and the emulator are mistral.rs 0.8.1,
+    whose logprobs are base-10; your own server's base is MISTRAL_LOGPROB_BASE's (default e)."""
+    base = os.environ.get("MISTRAL_LOGPROB_BASE", "e") if os.environ.get("TEST_MISTRAL_URL") else "10"
+    settings = Settings(mistral_url=mistral_url, mistral_logprob_base=10.0 if base == "10" else math.e)
+    with serve_in_thread(create_app(settings)) as proxy:
         with httpx.Client(base_url=proxy.url, timeout=120) as http:
             yield http
 

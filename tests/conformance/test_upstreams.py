@@ -6,6 +6,7 @@ Nothing here depends on the generated text: shapes, counts, durations and status
 from __future__ import annotations
 
 import json
+import math
 import os
 
 import httpx
@@ -65,6 +66,28 @@ def test_a_streamed_answer(proxy_http: httpx.Client, model: str, route: str) -> 
     assert parts and all(part["done"] is False for part in parts)
     _check_final(final, "message" if route == "/api/chat" else "response", "context" if route != "/api/chat" else None)
     assert final["eval_count"] >= len(parts) - 1 or final["done_reason"] == "length"  # type: ignore[operator]
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
+def test_logprobs_for_every_token(proxy_http: httpx.Client, model: str, stream: bool) -> None:
+    body = {"model": model, "messages": HI, "stream": stream, "logprobs": True, "top_logprobs": 2, "options": SHORT}
+    answer = proxy_http.post("/api/chat", json=body)
+    if stream:
+        *parts, final = _lines(answer)
+        entries = [entry for part in parts for entry in part["logprobs"]]  # type: ignore[attr-defined]
+        assert "logprobs" not in final
+    else:
+        final = answer.json()
+        entries = final["logprobs"]
+    assert len(entries) == final["eval_count"]
+    for entry in entries:
+        assert set(entry) <= {"token", "logprob", "bytes", "top_logprobs"} and entry["logprob"] <= 0
+        assert entry.get("bytes", []) == list(entry["token"].encode())
+        alternatives = entry["top_logprobs"]
+        assert len(alternatives) == 2 and alternatives[0]["logprob"] >= alternatives[1]["logprob"]
+        assert all(a.get("bytes", []) == list(a["token"].encode()) for a in alternatives)
+        # Natural logarithms: probabilities that add up to at most 1 (base-10 ones read as natural can exceed it).
+        assert sum(math.exp(a["logprob"]) for a in alternatives) <= 1 + 1e-6
 
 
 def test_openai_chat_passes_through(proxy_http: httpx.Client, model: str) -> None:
