@@ -33,7 +33,8 @@ JSON_MEDIA_TYPE = "application/json; charset=utf-8"
 NDJSON_MEDIA_TYPE = "application/x-ndjson"
 SSE_MEDIA_TYPE = "text/event-stream"
 
-_encode = msgspec.json.Encoder().encode
+_encoder = msgspec.json.Encoder()
+_encode = _encoder.encode
 
 
 def json_response(body: Any, status_code: int = 200, background: BackgroundTask | None = None) -> Response:
@@ -62,7 +63,7 @@ async def ndjson_lines(bursts: AsyncIterable[list[Any]], on_error: OnError, drai
     with drain.track():
         try:
             async for replies in bursts:
-                yield b"".join([_encode(reply) + b"\n" for reply in replies])
+                yield _encoder.encode_lines(replies)
         except Exception as exc:  # the status is already sent: tell the client in-band
             on_error(exc)
             yield _encode(error_line(exc)) + b"\n"
