@@ -36,6 +36,7 @@ __all__ = ["TelemetryConfigError", "configure"]
 
 SERVICE_NAME = "mistral-ollama-proxy"
 _TRUE = ("1", "true", "yes", "on")
+_INTERNAL_METRICS = "OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED"
 
 
 class TelemetryConfigError(ValueError):
@@ -119,6 +120,20 @@ def _resource(environ: Mapping[str, str], version: str) -> Resource:
     )
 
 
+def _batch_processor(exporter: SpanExporter, meter_provider: MeterProvider) -> BatchSpanProcessor:
+    """A batch span processor with the SDK's own semconv metrics (``otel_sdk_processor_span_processed_total``,
+    ``error_type="queue_full"`` for spans dropped because the exporter fell behind; its queue's size and
+    capacity): one record per exported batch. They are switched on for this processor alone, because the same
+    variable would also count every span started and live, on the request path; ``false`` turns them off."""
+    choice = os.environ.get(_INTERNAL_METRICS)
+    os.environ[_INTERNAL_METRICS] = choice if choice is not None else "true"
+    try:
+        return BatchSpanProcessor(exporter, meter_provider=meter_provider)
+    finally:
+        if choice is None:
+            del os.environ[_INTERNAL_METRICS]
+
+
 def configure(
     version: str,
     environ: Mapping[str, str] | None = None,
@@ -152,12 +167,12 @@ def configure(
 
     # Telemetry.shutdown flushes within a time limit; the SDK's own exit hooks would wait on the exporters' retries.
     tracer_provider = TracerProvider(resource=resource, shutdown_on_exit=False)
-    for exporter in [*(_span_exporter(name, environ) for name in span_names), *span_exporters]:
-        tracer_provider.add_span_processor(BatchSpanProcessor(exporter))
     readers = [_metric_reader(name, environ, registry) for name in metric_names if registry or name != "prometheus"]  # type: ignore[arg-type]
     meter_provider = MeterProvider(
         resource=resource, metric_readers=[*readers, *metric_readers], shutdown_on_exit=False
     )
+    for exporter in [*(_span_exporter(name, environ) for name in span_names), *span_exporters]:
+        tracer_provider.add_span_processor(_batch_processor(exporter, meter_provider))
     log_names = _exporters(environ, "LOGS", "none")
     closing_logs = _export_logs(resource, [*(_log_exporter(name, environ) for name in log_names), *log_exporters])
     capture = environ.get("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "").strip().lower() in _TRUE

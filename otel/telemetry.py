@@ -29,9 +29,9 @@ from otel.metrics import ProxyMetrics
 
 __all__ = ["Telemetry", "disabled", "instrument_httpx"]
 
-# The contrib instrumentations (server span, upstream span) emit the old HTTP attributes (http.url, net.peer.ip)
-# unless told otherwise, and read this once, when the first one is built; an operator's own choice
-# (http/dup while dashboards migrate) wins.
+# The contrib httpx instrumentation (the upstream span) emits the old HTTP attributes (http.url, net.peer.ip) unless
+# told otherwise, and reads this once, when it is first built; an operator's own choice (http/dup while dashboards
+# migrate) wins.
 os.environ.setdefault("OTEL_SEMCONV_STABILITY_OPT_IN", "http")
 # The OTLP exporters retry a batch for up to 10 s each: an unreachable collector kept a SIGTERM'd proxy alive 25 s.
 FLUSH_TIMEOUT = 5.0

@@ -353,4 +353,8 @@ PROMETHEUS_NAMES = {
     "gen_ai.client.operation.duration": "gen_ai_client_operation_duration_seconds",
     "gen_ai.server.time_to_first_token": "gen_ai_server_time_to_first_token_seconds",
     "gen_ai.server.time_per_output_token": "gen_ai_server_time_per_output_token_seconds",
+    # The SDK's own, of its batch span processor: the {span} unit is an annotation, so no unit suffix.
+    "otel.sdk.processor.span.queue.capacity": "otel_sdk_processor_span_queue_capacity",
+    "otel.sdk.processor.span.queue.size": "otel_sdk_processor_span_queue_size",
+    "otel.sdk.processor.span.processed": "otel_sdk_processor_span_processed_total",
 }

@@ -3,14 +3,25 @@
 from __future__ import annotations
 
 import gzip
+import threading
+from collections.abc import Sequence
 
 import httpx
 import ollama
+import pytest
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
 from prometheus_client.parser import text_string_to_metric_families
 
+from app.http.app import create_app
+from app.settings import Settings
 from otel.semconv import Buckets
-from tests.servers import Server
+from otel.setup import configure
+from tests.emulator import Emulator
+from tests.servers import Server, serve_in_thread
+
+HI = [{"role": "user", "content": "hi"}]
 
 HI = [{"role": "user", "content": "hi"}]
 GENAI = {"gen_ai_operation_name", "gen_ai_provider_name", "gen_ai_request_model", "server_address", "server_port"}
@@ -39,7 +50,12 @@ def _labels(samples: list[tuple[str, dict[str, str]]], suffix: str = "") -> list
 
 
 def test_series_names(proxy: Server) -> None:
-    assert set(_scrape(proxy)) == {
+    names = set(_scrape(proxy))
+    sdk = {name for name in names if name.startswith("otel_sdk_")}
+    # The SDK's own: its span queue from the start, the spans it processed once it has exported some.
+    queue = {"otel_sdk_processor_span_queue_size", "otel_sdk_processor_span_queue_capacity"}
+    assert queue <= sdk <= queue | {"otel_sdk_processor_span_processed"}
+    assert names - sdk == {
         "target_info",
         "mistral_http_requests",
         "mistral_http_request_duration_seconds",
@@ -114,3 +130,38 @@ def test_scrapes_are_not_counted_as_traffic(proxy: Server) -> None:
         http.get("/metrics")
         text = http.get("/api/metrics").text
     assert "mistral_http_requests_total" not in text
+
+
+class _Stuck(SpanExporter):
+    """An exporter that cannot keep up: its first export waits until released."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        self.release.wait(10)
+        return SpanExportResult.SUCCESS
+
+
+def test_spans_dropped_by_a_lagging_exporter_are_counted(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OTEL_BSP_MAX_QUEUE_SIZE", "2")
+    monkeypatch.setenv("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "1")
+    stuck = _Stuck()
+    telemetry = configure("test", environ={}, span_exporters=[stuck])
+    try:
+        with (
+            serve_in_thread(Emulator().app) as upstream,
+            serve_in_thread(create_app(Settings(mistral_url=upstream.url), telemetry=telemetry)) as proxy,
+        ):
+            for _ in range(3):  # three spans each, into a queue of two behind an export that waits
+                httpx.post(f"{proxy.url}/api/chat", json={"model": "mistral-7b", "messages": HI, "stream": False})
+            families = {f.name: f for f in text_string_to_metric_families(httpx.get(f"{proxy.url}/metrics").text)}
+    finally:
+        stuck.release.set()
+        telemetry.shutdown()
+    processed = families["otel_sdk_processor_span_processed"].samples
+    dropped = [s for s in processed if s.labels.get("error_type") == "queue_full"]
+    assert [sorted(s.labels) for s in dropped] == [["error_type", "otel_component_name", "otel_component_type"]]
+    assert dropped[0].labels["otel_component_type"] == "batching_span_processor" and dropped[0].value >= 5
+    capacity = families["otel_sdk_processor_span_queue_capacity"].samples
+    assert [s.value for s in capacity] == [2.0]

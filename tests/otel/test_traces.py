@@ -147,7 +147,8 @@ def test_with_telemetry_off_no_span_is_made_but_the_callers_trace_reaches_mistra
 ) -> None:
     app = create_app(settings, telemetry=disabled())
     assert [entry.cls for entry in app.user_middleware][:1] == [TraceContextPassThrough]
-    assert [entry.kwargs.get("tracer") for entry in app.user_middleware if entry.cls is HTTPTelemetryMiddleware] == [None]
+    telemetry_middleware = [entry for entry in app.user_middleware if entry.cls is HTTPTelemetryMiddleware]
+    assert [entry.kwargs.get("tracer") for entry in telemetry_middleware] == [None]
     parent = f"00-{TRACE_ID}-00f067aa0ba902b7-01"
     with serve_in_thread(app) as proxy, httpx.Client(base_url=proxy.url) as http:
         body = {"model": "mistral", "messages": HI, "stream": False}
