@@ -12,18 +12,19 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar, overload
 
 from opentelemetry.metrics import (
+    CallbackOptions,
     Counter,
     Histogram,
     Meter,
     MeterProvider,
-    UpDownCounter,
+    Observation,
     get_meter_provider,
 )
 from opentelemetry.metrics import _Gauge as Gauge
 
 from otel.semconv import OTHER, Buckets, Metric
 
-__all__ = ["INSTRUMENTS", "Instrument", "ModelLabels", "ProxyMetrics"]
+__all__ = ["INSTRUMENTS", "InFlight", "Instrument", "ModelLabels", "ProxyMetrics"]
 
 InstrumentT = TypeVar("InstrumentT")
 
@@ -33,7 +34,7 @@ class Instrument(Generic[InstrumentT]):
     """One instrument of the contract; as a class attribute of ``ProxyMetrics``, the instrument itself once built."""
 
     name: str
-    kind: str  # counter, histogram, up_down_counter or gauge
+    kind: str  # counter, histogram, gauge, or in_flight (see InFlight)
     unit: str
     description: str
     buckets: tuple[float, ...] | None = None
@@ -58,11 +59,30 @@ class Instrument(Generic[InstrumentT]):
         return name + "_total" if self.kind == "counter" else name
 
     def build(self, meter: Meter) -> Any:
+        if self.kind == "in_flight":
+            return InFlight(meter, self.name, self.unit, self.description)
         create: Callable[..., Any] = getattr(meter, f"create_{self.kind}")
         if self.buckets is not None:
             return create(self.name, unit=self.unit, description=self.description,
                           explicit_bucket_boundaries_advisory=self.buckets)  # fmt: skip
         return create(self.name, unit=self.unit, description=self.description)
+
+
+class InFlight:
+    """An up-down count read when metrics are collected: ``add`` is an integer addition, not an SDK record (two
+    per request, each offered to every reader), and the series is the same ``UpDownCounter`` gauge."""
+
+    __slots__ = ("name", "unit", "value")
+
+    def __init__(self, meter: Meter, name: str, unit: str, description: str) -> None:
+        self.name, self.unit, self.value = name, unit, 0
+        meter.create_observable_up_down_counter(name, [self._observe], unit=unit, description=description)
+
+    def add(self, amount: int) -> None:
+        self.value += amount
+
+    def _observe(self, options: CallbackOptions) -> list[Observation]:
+        return [Observation(self.value)]
 
 
 class ProxyMetrics:
@@ -74,8 +94,8 @@ class ProxyMetrics:
     http_request_duration: Instrument[Histogram] = Instrument(
         Metric.HTTP_REQUEST_DURATION, "histogram", "s", "Request start to last byte sent", Buckets.HTTP
     )
-    active_requests: Instrument[UpDownCounter] = Instrument(
-        Metric.ACTIVE_REQUESTS, "up_down_counter", "{request}", "Requests in flight, streams included"
+    active_requests: Instrument[InFlight] = Instrument(
+        Metric.ACTIVE_REQUESTS, "in_flight", "{request}", "Requests in flight, streams included"
     )
     generate_duration: Instrument[Histogram] = Instrument(
         Metric.GENERATE_DURATION, "histogram", "s", "Upstream call start to last token", Buckets.GENERATE

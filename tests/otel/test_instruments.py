@@ -13,7 +13,7 @@ from otel.metrics import INSTRUMENTS, Instrument, ProxyMetrics
 from otel.setup import configure
 
 README = Path(__file__).parents[2] / "README.md"
-_RECORD = {"counter": "add", "up_down_counter": "add", "histogram": "record", "gauge": "set"}
+_RECORD = {"counter": "add", "in_flight": "add", "histogram": "record", "gauge": "set"}
 
 
 def _sample_names() -> set[str]:
@@ -37,7 +37,7 @@ def test_each_specification_is_one_attribute_of_the_kind_it_says() -> None:
         "streaming_chunks", "model_load_duration", "upstream_up", "token_usage", "operation_duration",
         "time_to_first_token", "time_per_output_token",
     ]  # fmt: skip
-    kinds = {"counter": "Counter", "up_down_counter": "UpDownCounter", "histogram": "Histogram", "gauge": "Gauge"}
+    kinds = {"counter": "Counter", "in_flight": "InFlight", "histogram": "Histogram", "gauge": "Gauge"}
     for spec in INSTRUMENTS:
         built = getattr(metrics, spec.attribute)
         assert (built.name, built.unit, type(built).__name__.lstrip("_")) == (spec.name, spec.unit, kinds[spec.kind])
