@@ -263,20 +263,23 @@ class GenAIObserver:
             record.output_tokens = output if invocation.operation != GenAI.EMBEDDINGS else None
 
     def _annotate(self, span: Span, invocation: Invocation, output: int | None) -> None:
+        """The response's attributes, set in one call (each ``set_attribute`` takes the span's lock)."""
+        attributes: dict[str, Any] = {}
         if invocation.response_id:
-            span.set_attribute(GenAI.RESPONSE_ID, invocation.response_id)
-            span.set_attribute(GenAI.RESPONSE_MODEL, invocation.response_model)
+            attributes[GenAI.RESPONSE_ID] = invocation.response_id
+            attributes[GenAI.RESPONSE_MODEL] = invocation.response_model
         if invocation.finish_reasons:
-            span.set_attribute(GenAI.RESPONSE_FINISH_REASONS, invocation.finish_reasons)
+            attributes[GenAI.RESPONSE_FINISH_REASONS] = invocation.finish_reasons
         if invocation.input_tokens is not None:
-            span.set_attribute(GenAI.USAGE_INPUT_TOKENS, invocation.input_tokens)
+            attributes[GenAI.USAGE_INPUT_TOKENS] = invocation.input_tokens
         if output is not None and invocation.operation != GenAI.EMBEDDINGS:
-            span.set_attribute(GenAI.USAGE_OUTPUT_TOKENS, output)
+            attributes[GenAI.USAGE_OUTPUT_TOKENS] = output
         if invocation.counted:
-            span.set_attribute(GenAI.RESPONSE_TIME_TO_FIRST_CHUNK, (invocation.clock.first - invocation.started) / 1e9)
+            attributes[GenAI.RESPONSE_TIME_TO_FIRST_CHUNK] = (invocation.clock.first - invocation.started) / 1e9
         if invocation.output is not None:
             message = {"role": "assistant", "parts": [{"type": "text", "content": "".join(invocation.output)}]}
-            span.set_attribute(GenAI.OUTPUT_MESSAGES, json.dumps([message]))
+            attributes[GenAI.OUTPUT_MESSAGES] = json.dumps([message])
+        span.set_attributes(attributes)
 
     def _record_timings(
         self,
