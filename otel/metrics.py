@@ -24,7 +24,9 @@ from opentelemetry.metrics import _Gauge as Gauge
 
 from otel.semconv import OTHER, Buckets, Metric
 
-__all__ = ["INSTRUMENTS", "InFlight", "Instrument", "ModelLabels", "ProxyMetrics"]
+__all__ = ["INSTRUMENTS", "METER_NAME", "InFlight", "Instrument", "ModelLabels", "ProxyMetrics"]
+
+METER_NAME = "mistral-ollama-proxy"
 
 InstrumentT = TypeVar("InstrumentT")
 
@@ -51,6 +53,12 @@ class Instrument(Generic[InstrumentT]):
     def __get__(self, obj: object | None, owner: type) -> Instrument[InstrumentT] | InstrumentT:
         # Never reached on an instance: the built instrument sits in its __dict__, found before this descriptor.
         return self
+
+    @property
+    def exemplars(self) -> bool:
+        """Durations carry exemplars (the dashboard's latency panels link them to traces); counts do not: each
+        exemplar offer costs about as much as the record itself, once per reader."""
+        return self.kind == "histogram" and self.unit == "s"
 
     @property
     def series(self) -> str:
@@ -131,7 +139,7 @@ class ProxyMetrics:
     )  # a one-chunk answer has none
 
     def __init__(self, meter_provider: MeterProvider | None = None, version: str = "") -> None:
-        meter = (meter_provider or get_meter_provider()).get_meter("mistral-ollama-proxy", version)
+        meter = (meter_provider or get_meter_provider()).get_meter(METER_NAME, version)
         for spec in INSTRUMENTS:
             self.__dict__[spec.attribute] = spec.build(meter)
 

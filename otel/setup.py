@@ -17,19 +17,21 @@ import logging
 import os
 import uuid
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from opentelemetry.exporter.prometheus import PrometheusMetricReader
 from opentelemetry.instrumentation.logging.handler import LoggingHandler
 from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, ConsoleLogRecordExporter, LogRecordExporter
-from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics import AlwaysOffExemplarFilter, ExemplarFilter, ExemplarReservoir, MeterProvider
 from opentelemetry.sdk.metrics.export import ConsoleMetricExporter, MetricReader, PeriodicExportingMetricReader
+from opentelemetry.sdk.metrics.view import View
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
 from prometheus_client import CollectorRegistry
 
-from otel.metrics import ProxyMetrics
+from otel.metrics import INSTRUMENTS, METER_NAME, ProxyMetrics
 from otel.telemetry import Telemetry, disabled
 
 __all__ = ["TelemetryConfigError", "configure"]
@@ -120,6 +122,37 @@ def _resource(environ: Mapping[str, str], version: str) -> Resource:
     )
 
 
+class _NoExemplars(ExemplarReservoir):
+    def offer(self, value: float, time_unix_nano: int, attributes: Any, context: Any) -> None:
+        pass
+
+    def collect(self, point_attributes: Any) -> list[Any]:
+        return []
+
+
+def _exemplar_filter(
+    environ: Mapping[str, str], metric_names: Sequence[str], extra: Sequence[MetricReader]
+) -> ExemplarFilter | None:
+    """Off when nothing would carry an exemplar: the Prometheus exporter renders none, so with /metrics alone
+    every offer is wasted. Otherwise the operator's OTEL_METRICS_EXEMPLAR_FILTER, else the SDK's trace_based."""
+    if set(metric_names) - {"prometheus"} or extra or environ.get("OTEL_METRICS_EXEMPLAR_FILTER"):
+        return None
+    return AlwaysOffExemplarFilter()
+
+
+def _views() -> list[View]:
+    """The proxy's instruments that carry no exemplars (``Instrument.exemplars``); the rest keep the SDK's."""
+    return [
+        View(
+            instrument_name=spec.name,
+            meter_name=METER_NAME,
+            exemplar_reservoir_factory=lambda _: lambda **_: _NoExemplars(),
+        )
+        for spec in INSTRUMENTS
+        if not spec.exemplars
+    ]
+
+
 def _batch_processor(exporter: SpanExporter, meter_provider: MeterProvider) -> BatchSpanProcessor:
     """A batch span processor with the SDK's own semconv metrics (``otel_sdk_processor_span_processed_total``,
     ``error_type="queue_full"`` for spans dropped because the exporter fell behind; its queue's size and
@@ -169,7 +202,11 @@ def configure(
     tracer_provider = TracerProvider(resource=resource, shutdown_on_exit=False)
     readers = [_metric_reader(name, environ, registry) for name in metric_names if registry or name != "prometheus"]  # type: ignore[arg-type]
     meter_provider = MeterProvider(
-        resource=resource, metric_readers=[*readers, *metric_readers], shutdown_on_exit=False
+        resource=resource,
+        metric_readers=[*readers, *metric_readers],
+        views=_views(),
+        exemplar_filter=_exemplar_filter(environ, metric_names, metric_readers),
+        shutdown_on_exit=False,
     )
     for exporter in [*(_span_exporter(name, environ) for name in span_names), *span_exporters]:
         tracer_provider.add_span_processor(_batch_processor(exporter, meter_provider))

@@ -36,11 +36,13 @@ def values(reader: InMemoryMetricReader, name: str, *keys: str) -> dict[tuple[An
 
 
 def wait_idle(reader: InMemoryMetricReader, timeout: float = 5.0) -> None:
-    """Streams finish after their last byte: wait until no request is in flight."""
+    """Streams finish after their last byte: wait until a request has been counted and none is in flight (the
+    in-flight gauge reads 0 before the first request too)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         active = points(reader, "mistral_active_requests")
-        if active and all(point.value == 0 for point in active.values()):
+        counted = points(reader, "mistral_http_requests")
+        if counted and active and all(point.value == 0 for point in active.values()):
             return
         time.sleep(0.01)
     raise AssertionError("requests still in flight")

@@ -7,6 +7,7 @@ from contextlib import AbstractContextManager
 
 import ollama
 import pytest
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from app.http.app import create_app
 from app.settings import Settings
@@ -73,3 +74,27 @@ def test_metrics_arrive_with_the_same_names_and_exemplars(pushed: Received) -> N
         assert {exemplar.trace_id for exemplar in exemplars} <= trace_ids, name
     generate = next(m for m in metrics if m.name == "mistral_generate_duration").histogram.data_points[0]
     assert list(generate.explicit_bounds)[:3] == [0.1, 0.25, 0.5]
+
+
+def test_counts_carry_no_exemplars(pushed: Received) -> None:
+    """Only durations do (the dashboard links them to traces): an exemplar offer costs as much as a record."""
+    metrics = pushed.metric_list()
+    for name in ("mistral_http_requests", "mistral_generate_tokens", "gen_ai.client.token.usage"):
+        found = [m for m in metrics if m.name == name]
+        points = [p for m in found for p in (*m.sum.data_points, *m.histogram.data_points)]
+        assert points and not [exemplar for point in points for exemplar in point.exemplars], name
+
+
+def test_with_metrics_pulled_only_no_exemplar_is_offered(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Prometheus exporter renders no exemplars: with /metrics alone, offering them would be wasted work."""
+    pulled = configure("test", environ={})
+    read = configure("test", environ={}, metric_readers=[InMemoryMetricReader()])  # a reader that keeps them
+    monkeypatch.setenv("OTEL_METRICS_EXEMPLAR_FILTER", "always_on")  # the SDK reads it itself
+    chosen = configure("test", environ={"OTEL_METRICS_EXEMPLAR_FILTER": "always_on"})
+    try:
+        configs = [t.meter_provider._sdk_config for t in (pulled, read, chosen)]  # type: ignore[attr-defined]
+        assert [type(config.exemplar_filter).__name__ for config in configs] == [
+            "AlwaysOffExemplarFilter", "TraceBasedExemplarFilter", "AlwaysOnExemplarFilter"]  # fmt: skip
+    finally:
+        for telemetry in (pulled, read, chosen):
+            telemetry.shutdown()
