@@ -15,6 +15,7 @@ from app.upstream.base import ModelAction, Route
 from app.upstream.http.errors import map_upstream_errors, status_error
 from app.upstream.http.sse import SSEDecoder
 from app.upstream.http.transport import LIMITS
+from app.upstream.http.watchdog import Watchdog
 from app.upstream.timeouts import StreamTimeouts
 from app.upstream.wire import ModelCard, ModelList, ModelState
 from otel.telemetry import instrument_httpx
@@ -44,21 +45,29 @@ class SSEStream:
         decoder = SSEDecoder()
         raw = self._response.aiter_raw()
         started = False
-        with map_upstream_errors():
-            while True:
-                wait, error = self._timeouts.wait(started, self._deadline)
-                try:
-                    async with asyncio.timeout(wait):
+        watchdog = Watchdog()  # one timer per stream, not a timeout per read
+        try:
+            with map_upstream_errors():
+                while True:
+                    wait, error = self._timeouts.wait(started, self._deadline)
+                    watchdog.arm(wait)
+                    try:
                         data = await anext(raw)
-                except StopAsyncIteration:
-                    break
-                except TimeoutError:
-                    raise error from None
-                started = True
-                if payloads := decoder.feed(data):
-                    yield payloads
-                if decoder.done:
-                    break
+                    except StopAsyncIteration:
+                        break
+                    except asyncio.CancelledError:
+                        if watchdog.timed_out():
+                            raise error from None
+                        raise
+                    finally:
+                        watchdog.disarm()
+                    started = True
+                    if payloads := decoder.feed(data):
+                        yield payloads
+                    if decoder.done:
+                        break
+        finally:
+            watchdog.close()
         if not decoder.done and (payloads := decoder.close()):
             yield payloads
         if decoder.failure is not None:
