@@ -27,6 +27,7 @@ from app.ollama.translate.requests import (
     check_top_logprobs,
     generate_conversation,
     generate_request_to_openai,
+    requested_top_logprobs,
 )
 from app.upstream.wire import EmbeddingResponse
 from otel.genai import Clock
@@ -56,7 +57,7 @@ async def chat(request: Request) -> Response:
     return await generations.ollama(
         request, kind="chat", route="chat", entry=entry, body=chat_request_to_openai(body, entry.id),
         requested=body.model, stream=body.stream is not False, unload_after=unload, clock=clock,
-        top_logprobs=_top_logprobs(body),
+        top_logprobs=requested_top_logprobs(body),
     )  # fmt: skip
 
 
@@ -77,12 +78,8 @@ async def generate(request: Request) -> Response:
     return await generations.ollama(
         request, kind="generate", route=route, entry=entry, body=upstream_body, requested=body.model,
         stream=body.stream is not False, unload_after=unload, clock=clock, conversation=generate_conversation(body),
-        top_logprobs=_top_logprobs(body),
+        top_logprobs=requested_top_logprobs(body),
     )  # fmt: skip
-
-
-def _top_logprobs(body: ChatRequest | GenerateRequest) -> int | None:
-    return (body.top_logprobs or 0) if body.logprobs else None
 
 
 async def _embed(generations: Generations, model: str, inputs: list[str]) -> EmbeddingResponse:

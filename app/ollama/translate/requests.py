@@ -40,6 +40,7 @@ __all__ = [
     "check_top_logprobs",
     "generate_conversation",
     "generate_request_to_openai",
+    "requested_top_logprobs",
 ]
 
 
@@ -81,11 +82,15 @@ def generate_request_to_openai(request: GenerateRequest, model_id: str) -> tuple
     return "chat", {**common, "messages": messages, **_logprobs_to_openai(request, "chat")}
 
 
+def requested_top_logprobs(request: ChatRequest | GenerateRequest) -> int | None:
+    """None unless the client asked for log probabilities; else how many alternatives it wants per token."""
+    return (request.top_logprobs or 0) if request.logprobs else None
+
+
 def _logprobs_to_openai(request: ChatRequest | GenerateRequest, route: Route) -> dict[str, Any]:
     """mistral.rs returns one alternative unless told otherwise: ask for exactly what Ollama would return."""
-    if not request.logprobs:
+    if (top := requested_top_logprobs(request)) is None:
         return {}
-    top = request.top_logprobs or 0
     return {"logprobs": top} if route == "completion" else {"logprobs": True, "top_logprobs": top}
 
 
