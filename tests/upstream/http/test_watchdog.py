@@ -41,9 +41,11 @@ def test_the_read_of_another_task_is_the_one_cancelled() -> None:
     async def main() -> list[str]:
         watchdog = Watchdog()
         first = await _read(watchdog, 0.2, 0.01)
-        later = await asyncio.create_task(_read(watchdog, 0.05, 0.5))
+        # asyncio.wait, unlike awaiting the task, would not pass a cancellation of this task on to it.
+        later = asyncio.create_task(_read(watchdog, 0.05, 0.5))
+        await asyncio.wait({later})
         watchdog.close()
-        return [first, later]
+        return [first, later.result()]
 
     assert asyncio.run(main()) == ["read", "timed out"]
 
