@@ -15,6 +15,7 @@ from typing import Any
 
 from app.errors import ProxyError
 from app.upstream.timeouts import StreamTimeouts
+from app.upstream.watchdog import Expired, Watchdog
 
 __all__ = ["EngineStream"]
 
@@ -39,6 +40,7 @@ class EngineStream:
     ) -> None:
         self._timeouts, self._deadline, self._started = timeouts, deadline, False
         self._loop = asyncio.get_running_loop()
+        self._watchdog = Watchdog()  # one timer per stream, not a timeout per read
         self._queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
         self._credits = threading.Semaphore(_CREDITS)
         self._stop = threading.Event()
@@ -53,19 +55,19 @@ class EngineStream:
     async def __anext__(self) -> list[bytes]:
         if self._pending is not None:
             raise self._pending
-        wait, error = self._timeouts.wait(self._started, self._deadline)
+        wait, silence = self._timeouts.wait(self._started, self._deadline)
         try:
-            async with asyncio.timeout(wait):
-                item = await self._queue.get()
-        except TimeoutError:
-            self._stop.set()
-            raise error from None
+            item = await self._watchdog.read(self._queue.get(), wait)
+        except Expired:
+            await self.aclose()
+            raise self._timeouts.error(silence) from None
         self._started = True
         burst: list[bytes] = []
         while True:
             self._credits.release()
             kind, value = item
             if kind != "chunk":
+                self._watchdog.close()
                 ending: BaseException = StopAsyncIteration() if kind == "end" else value
                 if not burst:
                     raise ending
@@ -78,6 +80,7 @@ class EngineStream:
 
     async def aclose(self) -> None:
         self._stop.set()
+        self._watchdog.close()
 
     def _produce(self, chunks: Iterator[Any]) -> None:
         ending: tuple[str, Any] = ("end", None)

@@ -15,8 +15,8 @@ from app.upstream.base import ModelAction, Route
 from app.upstream.http.errors import map_upstream_errors, status_error
 from app.upstream.http.sse import SSEDecoder
 from app.upstream.http.transport import LIMITS
-from app.upstream.http.watchdog import Watchdog
 from app.upstream.timeouts import StreamTimeouts
+from app.upstream.watchdog import Expired, Watchdog
 from app.upstream.wire import ModelCard, ModelList, ModelState
 from otel.telemetry import instrument_httpx
 
@@ -49,18 +49,13 @@ class SSEStream:
         try:
             with map_upstream_errors():
                 while True:
-                    wait, error = self._timeouts.wait(started, self._deadline)
-                    watchdog.arm(wait)
+                    wait, silence = self._timeouts.wait(started, self._deadline)
                     try:
-                        data = await anext(raw)
+                        data = await watchdog.read(anext(raw), wait)
                     except StopAsyncIteration:
                         break
-                    except asyncio.CancelledError:
-                        if watchdog.timed_out():
-                            raise error from None
-                        raise
-                    finally:
-                        watchdog.disarm()
+                    except Expired:
+                        raise self._timeouts.error(silence) from None
                     started = True
                     if payloads := decoder.feed(data):
                         yield payloads
@@ -108,13 +103,13 @@ class HTTPUpstream:
 
     async def open_stream(self, route: Route, body: dict[str, Any], deadline: float | None = None) -> SSEStream:
         request = self.client.build_request("POST", _PATHS[route], content=_encode(body), headers=_JSON)
-        wait, error = self._stream_timeouts.wait(False, deadline)
+        wait, silence = self._stream_timeouts.wait(False, deadline)
         with map_upstream_errors():
             try:
                 async with asyncio.timeout(wait):
                     response = await self.client.send(request, stream=True)
             except TimeoutError:
-                raise error from None
+                raise self._stream_timeouts.error(silence) from None
             if response.status_code != 200:
                 try:
                     raise status_error(response.status_code, await response.aread(), response.headers)

@@ -3,20 +3,29 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
+from typing import TypeVar
 
-__all__ = ["Watchdog"]
+__all__ = ["Expired", "Watchdog"]
+
+T = TypeVar("T")
+
+
+class Expired(Exception):
+    """A read outlasted its limit (its own type, so that a timeout raised by the read itself is not taken for it)."""
 
 
 class Watchdog:
     """Cancels the reading task when a read outlasts its limit.
 
-    ``arm`` before a read, ``disarm`` after it: between reads the stream's consumer is writing to its client,
-    which the timer must never interrupt. The timer is re-armed lazily (a later expiry waits for the current one
-    to come due), and it cancels whichever task is reading at that moment: a stream's first read is awaited by
-    the route's task and the rest by the response's, so the task is taken at each ``arm``.
+    Reads go through ``read``, which arms the timer before and disarms it after: between reads the stream's
+    consumer is writing to its client, which the timer must never interrupt. The timer is re-armed lazily (a
+    later expiry waits for the current one to come due), and it cancels whichever task is reading at that
+    moment: a stream's first read is awaited by the route's task and the rest by the response's, so the task
+    is taken at each read.
     """
 
-    __slots__ = ("_loop", "_handle", "_due", "_expires", "_task", "_cancelling", "fired")
+    __slots__ = ("_loop", "_handle", "_due", "_expires", "_task", "_cancelling", "_fired")
 
     def __init__(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -25,26 +34,38 @@ class Watchdog:
         self._expires: float | None = None  # None: no read in progress
         self._task: asyncio.Task[object] | None = None
         self._cancelling = 0
-        self.fired = False
+        self._fired = False
 
-    def arm(self, seconds: float) -> None:
+    async def read(self, awaitable: Awaitable[T], seconds: float) -> T:
+        """Await one read, for at most ``seconds``; raises ``Expired`` after that."""
+        self._arm(seconds)
+        try:
+            return await awaitable
+        except asyncio.CancelledError:
+            if self._timed_out():
+                raise Expired() from None
+            raise
+        finally:
+            self._disarm()
+
+    def _arm(self, seconds: float) -> None:
         task = asyncio.current_task()
         assert task is not None, "a watchdog guards a task's reads"
-        self._task, self._cancelling, self.fired = task, task.cancelling(), False
+        self._task, self._cancelling, self._fired = task, task.cancelling(), False
         self._expires = expires = self._loop.time() + seconds
         if self._handle is None or expires < self._due:
             if self._handle is not None:
                 self._handle.cancel()
             self._due, self._handle = expires, self._loop.call_at(expires, self._check)
 
-    def disarm(self) -> None:
+    def _disarm(self) -> None:
         self._expires = None
 
-    def timed_out(self) -> bool:
+    def _timed_out(self) -> bool:
         """After a read raised ``CancelledError``: was it this watchdog's (then the cancellation is taken back)?"""
-        if not self.fired or self._task is None:
+        if not self._fired or self._task is None:
             return False
-        self.fired = False
+        self._fired = False
         return self._task.uncancel() <= self._cancelling
 
     def close(self) -> None:
@@ -59,5 +80,5 @@ class Watchdog:
         if self._loop.time() < self._expires:
             self._due, self._handle = self._expires, self._loop.call_at(self._expires, self._check)
             return
-        self.fired = True
+        self._fired = True
         self._task.cancel()

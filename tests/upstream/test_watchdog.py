@@ -6,20 +6,14 @@ import asyncio
 
 import pytest
 
-from app.upstream.http.watchdog import Watchdog
+from app.upstream.watchdog import Expired, Watchdog
 
 
 async def _read(watchdog: Watchdog, limit: float, takes: float) -> str:
-    watchdog.arm(limit)
     try:
-        await asyncio.sleep(takes)
-    except asyncio.CancelledError:
-        if watchdog.timed_out():
-            return "timed out"
-        raise
-    finally:
-        watchdog.disarm()
-    return "read"
+        return await watchdog.read(asyncio.sleep(takes, "read"), limit)
+    except Expired:
+        return "timed out"
 
 
 def test_a_read_that_outlasts_its_limit_is_cancelled_and_others_are_not() -> None:
