@@ -6,21 +6,18 @@ import contextlib
 import http.client
 import os
 import signal
-import socket
 import subprocess
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository, for the tests' port picker
+# below the ephemeral range, so that no outgoing socket takes a port between its pick and its bind
+from scripts.stack import free_port as free_port  # noqa: E402
+
 _TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def descendants(pid: int) -> list[int]:

@@ -4,7 +4,8 @@
 
 Starts the stand-in upstream (``standin.py``) and an OTLP sink (``sink.py``) on core 1, then for each scenario
 starts the configurations on core 0 — (b) the proxy with telemetry fully on, (c) the proxy with telemetry off,
-(d) the bare pass-through floor (``floor.py``), (e) the LiteLLM proxy with ``--litellm`` — and measures them and
+(d) the bare pass-through floor (``floor.py``), (e) the LiteLLM proxy with ``--litellm``, and in two scenarios
+(b″) traces sampled at 10 % and (f) two workers — and measures them and
 (a) the stand-in itself with the load generator (``load.py``, core 1), alternated over the rounds
 (a b c d e, a b c d e, …). Reports medians, the added latency over (a), the server's CPU time per request and
 peak RSS, and the issue's targets; writes them to ``bench/results.md``.
@@ -37,8 +38,11 @@ from report import (
     FLOOR,
     FLOOR_AIOHTTP,
     LITELLM,
+    PROXIES,
     PROXY_OFF,
     PROXY_ON,
+    PROXY_SAMPLED,
+    PROXY_WORKERS,
     Measurement,
     Results,
     Scenario,
@@ -61,10 +65,12 @@ _PROXY_VARIABLES = (
 
 SCENARIOS = (
     Scenario("json-c1", "non-streaming /api/chat, concurrency 1", "/api/chat", False, 1),
-    Scenario("json-c16", "non-streaming /api/chat, concurrency 16", "/api/chat", False, 16, peer=True),
+    Scenario("json-c16", "non-streaming /api/chat, concurrency 16", "/api/chat", False, 16, peer=True, variants=True),
     Scenario("json-c64", "non-streaming /api/chat, concurrency 64", "/api/chat", False, 64),
     Scenario("stream-c16", f"streamed /api/chat ({CHUNKS} chunks), concurrency 16", "/api/chat", True, 16),
-    Scenario("stream-c64", f"streamed /api/chat ({CHUNKS} chunks), concurrency 64", "/api/chat", True, 64),
+    Scenario(
+        "stream-c64", f"streamed /api/chat ({CHUNKS} chunks), concurrency 64", "/api/chat", True, 64, variants=True
+    ),
     Scenario(
         "openai-stream-c16",
         f"streamed /v1/chat/completions ({CHUNKS} chunks), concurrency 16",
@@ -88,6 +94,7 @@ class Options:
     output: Path
     workdir: Path
     scenarios: tuple[str, ...] = ()
+    variants: bool = True
 
 
 def _tokens(stream: bool, json_tokens: int | None) -> int | None:
@@ -109,7 +116,7 @@ def openai_body(stream: bool, json_tokens: int | None) -> dict[str, Any]:
 def request_for(config: str, scenario: Scenario, json_tokens: int | None) -> tuple[str, dict[str, Any]]:
     """The path and body each configuration gets: the proxy speaks Ollama, the others the OpenAI equivalent."""
     openai = openai_body(scenario.stream, json_tokens)
-    if config in (PROXY_ON, PROXY_OFF):
+    if config in PROXIES:
         ollama = scenario.path == "/api/chat"
         return scenario.path, ollama_body(scenario.stream, json_tokens) if ollama else openai
     if config in (FLOOR, FLOOR_AIOHTTP):
@@ -142,20 +149,25 @@ def _proxy_env(upstream: str, bind: str, telemetry: dict[str, str], extra: dict[
     return {**env, "MISTRAL_URL": upstream, "BIND_ADDRESS": bind, **telemetry, **extra}
 
 
-def telemetry_env(on: bool, sink: str) -> dict[str, str]:
-    if not on:
+def telemetry_env(config: str, sink: str) -> dict[str, str]:
+    if config == PROXY_OFF:
         return {"OTEL_SDK_DISABLED": "true"}
-    return {
+    on = {
         "OTEL_EXPORTER_OTLP_ENDPOINT": sink,
         "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
         "OTEL_TRACES_SAMPLER": "parentbased_always_on",  # 100 %, batch-exported
         "OTEL_METRIC_EXPORT_INTERVAL": "5000",  # so that metric pushes fall inside the measured windows
     }
+    if config == PROXY_SAMPLED:
+        return {**on, "OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.1"}
+    if config == PROXY_WORKERS:  # both on core 0: requests per CPU-second is what carries over to more cores
+        return {**on, "WORKERS": "2"}  # metrics by OTLP alone, as several workers require
+    return on
 
 
 def start_proxy(config: str, upstream: str, sink: str, options: Options) -> Server:
     port = procs.free_port()
-    env = _proxy_env(upstream, f"127.0.0.1:{port}", telemetry_env(config == PROXY_ON, sink), options.proxy_env)
+    env = _proxy_env(upstream, f"127.0.0.1:{port}", telemetry_env(config, sink), options.proxy_env)
     home = options.workdir / config
     home.mkdir(exist_ok=True)
     command = [*_proxy_executable(), "serve", "--log-level", "warning"]
@@ -200,7 +212,7 @@ def start_litellm(upstream: str, options: Options) -> Server:
 def start_config(config: str, standin: Server, sink: Server, options: Options) -> Server:
     if config == DIRECT:
         return standin
-    if config in (PROXY_ON, PROXY_OFF):
+    if config in PROXIES:
         return start_proxy(config, standin.url, sink.url, options)
     if config == LITELLM:
         return start_litellm(standin.url, options)
@@ -212,6 +224,8 @@ def start_config(config: str, standin: Server, sink: Server, options: Options) -
 
 def configs_for(scenario: Scenario, options: Options, results: Results) -> list[str]:
     configs = [DIRECT, PROXY_ON, PROXY_OFF, *options.floors]
+    if scenario.variants and options.variants:
+        configs += [PROXY_SAMPLED, PROXY_WORKERS]
     if scenario.peer and options.litellm and LITELLM not in results.skipped:
         configs.append(LITELLM)
     return configs
@@ -332,6 +346,8 @@ def labels(litellm_version: str | None) -> dict[str, str]:
         DIRECT: "(a) direct to the stand-in",
         PROXY_ON: "(b) proxy, telemetry on",
         PROXY_OFF: "(c) proxy, telemetry off",
+        PROXY_SAMPLED: "(b″) proxy, telemetry on, traces sampled 10 %",
+        PROXY_WORKERS: "(f) proxy, telemetry on, WORKERS=2 (OTLP metrics)",
         FLOOR: "(d) floor, httpx",
         FLOOR_AIOHTTP: "(d′) floor, httpx-aiohttp",
         LITELLM: f"(e) LiteLLM {litellm_version or ''}".strip(),
@@ -393,8 +409,9 @@ def parse(argv: Sequence[str]) -> Options:
     parser.add_argument("--litellm", action="store_true", help="add LiteLLM (installed in bench/.venv-litellm)")
     parser.add_argument("--json-tokens", type=int, help="tokens per non-streamed reply (default: the stand-in's 100)")
     parser.add_argument("--floor-transport", choices=["httpx", "aiohttp", "both"], default="httpx")
-    parser.add_argument("--proxy-env", action="append", default=[], metavar="NAME=VALUE", help="for (b) and (c)")
+    parser.add_argument("--proxy-env", action="append", default=[], metavar="NAME=VALUE", help="for every proxy run")
     parser.add_argument("--scenarios", default="", help="comma-separated scenario names (default: all)")
+    parser.add_argument("--no-variants", action="store_true", help="leave out (b″) sampled traces and (f) 2 workers")
     parser.add_argument("--output", type=Path, help="default bench/results.md (bench/results-quick.md with --quick)")
     args = parser.parse_args(argv)
     if args.quick:
@@ -412,6 +429,7 @@ def parse(argv: Sequence[str]) -> Options:
         output=args.output or default_output,
         workdir=Path(tempfile.mkdtemp(prefix="mistral-ollama-bench-")),
         scenarios=tuple(name for name in args.scenarios.split(",") if name),
+        variants=not args.no_variants,
     )
 
 

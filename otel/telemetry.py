@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import httpx
 from opentelemetry import metrics as metrics_api
+from opentelemetry import propagate
 from opentelemetry import trace as trace_api
 from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 from opentelemetry.metrics import NoOpMeterProvider
@@ -82,7 +83,14 @@ class Telemetry:
 
 
 def instrument_httpx(client: httpx.AsyncClient, tracer_provider: trace_api.TracerProvider | None) -> None:
-    """A span per upstream call, ``traceparent`` sent, and the trace id as ``x-request-id`` for mistral.rs logs."""
+    """A span per upstream call, ``traceparent`` sent, and the trace id as ``x-request-id`` for mistral.rs logs.
+
+    With telemetry off there is no span to make: a caller's trace context is sent on without the instrumentation,
+    whose work per request (URL and attribute parsing for a span that records nothing) is then wasted.
+    """
+    if isinstance(tracer_provider, NoOpTracerProvider):
+        client.event_hooks["request"].append(_propagate)
+        return
     HTTPXClientInstrumentor.instrument_client(
         client, tracer_provider=tracer_provider, meter_provider=NoOpMeterProvider()
     )
@@ -93,6 +101,12 @@ async def _request_id(request: httpx.Request) -> None:
     context = get_current_span().get_span_context()
     if context.is_valid and "x-request-id" not in request.headers:
         request.headers["x-request-id"] = format_trace_id(context.trace_id)
+
+
+async def _propagate(request: httpx.Request) -> None:
+    if get_current_span().get_span_context().is_valid:  # only a caller's context, passed through
+        propagate.inject(request.headers)
+        await _request_id(request)
 
 
 def disabled() -> Telemetry:

@@ -9,15 +9,15 @@ from collections.abc import Iterator
 import httpx
 import pytest
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import format_span_id, format_trace_id
+from opentelemetry.trace import NoOpTracerProvider, format_span_id, format_trace_id
 
 from app.http.app import create_app
 from app.settings import Settings
 from otel.asgi import HTTPTelemetryMiddleware, TraceContextPassThrough
 from otel.setup import configure
-from otel.telemetry import Telemetry, disabled
+from otel.telemetry import Telemetry, disabled, instrument_httpx
 from tests.emulator import Emulator, Reply
 from tests.otel.helpers import finished_spans, points, wait_idle
 from tests.servers import Server, serve_in_thread
@@ -156,6 +156,7 @@ def test_with_telemetry_off_no_span_is_made_but_the_callers_trace_reaches_mistra
         assert http.post("/api/chat", json=body).status_code == 200
     continued, fresh = [r.headers for r in emulator.requests if r.path == "/v1/chat/completions"]
     assert continued["traceparent"] == parent
+    assert "tracestate" not in continued and "baggage" not in continued
     assert continued["x-request-id"] == TRACE_ID
     assert "traceparent" not in fresh and "x-request-id" not in fresh
 
@@ -193,3 +194,15 @@ def test_http_spans_follow_the_stable_semantic_conventions(
     assert str(upstream["url.full"]).endswith("/v1/chat/completions")
     old = {"http.method", "http.url", "http.target", "http.status_code", "net.peer.ip", "net.host.name", "http.host"}
     assert not old & (set(attributes) | set(upstream))
+
+
+def test_with_telemetry_off_the_upstream_client_only_propagates() -> None:
+    """The contrib instrumentation would parse every URL into attributes of a span that records nothing."""
+    on, off = httpx.AsyncClient(), httpx.AsyncClient()
+    instrument_httpx(on, TracerProvider())
+    instrument_httpx(off, NoOpTracerProvider())
+    assert [vars(on).get("_is_instrumented_by_opentelemetry"), vars(off).get("_is_instrumented_by_opentelemetry")] == [
+        True,
+        None,
+    ]
+    assert [hook.__name__ for hook in off.event_hooks["request"]] == ["_propagate"]
