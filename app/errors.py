@@ -46,6 +46,7 @@ __all__ = [
     "UpstreamStatusError",
     "UpstreamTimeout",
     "UpstreamUnavailable",
+    "UpstreamUnreachable",
     "Unauthorized",
     "truncate",
 ]
@@ -149,6 +150,10 @@ class UpstreamError(ProxyError):
 
 class UpstreamUnavailable(UpstreamError):
     error_type = "upstream_unavailable"
+
+
+class UpstreamUnreachable(UpstreamUnavailable):
+    """No connection could be made: nothing was sent, so another server may be tried."""
 
 
 class UpstreamTimeout(UpstreamError):

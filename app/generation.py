@@ -187,7 +187,7 @@ class Generations:
     @property
     def logprob_scale(self) -> float:
         """What turns the upstream's logprobs into natural logarithms; the in-process engine's already are."""
-        return math.log(self.settings.mistral_logprob_base) if self.settings.mistral_url else 1.0
+        return math.log(self.settings.mistral_logprob_base) if self.settings.remote else 1.0
 
     async def ollama(
         self,

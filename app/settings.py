@@ -7,11 +7,11 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from starlette.config import Config
 
 from app.models.names import parse_aliases
+from app.upstream.endpoints import Endpoint, endpoints_from_file, endpoints_from_urls
 from app.upstream.http.transport import TransportKind
 from app.upstream.timeouts import StreamTimeouts
 
@@ -44,15 +44,13 @@ def _transport(value: str) -> TransportKind:
     return value  # type: ignore[return-value]
 
 
-def _mistral_url(value: str) -> str | None:
-    """A URL httpx can call, refused at start rather than failing every request (``localhost:8080`` has no scheme)."""
-    if not value:
-        return None
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"MISTRAL_URL must be an http:// or https:// URL with a host, such as "
-                         f"http://localhost:8080 (got {value!r})")  # fmt: skip
-    return value.rstrip("/")
+def _upstreams(urls: str, path: str) -> tuple[str | None, tuple[Endpoint, ...]]:
+    """``MISTRAL_URL`` (normalised) or the upstreams file's endpoints; never both."""
+    if urls and path:
+        raise ValueError("set MISTRAL_URL or MISTRAL_UPSTREAMS_FILE, not both")
+    if path:
+        return None, endpoints_from_file(path)
+    return ",".join(endpoint.url for endpoint in endpoints_from_urls(urls)) or None, ()
 
 
 def _logprob_base(value: str) -> float:
@@ -74,7 +72,8 @@ def _api_keys(inline: str, path: str) -> tuple[str, ...]:
 
 @dataclass(frozen=True)
 class Settings:
-    mistral_url: str | None = None
+    mistral_url: str | None = None  # one URL, or several separated by commas
+    upstreams: tuple[Endpoint, ...] = ()  # from MISTRAL_UPSTREAMS_FILE, instead of mistral_url
     bind: str = DEFAULT_BIND
     request_timeout: float = DEFAULT_REQUEST_TIMEOUT
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
@@ -106,6 +105,16 @@ class Settings:
     access_log: bool = True  # one structured line per request (logger mistral_ollama_proxy.access)
 
     @property
+    def endpoints(self) -> tuple[Endpoint, ...]:
+        """The mistral.rs servers to use; none: the engine in-process."""
+        return self.upstreams or (endpoints_from_urls(self.mistral_url) if self.mistral_url else ())
+
+    @property
+    def remote(self) -> bool:
+        """mistral.rs is reached over HTTP (else it runs in-process)."""
+        return bool(self.mistral_url or self.upstreams)
+
+    @property
     def stream_timeouts(self) -> StreamTimeouts:
         return StreamTimeouts(first_byte=self.first_byte_timeout, idle=self.idle_timeout)
 
@@ -113,9 +122,11 @@ class Settings:
     def from_env(cls, environ: Mapping[str, str] | None = None, env_file: str | None = ".env") -> Settings:
         env_path = Path(env_file) if env_file and Path(env_file).is_file() else None
         config = Config(env_path, environ=os.environ if environ is None else environ)
-        mistral_url = _mistral_url(config("MISTRAL_URL", default=""))
+        urls, upstreams_file = config("MISTRAL_URL", default=""), config("MISTRAL_UPSTREAMS_FILE", default="")
+        mistral_url, upstreams = _upstreams(urls, upstreams_file)
         return cls(
             mistral_url=mistral_url,
+            upstreams=upstreams,
             bind=config("BIND_ADDRESS", default="") or DEFAULT_BIND,
             request_timeout=config("REQUEST_TIMEOUT_SECS", cast=float, default=DEFAULT_REQUEST_TIMEOUT),
             connect_timeout=config("CONNECT_TIMEOUT_SECS", cast=float, default=DEFAULT_CONNECT_TIMEOUT),

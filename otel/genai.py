@@ -9,6 +9,7 @@ metrics exactly once. The application's generation lifecycle (``app.generation``
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import dataclasses
 import json
 import logging
@@ -23,7 +24,7 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode, TracerProvid
 
 from otel.metrics import ModelLabels, ProxyMetrics
 from otel.record import current_record
-from otel.semconv import ERROR_TYPE, MODEL, PROVIDER, SERVER_ADDRESS, SERVER_PORT, GenAI
+from otel.semconv import ERROR_TYPE, MODEL, PROVIDER, SERVER_ADDRESS, SERVER_PORT, UPSTREAM, GenAI
 
 __all__ = [
     "CLIENT_DISCONNECTED",
@@ -33,10 +34,12 @@ __all__ = [
     "Invocation",
     "error_type_of",
     "observe",
+    "place",
     "untraced",
 ]
 
 CLIENT_DISCONNECTED = "client_disconnected"
+_current: contextvars.ContextVar[Invocation | None] = contextvars.ContextVar("genai_invocation", default=None)
 _log = logging.getLogger(__name__)
 _REQUEST_ATTRIBUTES = {
     "max_tokens": GenAI.REQUEST_MAX_TOKENS,
@@ -112,6 +115,13 @@ def untraced() -> AbstractContextManager[None]:
     return suppress_instrumentation()
 
 
+def place(upstream: str, address: str, port: int | None) -> None:
+    """The mistral.rs server that serves the current invocation, when there are several to choose from: its
+    ``server.address``/``server.port`` on the span and the metrics, its name as the metrics' ``upstream`` label."""
+    if (invocation := _current.get()) is not None:
+        invocation.placed(upstream, address, port)
+
+
 def error_type_of(exc: BaseException) -> str:
     """A short, stable class for ``error.type`` and the ``error_type`` label."""
     if isinstance(exc, asyncio.CancelledError | GeneratorExit):
@@ -125,6 +135,7 @@ class Invocation:
 
     def __init__(self, observer: GenAIObserver, span: Span, operation: str, model: str, clock: Clock) -> None:
         self._observer, self.span, self.operation, self.model, self.clock = observer, span, operation, model, clock
+        self.server, self.upstream = observer.server, observer.upstream
         self.started = time.perf_counter_ns()
         self.input_tokens: int | None = None
         self.output_tokens: int | None = None
@@ -137,9 +148,18 @@ class Invocation:
 
     @contextmanager
     def current(self) -> Iterator[None]:
-        """Make the GenAI span current, so that the upstream call is traced under it."""
-        with trace.use_span(self.span, end_on_exit=False, record_exception=False, set_status_on_exception=False):
-            yield
+        """Make the GenAI span current, so that the upstream call is traced under it (and can ``place`` it)."""
+        token = _current.set(self)
+        try:
+            with trace.use_span(self.span, end_on_exit=False, record_exception=False, set_status_on_exception=False):
+                yield
+        finally:
+            _current.reset(token)
+
+    def placed(self, upstream: str, address: str, port: int | None) -> None:
+        self.server = {SERVER_ADDRESS: address} if port is None else {SERVER_ADDRESS: address, SERVER_PORT: port}
+        self.upstream = upstream
+        self.span.set_attributes(self.server)
 
     def on_chunk(self, chunk: Chunk) -> None:
         if not self.response_id:
@@ -197,22 +217,26 @@ class GenAIObserver:
         *,
         server_address: str = "",
         server_port: int | None = None,
+        upstream: str = "",
         capture_content: bool = False,
     ) -> None:
+        """``server_address``, ``server_port`` and ``upstream`` (the label) describe the one mistral.rs server every
+        invocation goes to; with several, each invocation is ``place``d."""
         self.metrics = metrics
         self.capture_content = capture_content
         self._tracer = (tracer_provider or trace.get_tracer_provider()).get_tracer("mistral-ollama-proxy.genai")
         self._labels = ModelLabels()
-        self._server: dict[str, str | int] = {SERVER_ADDRESS: server_address} if server_address else {}
+        self.server: dict[str, str | int] = {SERVER_ADDRESS: server_address} if server_address else {}
         if server_port is not None:
-            self._server[SERVER_PORT] = server_port
+            self.server[SERVER_PORT] = server_port
+        self.upstream = upstream
 
     def start(self, operation: str, model: str, request: Mapping[str, Any], *, clock: Clock) -> Invocation:
         attributes: dict[str, Any] = {
             GenAI.OPERATION: operation,
             GenAI.PROVIDER_NAME: PROVIDER,
             GenAI.REQUEST_MODEL: model,
-            **self._server,
+            **self.server,
         }
         for field, key in _REQUEST_ATTRIBUTES.items():
             value = request.get(field)
@@ -241,7 +265,10 @@ class GenAIObserver:
         span, metrics = invocation.span, self.metrics
         context = trace.set_span_in_context(span)
         base = {GenAI.OPERATION: invocation.operation, GenAI.PROVIDER_NAME: PROVIDER,
-                GenAI.REQUEST_MODEL: invocation.model, **self._server}  # fmt: skip
+                GenAI.REQUEST_MODEL: invocation.model, **invocation.server}  # fmt: skip
+        mistral = {MODEL: invocation.model}
+        if invocation.upstream:
+            base[UPSTREAM] = mistral[UPSTREAM] = invocation.upstream
         output = invocation.output_tokens if invocation.output_tokens is not None else invocation.counted or None
         self._annotate(span, invocation, output)
         if error_type is not None:
@@ -255,8 +282,8 @@ class GenAIObserver:
             )
         if output is not None and invocation.operation != GenAI.EMBEDDINGS:
             metrics.token_usage.record(output, {**base, GenAI.TOKEN_TYPE: GenAI.OUTPUT}, context=context)
-            metrics.generate_tokens.add(output, {MODEL: invocation.model}, context=context)
-        self._record_timings(invocation, base, output, error_type, now, context)
+            metrics.generate_tokens.add(output, mistral, context=context)
+        self._record_timings(invocation, base, mistral, output, error_type, now, context)
         span.end()
         if (record := invocation.record) is not None:
             record.model, record.input_tokens = invocation.model, invocation.input_tokens
@@ -285,6 +312,7 @@ class GenAIObserver:
         self,
         invocation: Invocation,
         base: dict[str, Any],
+        mistral: dict[str, str],
         output: int | None,
         error_type: str | None,
         now: int,
@@ -301,7 +329,7 @@ class GenAIObserver:
             metrics.time_per_output_token.record(per_token, base, context=context)
         if error_type is None and invocation.operation != GenAI.EMBEDDINGS:
             seconds = ((last or now) - invocation.started) / 1e9
-            metrics.generate_duration.record(seconds, {MODEL: invocation.model}, context=context)
+            metrics.generate_duration.record(seconds, mistral, context=context)
 
 
 async def observe(

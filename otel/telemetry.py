@@ -60,12 +60,13 @@ class Telemetry:
         endpoint = metrics_endpoint(self.registry)
         return [Route(path, endpoint, methods=["GET"]) for path in METRICS_PATHS]
 
-    def observer(self, server_address: str = "", server_port: int | None = None) -> GenAIObserver:
+    def observer(self, server_address: str = "", server_port: int | None = None, upstream: str = "") -> GenAIObserver:
         return GenAIObserver(
             self.metrics,
             self.tracer_provider,
             server_address=server_address,
             server_port=server_port,
+            upstream=upstream,
             capture_content=self.capture_content,
         )
 

@@ -745,6 +745,7 @@ class Emulator:
         self.requests: list[Recorded] = []
         self.disconnects: list[float] = []
         self.active_streams = 0
+        self.waiting = 0  # what /metrics reports as mistralrs_sequences_waiting (the engine's queue)
         self.tokens_processed = 0
         self._replies: deque[Reply] = deque()
         self._initial_statuses = [(entry, entry.status) for entry in self.models]
@@ -1012,7 +1013,7 @@ class Emulator:
             f"mistralrs_sequences_running {self.active_streams}",
             "# HELP mistralrs_sequences_waiting Number of sequences waiting to be scheduled.",
             "# TYPE mistralrs_sequences_waiting gauge",
-            "mistralrs_sequences_waiting 0",
+            f"mistralrs_sequences_waiting {self.waiting}",
             "# HELP mistralrs_tokens_processed_total Total number of tokens processed.",
             "# TYPE mistralrs_tokens_processed_total counter",
             f"mistralrs_tokens_processed_total {self.tokens_processed}",

@@ -21,7 +21,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {version('mistral-ollama-proxy')}")
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="serve the Ollama API in front of mistral.rs")
-    serve.add_argument("--mistral-url", help="a mistral.rs server (env MISTRAL_URL); unset: run mistral.rs in-process")
+    serve.add_argument("--mistral-url", help="a mistral.rs server, or several separated by commas (env MISTRAL_URL); "
+                       "unset: run mistral.rs in-process")  # fmt: skip
     serve.add_argument("--model", help="in-process model: .gguf file, model directory or HF id (env MODEL)")
     serve.add_argument("--bind", help="host:port (env BIND_ADDRESS; default 127.0.0.1:11434, loopback only, as Ollama)")
     serve.add_argument("--request-timeout", help="seconds (env REQUEST_TIMEOUT_SECS, default 300)")

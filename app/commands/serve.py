@@ -118,8 +118,9 @@ async def _serve(settings: Settings, telemetry: Telemetry, upstream: Upstream | 
 
 def _announce(settings: Settings, telemetry: Telemetry, open_files: str) -> None:
     print(f"mistral-ollama-proxy listening on http://{settings.bind} (Ollama API)", flush=True)
-    if settings.mistral_url:
-        print(f"upstream: mistral.rs at {settings.mistral_url}", flush=True)
+    for endpoint in settings.endpoints:
+        named = f" ({endpoint.name})" if endpoint.name else ""
+        print(f"upstream: mistral.rs at {endpoint.url}{named}", flush=True)
     if not telemetry.enabled:
         where = "off (OTEL_SDK_DISABLED)"
     elif telemetry.registry is not None:
@@ -162,7 +163,7 @@ def serve(args: argparse.Namespace) -> int:
         telemetry = configure(version("mistral-ollama-proxy"), workers=settings.workers)
     except (ValueError, TelemetryConfigError) as exc:
         return _fail(f"invalid configuration: {exc}", 2)
-    if not settings.mistral_url and settings.workers > 1:
+    if not settings.remote and settings.workers > 1:
         return _fail("--workers needs MISTRAL_URL: each worker would load its own copy of the model", 2)
     open_files = _raise_open_files_limit()  # before the workers start: they inherit it
     try:
@@ -170,7 +171,7 @@ def serve(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as exc:
         return _fail(f"cannot listen on {settings.bind}: {exc}", 1)
     upstream = None
-    if not settings.mistral_url:
+    if not settings.remote:
         # The engine logs through Rust's tracing, to stdout: warnings only, unless RUST_LOG asks for more.
         os.environ.setdefault("RUST_LOG", "warn")
         if args.log_level != "debug":

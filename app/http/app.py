@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import httpx
@@ -23,18 +22,28 @@ from app.routes import ROUTES
 from app.settings import Settings
 from app.upstream import Upstream, make_upstream
 from app.upstream.watch import watch_upstream
+from otel.metrics import ProxyMetrics
 from otel.semconv import UPSTREAM
 from otel.telemetry import Telemetry, disabled
 
 __all__ = ["create_app"]
 
 
-def _server(url: str | None) -> tuple[str, int | None]:
-    """``server.address`` and ``server.port`` of the GenAI spans: mistral.rs's, or none in-process."""
-    if not url:
-        return "", None
-    parsed = httpx.URL(url)
-    return parsed.host, parsed.port
+def _observed(settings: Settings) -> tuple[str, int | None, str]:
+    """``server.address``, ``server.port`` and the ``upstream`` label of every generation, when they are the same
+    for all: one mistral.rs server, or the engine in-process (no server). A pool places each generation itself."""
+    endpoints = settings.endpoints
+    if not endpoints:
+        return "", None, "embedded"
+    if len(endpoints) > 1:
+        return "", None, ""
+    parsed = httpx.URL(endpoints[0].url)
+    return parsed.host, parsed.port, endpoints[0].label
+
+
+def _reporter(metrics: ProxyMetrics, name: str) -> Callable[[bool], None]:
+    label = {UPSTREAM: name}
+    return lambda up: metrics.upstream_up.set(1 if up else 0, label)
 
 
 def _cors(settings: Settings) -> list[Middleware]:
@@ -66,17 +75,19 @@ def create_app(
         client = upstream or make_upstream(settings, telemetry, transport=transport)
         catalog = ModelCatalog(client, settings.model_aliases, settings.model_cache_ttl)
         limiter = Limiter(settings.max_concurrent, settings.max_queue, settings.queue_timeout)
-        observer = telemetry.observer(*_server(settings.mistral_url))
+        observer = telemetry.observer(*_observed(settings))
         app.state.generations = Generations(settings, client, catalog, observer, limiter, drain)
-        label = {UPSTREAM: settings.mistral_url or "embedded"}
-        report = lambda up: telemetry.metrics.upstream_up.set(1 if up else 0, label)  # noqa: E731
-        health = asyncio.create_task(watch_upstream(client.health, report, settings.health_interval))
+        interval = settings.health_interval
+        watchers = [
+            asyncio.create_task(watch_upstream(name, check, _reporter(telemetry.metrics, name), interval))
+            for name, check in client.health_checks().items()
+        ]
         try:
             yield
         finally:
-            health.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await health
+            for watcher in watchers:
+                watcher.cancel()
+            await asyncio.gather(*watchers, return_exceptions=True)
             await client.aclose()
             if owns_telemetry:
                 telemetry.shutdown()

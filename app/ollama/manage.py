@@ -51,7 +51,7 @@ class TagModel(Struct):
     capabilities: list[str]  # since Ollama 0.33
 
 
-class ProcessModel(Struct):
+class ProcessModel(Struct, omit_defaults=True):
     name: str
     model: str
     size: int
@@ -59,6 +59,8 @@ class ProcessModel(Struct):
     details: Details
     expires_at: str
     size_vram: int
+    # Not Ollama's: the mistral.rs servers (by name) that have it loaded, when the proxy has several.
+    upstreams: list[str] | None = None
 
 
 class ListResponse(Struct):

@@ -32,8 +32,10 @@ async def list_tags(request: Request) -> Response:
 
 
 async def list_running(request: Request) -> Response:
-    entries = await generations_of(request).catalog.entries(fresh=True)
-    return json_response(ProcessResponse(models=[process_model(entry) for entry in entries if entry.loaded]))
+    generations = generations_of(request)
+    entries = await generations.catalog.entries(fresh=True)
+    where = generations.upstream.locations
+    return json_response(ProcessResponse(models=[process_model(e, where(e.id)) for e in entries if e.loaded]))
 
 
 async def show(request: Request) -> Response:

@@ -6,7 +6,7 @@ a whole request, and checks health. Telemetry and addresses are given to the con
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, Literal, Protocol
 
 from app.upstream.wire import ModelCard, ModelState
@@ -46,5 +46,13 @@ class Upstream(Protocol):
     async def post(self, route: Route, body: dict[str, Any]) -> bytes: ...
 
     async def health(self) -> bool: ...
+
+    def health_checks(self) -> Mapping[str, Callable[[], Awaitable[bool]]]:
+        """One health check per server, by the name its ``mistral_upstream_up`` series carries."""
+        ...
+
+    def locations(self, model_id: str) -> list[str]:
+        """Where a model is loaded, by server name, when there are several servers (else empty)."""
+        ...
 
     async def aclose(self) -> None: ...

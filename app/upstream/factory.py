@@ -10,6 +10,7 @@ from app.settings import Settings
 from app.upstream.base import Upstream
 from app.upstream.http.client import HTTPUpstream
 from app.upstream.http.transport import make_transport
+from app.upstream.pool import Member, UpstreamPool
 from otel.telemetry import Telemetry
 
 __all__ = ["make_upstream"]
@@ -18,19 +19,28 @@ __all__ = ["make_upstream"]
 def make_upstream(
     settings: Settings, telemetry: Telemetry, *, transport: httpx.AsyncBaseTransport | None = None
 ) -> Upstream:
-    """With ``MISTRAL_URL``, a client of that server (``transport`` swaps httpx's); without, the engine, loaded here.
+    """With ``MISTRAL_URL``, a client of that server, or a pool of clients when there are several (``transport``
+    swaps httpx's); without, the engine, loaded here.
 
     Loading blocks for as long as the model takes (seconds): call it at start-up, before serving.
     """
-    if settings.mistral_url:
+    if endpoints := settings.endpoints:
         timeout = httpx.Timeout(settings.request_timeout, connect=settings.connect_timeout)
-        return HTTPUpstream(
-            settings.mistral_url,
-            timeout=timeout,
-            stream_timeouts=settings.stream_timeouts,
-            transport=transport or make_transport(settings.upstream_transport),
-            tracer_provider=telemetry.tracer_provider,
-        )
+        clients = [
+            HTTPUpstream(
+                endpoint.url,
+                timeout=timeout,
+                stream_timeouts=settings.stream_timeouts,
+                transport=transport or make_transport(settings.upstream_transport),
+                tracer_provider=telemetry.tracer_provider,
+                name=endpoint.label,
+            )
+            for endpoint in endpoints
+        ]
+        if len(clients) == 1:
+            return clients[0]
+        members = [Member(client, endpoint.weight) for client, endpoint in zip(clients, endpoints, strict=True)]
+        return UpstreamPool(members)
     # Imported here: the engine's extension module is large, and a server client never needs it.
     from app.upstream.embedded import EmbeddedUpstream, default_cache_dir, resolve
 

@@ -13,7 +13,9 @@ __all__ = ["watch_upstream"]
 _log = logging.getLogger(__name__)
 
 
-async def watch_upstream(check: Callable[[], Awaitable[bool]], report: Callable[[bool], None], interval: float) -> None:
+async def watch_upstream(
+    name: str, check: Callable[[], Awaitable[bool]], report: Callable[[bool], None], interval: float
+) -> None:
     was_up: bool | None = None
     while True:
         try:
@@ -22,7 +24,7 @@ async def watch_upstream(check: Callable[[], Awaitable[bool]], report: Callable[
         except Exception:  # unreachable, timed out or answering garbage: all mean "down"
             up = False
         if up != was_up:
-            _log.log(logging.INFO if up else logging.WARNING, "mistral.rs is %s", "up" if up else "down")
+            _log.log(logging.INFO if up else logging.WARNING, "mistral.rs (%s) is %s", name, "up" if up else "down")
             was_up = up
         report(up)
         await asyncio.sleep(interval)

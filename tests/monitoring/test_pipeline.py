@@ -201,15 +201,20 @@ def test_upstream_down_fires_in_alertmanager_and_resolves_when_it_is_back(emulat
     # The emulator stopped with the `with`: the proxy's health check fails from now on.
     try:
 
-        def firing() -> list[dict[str, Any]]:
+        def firing(name: str) -> list[dict[str, Any]]:
             alerts = httpx.get(f"{stack.url('alertmanager')}/api/v2/alerts").json()
-            return [a for a in alerts if a["labels"]["alertname"] == "MistralUpstreamDown"]
+            return [a for a in alerts if a["labels"]["alertname"] == name]
 
-        alerts = eventually(firing, within=60.0, every=0.5)
+        # Its only upstream: all are down, and Alertmanager's inhibit rule silences the per-upstream warning.
+        alerts = eventually(lambda: firing("MistralAllUpstreamsDown"), within=60.0, every=0.5)
         assert {a["labels"]["job"] for a in alerts} <= {"mistral", OTLP_JOB}
         assert all(a["labels"]["severity"] == "critical" and a["status"]["state"] == "active" for a in alerts)
+        warnings = eventually(lambda: firing("MistralUpstreamDown"), within=30.0, every=0.5)
+        states = [(a["labels"]["severity"], a["status"]["state"], bool(a["status"]["inhibitedBy"])) for a in warnings]
+        assert states == [("warning", "suppressed", True)] * len(warnings)
         with serve_in_thread(emulator.app, port=port):
-            eventually(lambda: not firing(), within=60.0, every=0.5)
+            eventually(lambda: not firing("MistralAllUpstreamsDown") and not firing("MistralUpstreamDown"),
+                       within=60.0, every=0.5)  # fmt: skip
     finally:
         stack.stop()
 

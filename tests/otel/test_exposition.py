@@ -24,7 +24,8 @@ from tests.servers import Server, serve_in_thread
 HI = [{"role": "user", "content": "hi"}]
 
 HI = [{"role": "user", "content": "hi"}]
-GENAI = {"gen_ai_operation_name", "gen_ai_provider_name", "gen_ai_request_model", "server_address", "server_port"}
+GENAI = {"gen_ai_operation_name", "gen_ai_provider_name", "gen_ai_request_model", "server_address", "server_port",
+         "upstream"}  # fmt: skip
 
 
 def _le(buckets: tuple[float, ...]) -> list[str]:
@@ -71,7 +72,7 @@ def test_series_names(proxy: Server) -> None:
     }
 
 
-def test_mistral_series_labels(proxy: Server) -> None:
+def test_mistral_series_labels(proxy: Server, upstream: Server) -> None:
     families = _scrape(proxy)
     assert sorted((name, tuple(sorted(labels.items()))) for name, labels in families["mistral_http_requests"]) == [
         ("mistral_http_requests_total", (("endpoint", "/api/chat"), ("error_type", "none"), ("status", "200"))),
@@ -79,14 +80,16 @@ def test_mistral_series_labels(proxy: Server) -> None:
         ("mistral_http_requests_total", (("endpoint", "unmatched"), ("error_type", "not_found"), ("status", "404"))),
     ]
     assert families["mistral_active_requests"] == [("mistral_active_requests", {})]
-    assert families["mistral_generate_tokens"] == [("mistral_generate_tokens_total", {"model": "mistral-7b"})]
+    assert families["mistral_generate_tokens"] == [
+        ("mistral_generate_tokens_total", {"model": "mistral-7b", "upstream": upstream.url})
+    ]
     assert families["mistral_streaming_chunks"] == [("mistral_streaming_chunks_total", {"endpoint": "/api/chat"})]
-    assert [labels for _, labels in families["mistral_upstream_up"]][0].keys() == {"upstream"}
+    assert families["mistral_upstream_up"] == [("mistral_upstream_up", {"upstream": upstream.url})]
     requests = _labels(families["mistral_http_request_duration_seconds"], "_bucket")
     assert [b["le"] for b in requests if b["endpoint"] == "/api/chat"] == _le(Buckets.HTTP)
     generate = _labels(families["mistral_generate_duration_seconds"], "_bucket")
     assert [b["le"] for b in generate] == _le(Buckets.GENERATE)
-    assert {frozenset(b) for b in generate} == {frozenset({"model", "le"})}
+    assert {frozenset(b) for b in generate} == {frozenset({"model", "upstream", "le"})}
 
 
 def test_genai_series_labels_and_buckets(proxy: Server) -> None:

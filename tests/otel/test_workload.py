@@ -66,16 +66,18 @@ def test_every_request_is_counted_with_its_status_and_error_type(metric_reader: 
 
 
 @pytest.mark.usefixtures("workload")
-def test_tokens_and_generations(metric_reader: InMemoryMetricReader) -> None:
-    # 4 answers of 4 tokens by usage; the broken stream relayed 2 tokens and the abandoned one 1.
-    assert values(metric_reader, "mistral_generate_tokens", "model") == {(MODEL,): 4 * 4 + 2 + 1}
-    assert values(metric_reader, "mistral_generate_duration", "model") == {(MODEL,): 4}
+def test_tokens_and_generations(metric_reader: InMemoryMetricReader, upstream: Server) -> None:
+    # 4 answers of 4 tokens by usage; the broken stream relayed 2 tokens and the abandoned one 1. The one upstream
+    # is named by its URL.
+    tokens = values(metric_reader, "mistral_generate_tokens", "model", "upstream")
+    assert tokens == {(MODEL, upstream.url): 4 * 4 + 2 + 1}
+    assert values(metric_reader, "mistral_generate_duration", "model", "upstream") == {(MODEL, upstream.url): 4}
     # Streamed lines: 5 per good stream, 2 + an error line, and the 1 line the leaving client read.
     assert values(metric_reader, "mistral_streaming_chunks", "endpoint") == {("/api/chat",): 9, ("/api/generate",): 5}
 
 
 @pytest.mark.usefixtures("workload")
-def test_genai_metrics(metric_reader: InMemoryMetricReader) -> None:
+def test_genai_metrics(metric_reader: InMemoryMetricReader, upstream: Server) -> None:
     base = ("mistral_rs", MODEL, "127.0.0.1")
     keys = ("gen_ai.operation.name", "gen_ai.provider.name", "gen_ai.request.model", "server.address", "server.port")
     durations = points(metric_reader, "gen_ai.client.operation.duration")
@@ -93,6 +95,7 @@ def test_genai_metrics(metric_reader: InMemoryMetricReader) -> None:
     ttft = points(metric_reader, "gen_ai.server.time_to_first_token")
     # Time to first token exists for streams only: 2 good ones, the broken one and the abandoned one.
     assert [(tuple(dict(a)[k] for k in keys[1:4]), p.count) for a, p in ttft.items()] == [(base, 4)]
+    assert {dict(a)["upstream"] for a in [*durations, *ttft]} == {upstream.url}
     assert sum(p.count for p in points(metric_reader, "gen_ai.server.time_per_output_token").values()) == 3
 
 

@@ -91,7 +91,7 @@ def tag_model(entry: Entry) -> TagModel:
     )
 
 
-def process_model(entry: Entry) -> ProcessModel:
+def process_model(entry: Entry, upstreams: list[str] | None = None) -> ProcessModel:
     return ProcessModel(
         name=entry.name,
         model=entry.name,
@@ -100,6 +100,7 @@ def process_model(entry: Entry) -> ProcessModel:
         details=details(entry.id, entry.card.metadata),
         expires_at=(datetime.now().astimezone() + _FOREVER).isoformat(),
         size_vram=0,
+        upstreams=upstreams or None,
     )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
@@ -176,6 +176,12 @@ class EmbeddedUpstream:
 
     async def health(self) -> bool:
         return self.loaded
+
+    def health_checks(self) -> dict[str, Callable[[], Awaitable[bool]]]:
+        return {"embedded": self.health}
+
+    def locations(self, model_id: str) -> list[str]:
+        return []
 
     async def aclose(self) -> None:
         self._runner = None

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import httpx
 import msgspec
 from opentelemetry.trace import TracerProvider
+from prometheus_client.parser import text_string_to_metric_families
 
 from app.errors import UpstreamTimeout, UpstreamUnavailable
 from app.upstream.base import ModelAction, Route
@@ -28,6 +29,7 @@ _PATHS: dict[Route, str] = {
     "embeddings": "/v1/embeddings",
 }
 _JSON = {"content-type": "application/json"}
+_WAITING = "mistralrs_sequences_waiting"
 _RETRIED = frozenset({502, 503, 504})
 _BACKOFF = 0.1
 _decode_models = msgspec.json.Decoder(ModelList).decode
@@ -83,8 +85,10 @@ class HTTPUpstream:
         transport: httpx.AsyncBaseTransport | None = None,
         tracer_provider: TracerProvider | None = None,
         retries: int = 2,
+        name: str = "",
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self.name = name or self.base_url  # the ``upstream`` label
         self._stream_timeouts, self._retries = stream_timeouts, retries
         self.client = httpx.AsyncClient(
             base_url=self.base_url,
@@ -125,6 +129,25 @@ class HTTPUpstream:
     async def health(self) -> bool:
         await self._get("/health")
         return True
+
+    def health_checks(self) -> dict[str, Callable[[], Awaitable[bool]]]:
+        return {self.name: self.health}
+
+    def locations(self, model_id: str) -> list[str]:
+        return []
+
+    async def sequences_waiting(self) -> float | None:
+        """The engine's queue (``mistralrs_sequences_waiting``, mistral.rs 0.9+), or None where it has no metrics."""
+        response = await self.client.get("/metrics")
+        if response.status_code != 200:
+            return None
+        samples = [
+            sample.value
+            for family in text_string_to_metric_families(response.text)
+            if family.name == _WAITING
+            for sample in family.samples
+        ]
+        return sum(samples) if samples else None
 
     async def aclose(self) -> None:
         await self.client.aclose()

@@ -20,6 +20,7 @@ from app.errors import (
     UpstreamStatusError,
     UpstreamTimeout,
     UpstreamUnavailable,
+    UpstreamUnreachable,
     truncate,
 )
 
@@ -62,7 +63,7 @@ def map_upstream_errors() -> Iterator[None]:
     except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
         if _lost(exc):
             raise UpstreamUnavailable(f"the connection to {_where(exc)} was lost") from exc
-        raise UpstreamUnavailable(f"could not connect to {_where(exc)}") from exc
+        raise UpstreamUnreachable(f"could not connect to {_where(exc)}") from exc
     except httpx.TimeoutException as exc:
         raise UpstreamTimeout("mistral.rs did not answer in time") from exc
     except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:

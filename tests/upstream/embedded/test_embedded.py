@@ -144,7 +144,7 @@ def test_tokens_metric_equals_the_engines_usage(
         usage += http.post("/v1/chat/completions", json=body).json()["usage"]["completion_tokens"]
     wait_idle(metric_reader)
     assert usage == 8
-    assert values(metric_reader, "mistral_generate_tokens", "model") == {("tiny",): 8}
+    assert values(metric_reader, "mistral_generate_tokens", "model", "upstream") == {("tiny", "embedded"): 8}
     spans = finished_spans(telemetry.tracer_provider, span_exporter, servers=2)
     genai = [span for span in spans if span.name == "chat tiny"]
     assert len(genai) == 2

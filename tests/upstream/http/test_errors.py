@@ -14,6 +14,7 @@ from app.errors import (
     UpstreamStatusError,
     UpstreamTimeout,
     UpstreamUnavailable,
+    UpstreamUnreachable,
 )
 from app.upstream.http.errors import map_upstream_errors, status_error
 
@@ -120,8 +121,9 @@ def test_long_upstream_messages_are_truncated() -> None:
 @pytest.mark.parametrize(
     ("raised", "kind", "error_type"),
     [
-        (httpx.ConnectError("refused"), UpstreamUnavailable, "upstream_unavailable"),
-        (httpx.ConnectTimeout("slow"), UpstreamUnavailable, "upstream_unavailable"),
+        # Nothing was sent: the one kind a pool of servers may try on another.
+        (httpx.ConnectError("refused"), UpstreamUnreachable, "upstream_unavailable"),
+        (httpx.ConnectTimeout("slow"), UpstreamUnreachable, "upstream_unavailable"),
         (httpx.ReadTimeout("slow"), UpstreamTimeout, "upstream_timeout"),
         (httpx.RemoteProtocolError("reset"), UpstreamUnavailable, "upstream_unavailable"),
         (httpx.ReadError("reset"), UpstreamUnavailable, "upstream_unavailable"),
