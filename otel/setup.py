@@ -18,6 +18,7 @@ import os
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
+from urllib.parse import unquote
 
 from opentelemetry.exporter.prometheus import PrometheusMetricReader
 from opentelemetry.instrumentation.logging.handler import LoggingHandler
@@ -113,13 +114,23 @@ def _export_logs(resource: Resource, exporters: Sequence[LogRecordExporter]) -> 
 
 
 def _resource(environ: Mapping[str, str], version: str) -> Resource:
+    """The SDK's resource, with ``OTEL_RESOURCE_ATTRIBUTES`` honoured over the defaults: a pod name given as
+    ``service.instance.id`` keeps one series per pod across restarts of its process (a fresh UUID otherwise)."""
+    declared = _declared(environ.get("OTEL_RESOURCE_ATTRIBUTES", ""))
     return Resource.create(
         {
-            "service.name": environ.get("OTEL_SERVICE_NAME") or SERVICE_NAME,
+            **declared,
+            "service.name": environ.get("OTEL_SERVICE_NAME") or declared.get("service.name") or SERVICE_NAME,
             "service.version": version,
-            "service.instance.id": str(uuid.uuid4()),
+            "service.instance.id": declared.get("service.instance.id") or str(uuid.uuid4()),
         }
     )
+
+
+def _declared(value: str) -> dict[str, str]:
+    """``OTEL_RESOURCE_ATTRIBUTES``: comma-separated ``key=value`` pairs, values percent-encoded."""
+    pairs = (item.split("=", 1) for item in value.split(",") if "=" in item)
+    return {key.strip(): unquote(found.strip()) for key, found in pairs if key.strip()}
 
 
 class _NoExemplars(ExemplarReservoir):
