@@ -3,6 +3,7 @@ as local processes, each run with the repository's own config file.
 
     python scripts/stack.py                      # embedded mistral.rs, compose's ports; Ctrl-C stops everything
     python scripts/stack.py --mistral-url http://localhost:8080 --free-ports
+    python scripts/stack.py --mistral-url http://localhost:8080 --replicas 2   # HAProxy in front of two proxies
 
 The programs are the pinned builds of scripts/build-programs.sh (built on first use, then cached). Only addresses
 change: the Collector and Jaeger configs read theirs from the environment; Alertmanager and Prometheus take flags;
@@ -15,12 +16,13 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -30,6 +32,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 PROMETHEUS_CONFIG = ROOT / "monitoring" / "prometheus" / "prometheus.yml"
+HAPROXY_CONFIG = ROOT / "monitoring" / "haproxy" / "haproxy.cfg"
 RULES = ROOT / "monitoring" / "prometheus" / "rules"
 PROGRAMS = ("otelcol", "jaeger", "prometheus", "alertmanager")
 READY_TIMEOUT = 60.0
@@ -99,10 +102,13 @@ def build_programs() -> Path:
 
 
 def prometheus_config(
-    addresses: Mapping[str, str | None], rule_files: str, scrape_interval: str | None = None
+    addresses: Mapping[str, str | Sequence[str] | None], rule_files: str, scrape_interval: str | None = None
 ) -> dict[str, Any]:
-    """monitoring/prometheus/prometheus.yml with its compose addresses mapped (a job whose target maps to None is
-    left out: the no-Docker stack runs no mistral.rs server unless given one), and rule files by absolute path."""
+    """monitoring/prometheus/prometheus.yml with its compose addresses mapped, and rule files by absolute path.
+
+    A static target maps to one address; a DNS-discovered name (``proxy:11434``) to the addresses it would resolve
+    to (the replicas), which become the job's static targets. A job whose target maps to None is left out: the
+    no-Docker stack runs no mistral.rs server unless given one."""
     config: dict[str, Any] = yaml.safe_load(PROMETHEUS_CONFIG.read_text())
     config["rule_files"] = [rule_files]
     if scrape_interval:
@@ -115,6 +121,12 @@ def prometheus_config(
             static["targets"] = [addresses[target] for target in static["targets"]]
     jobs = []
     for job in config["scrape_configs"]:
+        if "dns_sd_configs" in job:
+            discovered = job.pop("dns_sd_configs")
+            found = [_listed(addresses[f"{name}:{d['port']}"]) for d in discovered for name in d["names"]]
+            if targets := [address for each in found for address in each]:
+                jobs.append({**job, "static_configs": [{"targets": targets}]})
+            continue
         targets = [addresses[t] for static in job["static_configs"] for t in static["targets"]]
         if all(targets):
             for static in job["static_configs"]:
@@ -122,6 +134,10 @@ def prometheus_config(
             jobs.append(job)
     config["scrape_configs"] = jobs
     return config
+
+
+def _listed(found: str | Sequence[str] | None) -> list[str]:
+    return [found] if isinstance(found, str) else list(found or ())
 
 
 @dataclass
@@ -139,7 +155,9 @@ class Stack:
     """Start with ``start()``, stop with ``stop()``; ``restart(name)`` and ``stop_one(name)`` for one program.
 
     ``scrape_interval``, ``rules`` and ``proxy_env`` exist for the tests: faster scrapes and pushes, a copy of
-    the rules with shorter ``for:`` durations, and the emulator as upstream.
+    the rules with shorter ``for:`` durations, and the emulator as upstream. With ``replicas`` above 1, that many
+    proxies (``proxy-1`` …) run behind HAProxy (``balancer``, at the proxy's port) with the repository's
+    monitoring/haproxy/haproxy.cfg, as compose's scale-out profile; Prometheus then sees them through the Collector.
     """
 
     workdir: Path
@@ -149,12 +167,22 @@ class Stack:
     proxy_env: dict[str, str] = field(default_factory=dict)
     scrape_interval: str | None = None
     rules: Path = RULES
+    replicas: int = 1
     programs: dict[str, Program] = field(default_factory=dict)
+    replica_ports: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
-        for program in (self._jaeger(), self._collector(), self._alertmanager(), self._prometheus(), self._proxy()):
+        if self.replicas > 1:
+            self.replica_ports = {f"proxy-{n}": free_port() for n in range(1, self.replicas + 1)}
+        for program in (self._jaeger(), self._collector(), self._alertmanager(), self._prometheus()):
             self.programs[program.name] = program
+        if self.replicas == 1:
+            self.programs["proxy"] = self._proxy("proxy", self.ports.proxy)
+            return
+        for name, port in self.replica_ports.items():
+            self.programs[name] = self._proxy(name, port)
+        self.programs["balancer"] = self._balancer()
 
     def url(self, name: str) -> str:
         port = {"proxy": self.ports.proxy, "prometheus": self.ports.prometheus, "jaeger": self.ports.jaeger_query,
@@ -195,7 +223,9 @@ class Stack:
     def _prometheus(self) -> Program:
         p = self.ports
         upstream = self.mistral_url.split("://", 1)[-1].rstrip("/") if self.mistral_url else None
-        addresses = {"proxy:11434": f"127.0.0.1:{p.proxy}",
+        # Every replica is a target of its own, as compose's DNS discovery of "proxy" gives (not the balancer).
+        proxies = [f"127.0.0.1:{port}" for port in self.replica_ports.values()] or [f"127.0.0.1:{p.proxy}"]
+        addresses = {"proxy:11434": proxies,
                      "otel-collector:8889": f"127.0.0.1:{p.collector_prometheus}",
                      "alertmanager:9093": f"127.0.0.1:{p.alertmanager}", "mistralrs:8080": upstream}  # fmt: skip
         config = prometheus_config(addresses, str(self.rules / "*.yml"), self.scrape_interval)
@@ -209,17 +239,28 @@ class Stack:
                    f"--web.listen-address=127.0.0.1:{p.prometheus}"]  # fmt: skip
         return Program("prometheus", command, {}, f"http://127.0.0.1:{p.prometheus}/-/ready")
 
-    def _proxy(self) -> Program:
+    def _proxy(self, name: str, port: int) -> Program:
         p = self.ports
         # compose.yaml's proxy environment, on local addresses.
-        env = {"BIND_ADDRESS": f"127.0.0.1:{p.proxy}", "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{p.otlp_grpc}",
+        env = {"BIND_ADDRESS": f"127.0.0.1:{port}", "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{p.otlp_grpc}",
                "OTEL_SERVICE_NAME": "mistral-ollama-proxy", "OTEL_METRIC_EXPORT_INTERVAL": "15000",
                "OTEL_LOGS_EXPORTER": "otlp"}  # fmt: skip
         if self.mistral_url:
             env["MISTRAL_URL"] = self.mistral_url
         env.update(self.proxy_env)
         command = [sys.executable, "-m", "app.commands", "serve"]
-        return Program("proxy", command, env, f"http://127.0.0.1:{p.proxy}/", PROXY_READY_TIMEOUT)
+        return Program(name, command, env, f"http://127.0.0.1:{port}/", PROXY_READY_TIMEOUT)
+
+    def _balancer(self) -> Program:
+        lines = HAPROXY_CONFIG.read_text().replace("bind :11434", f"bind 127.0.0.1:{self.ports.proxy}").splitlines()
+        servers = [n for n, line in enumerate(lines) if line.strip().startswith("server proxy-")]
+        indent = lines[servers[0]][: len(lines[servers[0]]) - len(lines[servers[0]].lstrip())]
+        listed = [f"{indent}server {name} 127.0.0.1:{port}" for name, port in self.replica_ports.items()]
+        text = "\n".join(lines[: servers[0]] + listed + lines[servers[-1] + 1 :])
+        path = self.workdir / "haproxy.cfg"
+        path.write_text(f"# Generated by scripts/stack.py from {HAPROXY_CONFIG.relative_to(ROOT)}\n{text}\n")
+        haproxy = shutil.which("haproxy") or "/usr/sbin/haproxy"
+        return Program("balancer", [haproxy, "-db", "-f", str(path)], {}, f"{self.url('proxy')}/")
 
     def start(self, say: Callable[[str], None] = lambda _: None) -> None:
         try:
@@ -301,13 +342,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mistral-url", help="a mistral.rs server; unset: mistral.rs runs in the proxy")
     parser.add_argument("--model", help="the embedded engine's model (MODEL)")
     parser.add_argument("--free-ports", action="store_true", help="ephemeral ports instead of compose's")
+    parser.add_argument("--replicas", type=int, default=1, help="proxies behind HAProxy (compose's scale-out)")
     parser.add_argument("--workdir", type=Path, default=ROOT / "build" / "stack", help="data and logs")
     args = parser.parse_args(argv)
     bin_dir = build_programs()
     proxy_env = {"MODEL": args.model} if args.model else {}
     ports = Ports.free() if args.free_ports else Ports()
-    stack = Stack(args.workdir, bin_dir, ports, args.mistral_url, proxy_env)
+    stack = Stack(args.workdir, bin_dir, ports, args.mistral_url, proxy_env, replicas=args.replicas)
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    # Started in the background by a shell without job control, a process inherits SIGINT ignored: Ctrl-C must
+    # still stop the stack (CI run that way hung until killed, leaving every program running).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         stack.start(say=lambda line: print(line, flush=True))
         _announce(stack)

@@ -26,8 +26,8 @@ from tests.waiting import eventually
 ROOT = Path(__file__).parent.parent.parent
 PROMETHEUS_DIR = ROOT / "monitoring" / "prometheus"
 DASHBOARD = ROOT / "monitoring" / "grafana" / "dashboards" / "mistral-metrics.json"
-VARIABLES = {"$job": "mistral", "$instance": ".*", "$model": ".*", "$__rate_interval": "1m", "$__range": "5m",
-             "$__interval": "15s"}  # fmt: skip
+VARIABLES = {"$job": "mistral", "$instance": ".*", "$model": ".*", "$upstream": ".*", "$__rate_interval": "1m",
+             "$__range": "5m", "$__interval": "15s"}  # fmt: skip
 HI = [{"role": "user", "content": "hi"}]
 
 
@@ -41,8 +41,9 @@ def _config(proxy: Server, upstream: Server) -> dict[str, Any]:
     jobs = [job for job in config["scrape_configs"] if job["job_name"] in live]
     for job in jobs:
         job["scrape_timeout"] = "1s"  # may not exceed the interval
-        for static in job["static_configs"]:
-            static["targets"] = [live[job["job_name"]]]
+        job.pop("dns_sd_configs", None)  # compose's discovery of the proxies: here the one live proxy
+        job["static_configs"] = [{**static, "targets": [live[job["job_name"]]]}
+                                 for static in job.get("static_configs", [{}])]  # fmt: skip
     config["scrape_configs"] = jobs
     return config
 

@@ -36,10 +36,18 @@ def test_only_addresses_and_the_rules_path_change() -> None:
     assert _differences(original, generated) == [
         ".alerting.alertmanagers[0].static_configs[0].targets[0]: 'alertmanager:9093' -> '127.0.0.1:1003'",
         f".rule_files[0]: 'rules/*.yml' -> '{RULES}/*.yml'",
-        ".scrape_configs[0].static_configs[0].targets[0]: 'proxy:11434' -> '127.0.0.1:1001'",
+        # compose finds the proxies by DNS; the stack knows their addresses
+        ".scrape_configs[0].dns_sd_configs: [{'names': ['proxy'], 'type': 'A', 'port': 11434, 'refresh_interval': "
+        "'15s'}] -> None",
+        ".scrape_configs[0].static_configs: None -> [{'targets': ['127.0.0.1:1001']}]",
         ".scrape_configs[1].static_configs[0].targets[0]: 'otel-collector:8889' -> '127.0.0.1:1002'",
         ".scrape_configs[2].static_configs[0].targets[0]: 'mistralrs:8080' -> '127.0.0.1:1004'",
     ]
+
+
+def test_each_replica_is_a_target_of_its_own() -> None:
+    generated = prometheus_config({**LOCAL, "proxy:11434": ["127.0.0.1:2001", "127.0.0.1:2002"]}, "rules/*.yml")
+    assert generated["scrape_configs"][0]["static_configs"] == [{"targets": ["127.0.0.1:2001", "127.0.0.1:2002"]}]
 
 
 def test_without_a_mistralrs_server_its_job_is_left_out() -> None:

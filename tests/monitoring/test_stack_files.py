@@ -29,11 +29,12 @@ DATASOURCES = GRAFANA / "provisioning" / "datasources" / "datasources.yml"
 PROVIDERS = GRAFANA / "provisioning" / "dashboards" / "dashboards.yml"
 DASHBOARD = GRAFANA / "dashboards" / "mistral-metrics.json"
 
-SERVICES = {"mistralrs", "proxy", "proxy-cpu", "otel-collector", "prometheus", "alertmanager", "grafana", "jaeger"}
+SERVICES = {"mistralrs", "proxy", "proxy-cpu", "proxy-1", "proxy-2", "balancer", "otel-collector", "prometheus",
+            "alertmanager", "grafana", "jaeger"}  # fmt: skip
 # Host ports: the proxy, Prometheus, Grafana, Alertmanager, Jaeger's UI, the Collector's OTLP gRPC/HTTP and
 # Prometheus exporter, and the Collector's health_check (its image has no shell for a Docker healthcheck).
 PUBLISHED = {11434, 9090, 3000, 9093, 16686, 4317, 4318, 8889, 13133}
-PROFILES = ("gpu", "cpu")
+PROFILES = ("gpu", "cpu", "scale-out")
 HEALTHCHECKED = {"mistralrs", "proxy", "proxy-cpu", "prometheus", "alertmanager", "grafana"}
 
 # mistral.rs's own /metrics (EricLBuehler/mistral.rs 9e922623f, mistralrs-server-core/src/metrics.rs,
@@ -207,15 +208,30 @@ def test_compose_documents_how_to_start_each_profile() -> None:
         assert f"docker compose --profile {profile} up -d" in head
 
 
-def test_profiles_split_gpu_and_cpu(services: dict[str, dict[str, Any]]) -> None:
-    assert services["mistralrs"]["profiles"] == ["gpu"]
+def test_profiles_split_gpu_cpu_and_scale_out(services: dict[str, dict[str, Any]]) -> None:
+    assert services["mistralrs"]["profiles"] == ["gpu", "scale-out"]
     assert services["proxy"]["profiles"] == ["gpu"]
     assert services["proxy-cpu"]["profiles"] == ["cpu"]
-    for name in SERVICES - {"mistralrs", "proxy", "proxy-cpu"}:
+    for name in ("proxy-1", "proxy-2", "balancer"):
+        assert services[name]["profiles"] == ["scale-out"], name
+    for name in SERVICES - {"mistralrs", "proxy", "proxy-cpu", "proxy-1", "proxy-2", "balancer"}:
         assert not services[name].get("profiles"), f"{name} runs in every profile"
-    for profile in PROFILES:
-        proxies = [n for n in _hostnames(services)["proxy"] if _active(services[n], profile)]
-        assert len(proxies) == 1, f"profile {profile}: {proxies} answer to 'proxy'"
+    answering = {profile: sorted(n for n in _hostnames(services)["proxy"] if _active(services[n], profile))
+                 for profile in PROFILES}  # fmt: skip
+    # Prometheus scrapes whatever answers to "proxy": one proxy, or each replica (never the balancer).
+    assert answering == {"gpu": ["proxy"], "cpu": ["proxy-cpu"], "scale-out": ["proxy-1", "proxy-2"]}
+
+
+def test_the_balancer_runs_the_haproxy_of_the_tests(services: dict[str, dict[str, Any]]) -> None:
+    versions = dict(line.split("=", 1) for line in (ROOT / "monitoring" / "versions.env").read_text().splitlines()
+                    if line and not line.startswith("#"))  # fmt: skip
+    balancer = services["balancer"]
+    assert balancer["image"] == f"haproxy:{versions['HAPROXY_VERSION']}"
+    assert _binds(balancer) == [("./monitoring/haproxy/haproxy.cfg", "/usr/local/etc/haproxy/haproxy.cfg")]
+    config = (ROOT / "monitoring" / "haproxy" / "haproxy.cfg").read_text()
+    servers = [line.split()[1:3] for line in config.splitlines() if line.strip().startswith("server ")]
+    assert servers == [["proxy-1", "proxy-1:11434"], ["proxy-2", "proxy-2:11434"]]
+    assert all(_resolve(services, address) == {name} for name, address in servers)
 
 
 def test_bind_mount_sources_exist(services: dict[str, dict[str, Any]]) -> None:
@@ -381,10 +397,16 @@ def test_prometheus_targets_resolve_to_compose_services(services: dict[str, dict
     jobs = {}
     for job in config["scrape_configs"]:
         targets = [t for static in job.get("static_configs", []) for t in static["targets"]]
+        targets += [f"{name}:{sd['port']}" for sd in job.get("dns_sd_configs", []) for name in sd["names"]]
         jobs[job["job_name"]] = targets
         for target in targets:
             _resolve(services, target)
     assert jobs.get("mistral") == ["proxy:11434"]
+    # DNS discovery finds each proxy under that name: one per profile, both replicas in scale-out, no balancer.
+    proxies = _resolve(services, "proxy:11434")
+    by_profile = {profile: sorted(name for name in proxies if _active(services[name], profile))
+                  for profile in ("gpu", "cpu", "scale-out")}  # fmt: skip
+    assert by_profile == {"gpu": ["proxy"], "cpu": ["proxy-cpu"], "scale-out": ["proxy-1", "proxy-2"]}
     assert jobs.get("otel-collector") == ["otel-collector:8889"]
     assert jobs.get("mistralrs") == ["mistralrs:8080"]
     alertmanagers = [
@@ -563,7 +585,7 @@ def test_dashboard_targets_use_the_prometheus_datasource(dashboard: dict[str, An
 
 def test_dashboard_variables(dashboard: dict[str, Any]) -> None:
     variables = {v["name"]: v for v in dashboard["templating"]["list"]}
-    assert set(variables) >= {"job", "instance", "model"}
+    assert set(variables) >= {"job", "instance", "model", "upstream"}
 
     def query(name: str) -> str:
         q = variables[name]["query"]
@@ -572,7 +594,8 @@ def test_dashboard_variables(dashboard: dict[str, Any]) -> None:
     assert query("job") == "label_values(mistral_http_requests_total, job)"
     assert query("instance") == 'label_values(mistral_http_requests_total{job=~"$job"}, instance)'
     assert query("model") == 'label_values(mistral_generate_tokens_total{job=~"$job"}, model)'
-    for name in ("instance", "model"):
+    assert query("upstream") == 'label_values(mistral_upstream_up{job=~"$job"}, upstream)'
+    for name in ("instance", "model", "upstream"):
         assert variables[name]["includeAll"] and variables[name]["multi"], name
     assert not variables["job"].get("multi"), "one job at a time: the scrape and OTLP paths carry the same series"
     for v in variables.values():
@@ -675,6 +698,8 @@ def test_dashboard_panels_cover_the_contract(dashboard: dict[str, Any]) -> None:
     assert re.search(r'error_type=~"upstream_\.\*\|internal"', exprs), "service errors: upstream_* and internal"
     titles = {panel["title"] for panel in _panels(dashboard)}
     assert "mistral.rs engine" in titles
+    upstreams = [target["expr"] for panel, target in _targets(dashboard) if "per upstream" in panel["title"]]
+    assert len(upstreams) == 4 and all('upstream=~"$upstream"' in expr and "by (upstream" in expr for expr in upstreams)
 
 
 def test_dashboard_latency_targets_show_exemplars(dashboard: dict[str, Any]) -> None:
