@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Build the programs the proxy lives with, pinned in monitoring/versions.env, once per version, into a cache:
 #   the OpenTelemetry Collector (OCB, monitoring/collector/builder.yaml), Jaeger v2, Prometheus 3 with promtool,
-#   Alertmanager, the ollama CLI, an Ollama server and Ollama's own integration suite (a compiled Go test).
+#   Alertmanager, the ollama CLI, an Ollama server, Ollama's own integration suite (a compiled Go test) and Helm
+#   (with the Prometheus Operator's ServiceMonitor CRD, to check the chart against).
 # Usage: scripts/build-programs.sh [otelcol|jaeger|prometheus|alertmanager|ollama|ollama-server|ollama-integration
-#                                   |mistralrs ...]
+#                                   |helm|mistralrs ...]
 #   (default: all but mistralrs, the mistral.rs server from crates.io, whose first build is too long for CI)
 # Prints the cache's bin directory last. A second run finds every binary and builds nothing.
 # Cache: $MOP_PROGRAMS_CACHE, default ${XDG_CACHE_HOME:-~/.cache}/mistral-ollama-proxy/programs.
@@ -140,6 +141,21 @@ build_ollama-integration() {
   finish "$dir" ollama-integration
 }
 
+build_helm() {
+  local dir="$cache/helm-$HELM_VERSION-po$PROMETHEUS_OPERATOR_VERSION"
+  local crd=monitoring.coreos.com_servicemonitors.yaml
+  built helm "$dir" helm && [[ -f "$dir/$crd" ]] && { finish "$dir" helm "$crd"; return; }
+  rm -rf "$dir"; mkdir -p "$dir"
+  say "helm: building helm.sh/helm/v4/cmd/helm@v$HELM_VERSION (first build: a few minutes)"
+  GOBIN="$dir" timed helm go install "helm.sh/helm/v4/cmd/helm@v$HELM_VERSION"
+  say "helm: the ServiceMonitor CRD of github.com/prometheus-operator/prometheus-operator@v$PROMETHEUS_OPERATOR_VERSION"
+  local module
+  module=$(cd "$dir" && go mod download -json "github.com/prometheus-operator/prometheus-operator@v$PROMETHEUS_OPERATOR_VERSION" \
+    | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+  cp "$module/example/prometheus-operator-crd/$crd" "$dir/$crd"
+  finish "$dir" helm "$crd"
+}
+
 build_mistralrs() {
   local v=$MISTRALRS_SERVER_VERSION dir="$cache/mistralrs-$MISTRALRS_SERVER_VERSION"
   built mistralrs "$dir" mistralrs && { finish "$dir" mistralrs; return; }
@@ -156,6 +172,6 @@ build_mistralrs() {
 }
 
 programs=("$@")
-[[ ${#programs[@]} -gt 0 ]] || programs=(otelcol jaeger prometheus alertmanager ollama ollama-server ollama-integration)
+[[ ${#programs[@]} -gt 0 ]] || programs=(otelcol jaeger prometheus alertmanager ollama ollama-server ollama-integration helm)
 for p in "${programs[@]}"; do "build_$p"; done
 echo "$cache/bin"
