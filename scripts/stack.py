@@ -308,6 +308,9 @@ def main(argv: list[str] | None = None) -> int:
     ports = Ports.free() if args.free_ports else Ports()
     stack = Stack(args.workdir, bin_dir, ports, args.mistral_url, proxy_env)
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    # Started in the background by a shell without job control, a process inherits SIGINT ignored: Ctrl-C must
+    # still stop the stack (CI run that way hung until killed, leaving every program running).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         stack.start(say=lambda line: print(line, flush=True))
         _announce(stack)
