@@ -9,17 +9,18 @@ from dataclasses import dataclass, field
 from operator import attrgetter
 from typing import Any
 
-DIRECT, PROXY_ON, PROXY_OFF, PROXY_SAMPLED, PROXY_WORKERS, FLOOR, FLOOR_AIOHTTP, LITELLM = (
+DIRECT, PROXY_ON, PROXY_OFF, PROXY_SAMPLED, PROXY_WORKERS, PROXY_POOL, FLOOR, FLOOR_AIOHTTP, LITELLM = (
     "direct",
     "proxy-on",
     "proxy-off",
     "proxy-sampled",
     "proxy-workers",
+    "proxy-pool",
     "floor",
     "floor-aiohttp",
     "litellm",
 )
-PROXIES = (PROXY_ON, PROXY_OFF, PROXY_SAMPLED, PROXY_WORKERS)
+PROXIES = (PROXY_ON, PROXY_OFF, PROXY_SAMPLED, PROXY_WORKERS, PROXY_POOL)
 _LOADGEN_SIDE_BUSY = 0.9
 _FOREIGN = 0.05  # above this share of core 0 used by other processes, or stolen, a row is flagged
 
@@ -33,6 +34,7 @@ class Scenario:
     concurrency: int
     peer: bool = False  # LiteLLM takes part (it speaks only the OpenAI route)
     variants: bool = False  # the proxy also runs with traces sampled at 10 % and with two workers
+    pooled: bool = False  # the proxy also runs in front of three stand-ins (issue 16's routing cost)
 
 
 @dataclass(frozen=True)

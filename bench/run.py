@@ -5,7 +5,7 @@
 Starts the stand-in upstream (``standin.py``) and an OTLP sink (``sink.py``) on core 1, then for each scenario
 starts the configurations on core 0 — (b) the proxy with telemetry fully on, (c) the proxy with telemetry off,
 (d) the bare pass-through floor (``floor.py``), (e) the LiteLLM proxy with ``--litellm``, and in two scenarios
-(b″) traces sampled at 10 % and (f) two workers — and measures them and
+(b″) traces sampled at 10 % and (f) two workers, in two (g) three upstreams — and measures them and
 (a) the stand-in itself with the load generator (``load.py``, core 1), alternated over the rounds
 (a b c d e, a b c d e, …). Reports medians, the added latency over (a), the server's CPU time per request and
 peak RSS, and the issue's targets; writes them to ``bench/results.md``.
@@ -41,6 +41,7 @@ from report import (
     PROXIES,
     PROXY_OFF,
     PROXY_ON,
+    PROXY_POOL,
     PROXY_SAMPLED,
     PROXY_WORKERS,
     Measurement,
@@ -64,8 +65,17 @@ _PROXY_VARIABLES = (
 ).split()
 
 SCENARIOS = (
-    Scenario("json-c1", "non-streaming /api/chat, concurrency 1", "/api/chat", False, 1),
-    Scenario("json-c16", "non-streaming /api/chat, concurrency 16", "/api/chat", False, 16, peer=True, variants=True),
+    Scenario("json-c1", "non-streaming /api/chat, concurrency 1", "/api/chat", False, 1, pooled=True),
+    Scenario(
+        "json-c16",
+        "non-streaming /api/chat, concurrency 16",
+        "/api/chat",
+        False,
+        16,
+        peer=True,
+        variants=True,
+        pooled=True,
+    ),
     Scenario("json-c64", "non-streaming /api/chat, concurrency 64", "/api/chat", False, 64),
     Scenario("stream-c16", f"streamed /api/chat ({CHUNKS} chunks), concurrency 16", "/api/chat", True, 16),
     Scenario(
@@ -166,6 +176,7 @@ def telemetry_env(config: str, sink: str) -> dict[str, str]:
 
 
 def start_proxy(config: str, upstream: str, sink: str, options: Options) -> Server:
+    """``upstream`` is one URL, or (for the pool) several separated by commas."""
     port = procs.free_port()
     env = _proxy_env(upstream, f"127.0.0.1:{port}", telemetry_env(config, sink), options.proxy_env)
     home = options.workdir / config
@@ -209,9 +220,11 @@ def start_litellm(upstream: str, options: Options) -> Server:
     )
 
 
-def start_config(config: str, standin: Server, sink: Server, options: Options) -> Server:
+def start_config(config: str, standin: Server, sink: Server, options: Options, pool: Sequence[Server] = ()) -> Server:
     if config == DIRECT:
         return standin
+    if config == PROXY_POOL:
+        return start_proxy(config, ",".join(s.url for s in (standin, *pool)), sink.url, options)
     if config in PROXIES:
         return start_proxy(config, standin.url, sink.url, options)
     if config == LITELLM:
@@ -226,6 +239,8 @@ def configs_for(scenario: Scenario, options: Options, results: Results) -> list[
     configs = [DIRECT, PROXY_ON, PROXY_OFF, *options.floors]
     if scenario.variants and options.variants:
         configs += [PROXY_SAMPLED, PROXY_WORKERS]
+    if scenario.pooled and options.variants:
+        configs.append(PROXY_POOL)
     if scenario.peer and options.litellm and LITELLM not in results.skipped:
         configs.append(LITELLM)
     return configs
@@ -249,14 +264,14 @@ def measure(server: Server, standin: Server, config: str, scenario: Scenario, op
 
 @contextlib.contextmanager
 def running(
-    scenario: Scenario, standin: Server, sink: Server, options: Options, results: Results
+    scenario: Scenario, standin: Server, sink: Server, options: Options, results: Results, pool: Sequence[Server]
 ) -> Iterator[dict[str, Server]]:
     """The scenario's configurations, freshly started (so that peak RSS is this scenario's), stopped after."""
     servers: dict[str, Server] = {}
     try:
         for config in configs_for(scenario, options, results):
             try:
-                servers[config] = server = start_config(config, standin, sink, options)
+                servers[config] = server = start_config(config, standin, sink, options, pool)
             except StartError as exc:
                 results.failures[(scenario.key, config)] = str(exc)
                 continue
@@ -270,10 +285,13 @@ def running(
                 server.stop()
 
 
-def run_scenario(scenario: Scenario, standin: Server, sink: Server, options: Options, results: Results) -> None:
+def run_scenario(
+    scenario: Scenario, standin: Server, sink: Server, options: Options, results: Results, pool: Sequence[Server] = ()
+) -> None:
+    """``pool``: the other stand-ins of (g), the proxy in front of several upstreams."""
     print(f"\n== {scenario.title}", flush=True)
-    with running(scenario, standin, sink, options, results) as servers:
-        everyone = [server.pid for server in servers.values()] + [sink.pid]
+    with running(scenario, standin, sink, options, results, pool) as servers:
+        everyone = [server.pid for server in servers.values()] + [sink.pid] + [other.pid for other in pool]
         for round_ in range(options.rounds):
             for config, server in servers.items():
                 if (scenario.key, config) in results.failures:
@@ -348,6 +366,7 @@ def labels(litellm_version: str | None) -> dict[str, str]:
         PROXY_OFF: "(c) proxy, telemetry off",
         PROXY_SAMPLED: "(b″) proxy, telemetry on, traces sampled 10 %",
         PROXY_WORKERS: "(f) proxy, telemetry on, WORKERS=2 (OTLP metrics)",
+        PROXY_POOL: "(g) proxy, telemetry on, 3 upstreams (3 stand-ins)",
         FLOOR: "(d) floor, httpx",
         FLOOR_AIOHTTP: "(d′) floor, httpx-aiohttp",
         LITELLM: f"(e) LiteLLM {litellm_version or ''}".strip(),
@@ -411,7 +430,7 @@ def parse(argv: Sequence[str]) -> Options:
     parser.add_argument("--floor-transport", choices=["httpx", "aiohttp", "both"], default="httpx")
     parser.add_argument("--proxy-env", action="append", default=[], metavar="NAME=VALUE", help="for every proxy run")
     parser.add_argument("--scenarios", default="", help="comma-separated scenario names (default: all)")
-    parser.add_argument("--no-variants", action="store_true", help="leave out (b″) sampled traces and (f) 2 workers")
+    parser.add_argument("--no-variants", action="store_true", help="leave out (b″), (f) and (g)")
     parser.add_argument("--output", type=Path, help="default bench/results.md (bench/results-quick.md with --quick)")
     args = parser.parse_args(argv)
     if args.quick:
@@ -474,15 +493,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     code = code_state()
     standin = start_helper("standin", "standin.py", options.workdir)
     sink = start_helper("sink", "sink.py", options.workdir)
+    pool = [start_helper(f"standin-{n}", "standin.py", options.workdir) for n in (2, 3)] if options.variants else []
     try:
         for scenario in SCENARIOS:
             if options.scenarios and scenario.key not in options.scenarios:
                 continue
-            run_scenario(scenario, standin, sink, options, results)
+            run_scenario(scenario, standin, sink, options, results, pool)
     finally:
         results.notes.append(sink_stats(sink))
-        sink.stop()
-        standin.stop()
+        for helper in (sink, standin, *pool):
+            helper.stop()
     if code_state() != code:
         results.notes.append("**the proxy's code (app/, otel/) changed during the run**: scenarios may differ")
     if results.unquiet:

@@ -26,11 +26,12 @@ from tests.waiting import eventually
 
 HI = [{"role": "user", "content": "hi"}]
 NAMES = ("gpu-a", "gpu-b", "gpu-c")
-MODELS = {
-    "gpu-a": ["alpha", "shared"],
-    "gpu-b": ["beta", "shared"],
-    "gpu-c": ["shared", ModelEntry("gamma", "unloaded")],
-}
+
+
+def _models(name: str) -> list[str | ModelEntry]:
+    """Each emulator's models, built afresh (an emulator changes a model's status as it loads and unloads it)."""
+    return {"gpu-a": ["alpha", "shared"], "gpu-b": ["beta", "shared"],
+            "gpu-c": ["shared", ModelEntry("gamma", "unloaded")]}[name]  # fmt: skip
 
 
 @dataclass
@@ -58,7 +59,7 @@ class Pool:
 def _pool(
     tmp_path_factory: pytest.TempPathFactory, *, weights: tuple[float, ...] = (1, 1, 1), health_interval: float = 0.2
 ) -> Iterator[Pool]:
-    emulators = {name: Emulator(list(MODELS[name])) for name in NAMES}  # type: ignore[arg-type]
+    emulators = {name: Emulator(_models(name)) for name in NAMES}
     with contextlib.ExitStack() as stack:
         stops = {name: stack.enter_context(contextlib.ExitStack()) for name in NAMES}
         servers = {
@@ -197,6 +198,12 @@ def test_generations_carry_their_server_in_metrics_and_spans(pool: Pool) -> None
         "chat alpha": ("127.0.0.1", ports["gpu-a"]),
         "chat beta": ("127.0.0.1", ports["gpu-b"]),
     }
+    # the upstream HTTP span under each names the server the request went to
+    finished = pool.spans.get_finished_spans()
+    parents = {span.context.span_id: span.name for span in finished}
+    clients = {parents[span.parent.span_id]: (dict(span.attributes or {})["server.port"]) for span in finished
+               if span.name == "POST" and span.parent is not None and span.parent.span_id in parents}  # fmt: skip
+    assert clients == {"chat alpha": ports["gpu-a"], "chat beta": ports["gpu-b"]}
 
 
 def test_a_server_that_dies_is_routed_around_and_rejoins_when_it_returns(
@@ -246,3 +253,22 @@ def test_a_refused_connection_is_tried_once_more_on_another_server(tmp_path_fact
     )
     # out of rotation since its refusal: no longer listed where the shared model is loaded
     assert next(model["upstreams"] for model in running if model["name"] == "shared:latest") == ["gpu-a", "gpu-b"]
+
+
+def test_unloading_reaches_every_server_that_has_the_model_and_a_load_the_one_that_holds_it(pool: Pool) -> None:
+    with httpx.Client(base_url=pool.proxy.url) as http:
+        unloaded = http.post("/api/generate", json={"model": "shared", "keep_alive": 0})
+        loaded = http.post("/api/generate", json={"model": "gamma"})
+        running = {model["name"]: model.get("upstreams") for model in http.get("/api/ps").json()["models"]}
+    assert (unloaded.status_code, unloaded.json()["done_reason"]) == (200, "unload")
+    assert (loaded.status_code, loaded.json()["done_reason"]) == (200, "load")
+
+    def managed(name: str) -> list[tuple[str, str]]:
+        return [(r.path, r.body["model_id"]) for r in pool.emulators[name].requests if r.path.startswith("/v1/models/")]
+
+    assert {name: managed(name) for name in NAMES} == {
+        "gpu-a": [("/v1/models/unload", "shared")],
+        "gpu-b": [("/v1/models/unload", "shared")],
+        "gpu-c": [("/v1/models/unload", "shared"), ("/v1/models/status", "gamma"), ("/v1/models/reload", "gamma")],
+    }
+    assert running == {"alpha:latest": ["gpu-a"], "beta:latest": ["gpu-b"], "gamma:latest": ["gpu-c"]}
