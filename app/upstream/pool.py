@@ -21,6 +21,7 @@ retried once a server has the request: it may have started generating, and its c
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, TypeVar
@@ -193,9 +194,18 @@ class UpstreamPool:
     # --- health -----------------------------------------------------------------------------------------------------
 
     async def health(self) -> bool:
-        """Some server answers (readiness of the pool as a whole)."""
-        answers = await asyncio.gather(*(m.client.health() for m in self.members), return_exceptions=True)
-        return any(answer is True for answer in answers)
+        """Some server answers (readiness of the pool as a whole): the first answer decides, so that a dead server,
+        whose check retries its connection, does not hold the readiness probe up."""
+        checks = [asyncio.ensure_future(member.client.health()) for member in self.members]
+        try:
+            for answered in asyncio.as_completed(checks):
+                with contextlib.suppress(ProxyError):
+                    if await answered:
+                        return True
+            return False
+        finally:
+            for check in checks:
+                check.cancel()
 
     def health_checks(self) -> dict[str, Callable[[], Awaitable[bool]]]:
         return {member.name: _check(member) for member in self.members}

@@ -272,3 +272,15 @@ def test_unloading_reaches_every_server_that_has_the_model_and_a_load_the_one_th
         "gpu-c": [("/v1/models/unload", "shared"), ("/v1/models/status", "gamma"), ("/v1/models/reload", "gamma")],
     }
     assert running == {"alpha:latest": ["gpu-a"], "beta:latest": ["gpu-b"], "gamma:latest": ["gpu-c"]}
+
+
+def test_ready_while_some_server_answers(tmp_path_factory: pytest.TempPathFactory) -> None:
+    with _pool(tmp_path_factory, health_interval=60.0) as pool, httpx.Client(base_url=pool.proxy.url) as http:
+        answers = [http.get("/ready").json()]
+        for name in ("gpu-a", "gpu-b"):
+            pool.kill(name)
+            answers.append(http.get("/ready").json())
+        pool.kill("gpu-c")
+        last = http.get("/ready")
+    assert answers == [{"status": "ready", "upstream": "up"}] * 3
+    assert (last.status_code, last.json()) == (503, {"status": "not ready", "upstream": "down"})
