@@ -52,7 +52,7 @@ def telemetry(metric_reader: InMemoryMetricReader) -> Iterator[Telemetry]:
     telemetry.shutdown()
 
 
-def test_soak(proxy: Server, emulator: Emulator, metric_reader: InMemoryMetricReader) -> None:
+def test_soak(proxy: Server, emulator: Emulator, upstream: Server, metric_reader: InMemoryMetricReader) -> None:
     bodies, replies = _plan(seed=7)
     emulator.script(*replies)
     with httpx.Client(base_url=proxy.url, timeout=30, limits=httpx.Limits(max_connections=8)) as http:
@@ -80,7 +80,8 @@ def test_soak(proxy: Server, emulator: Emulator, metric_reader: InMemoryMetricRe
     assert by_type == {"none": REQUESTS - 2 * broken + 1, "model_not_found": broken}
     assert values(metric_reader, "mistral_active_requests") == {(): 0}
     good = REQUESTS - 2 * broken + 1
-    assert values(metric_reader, "mistral_generate_tokens", "model") == {("mistral-7b",): 4 * good + mid_stream}
+    tokens = values(metric_reader, "mistral_generate_tokens", "model", "upstream")
+    assert tokens == {("mistral-7b", upstream.url): 4 * good + mid_stream}
     assert emulator.active_streams == 0
     leftover = _poll_tasks(proxy)
     assert leftover == [], leftover  # no request, stream or connection left behind
