@@ -56,8 +56,18 @@ def serve_in_thread(app: ASGIFramework, *, graceful_timeout: float = 1.0, port: 
         assert stop is not None
         loop.call_soon_threadsafe(stop.set)
         thread.join(10)
+        # As asyncio.run does: what a server stopped without grace left running ends on its loop, not when
+        # collected after the loop is closed (which raised "Event loop is closed" from a connection's handler).
+        loop.run_until_complete(_cancel_all())
         loop.run_until_complete(loop.shutdown_asyncgens())
         loop.close()
+
+
+async def _cancel_all() -> None:
+    leftover = asyncio.all_tasks() - {asyncio.current_task()}
+    for task in leftover:
+        task.cancel()
+    await asyncio.gather(*leftover, return_exceptions=True)
 
 
 def _wait_listening(port: int) -> None:

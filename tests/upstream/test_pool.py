@@ -20,6 +20,7 @@ from otel.setup import configure
 from otel.telemetry import Telemetry
 from scripts.stack import free_port
 from tests.emulator import Emulator, ModelEntry, Reply
+from tests.load import run_clients
 from tests.otel.helpers import values, wait_idle
 from tests.servers import Server, serve_in_thread
 from tests.waiting import eventually
@@ -118,31 +119,18 @@ def test_each_model_goes_only_to_servers_that_have_it(pool: Pool) -> None:
 
 
 def _load(proxy: Server, model: str, count: int, threads: int = 16, stream: bool = False) -> list[str]:
-    """``count`` chats from ``threads`` clients; the failures' texts."""
-    failures: list[str] = []
-    todo = iter(range(count))
-    lock = threading.Lock()
+    """``count`` chats from ``threads`` clients; the failures' texts (a stream's failure is its last line's)."""
 
-    def client() -> None:
-        with httpx.Client(base_url=proxy.url, timeout=30) as http:
-            while True:
-                with lock:
-                    if next(todo, None) is None:
-                        return
-                try:
-                    response = _chat(http, model, stream)
-                    lines = response.text.splitlines() if stream else [response.text]
-                    if response.status_code != 200 or "error" in json.loads(lines[-1]):
-                        failures.append(f"{response.status_code} {lines[-1]}")
-                except httpx.HTTPError as exc:
-                    failures.append(repr(exc))
+    def chat(http: httpx.Client) -> str | None:
+        response = _chat(http, model, stream)
+        last = (response.text.splitlines() or [""])[-1] if stream else response.text
+        try:
+            failed = response.status_code != 200 or "error" in json.loads(last)
+        except ValueError:  # not a JSON line: say so rather than lose the thread
+            failed = True
+        return f"{response.status_code} {last!r}" if failed else None
 
-    workers = [threading.Thread(target=client) for _ in range(threads)]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join()
-    return failures
+    return run_clients(proxy.url, count, threads, chat)
 
 
 def test_a_steady_load_spreads_evenly(pool: Pool) -> None:
