@@ -122,7 +122,8 @@ class UpstreamPool:
             for model_id, card in member.cards.items():
                 if model_id not in merged or (card.status in _LOADED and merged[model_id].status not in _LOADED):
                     merged[model_id] = card
-        return list(merged.values())
+        # Copies: the catalog marks its cards loaded or unloaded, which says nothing of any one server.
+        return [msgspec.structs.replace(card) for card in merged.values()]
 
     def locations(self, model_id: str) -> list[str]:
         return [member.name for member in self.members if member.up and member.loaded(model_id)]

@@ -6,13 +6,14 @@ from __future__ import annotations
 import contextlib
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import httpx
 import pytest
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from starlette.applications import Starlette
 
 from app.http.app import create_app
 from app.settings import Settings
@@ -44,6 +45,7 @@ class Pool:
     reader: InMemoryMetricReader
     spans: InMemorySpanExporter
     telemetry: Telemetry
+    app: Starlette
 
     def kill(self, name: str) -> None:
         """Stop a server at once: its connections are dropped, streams and all, and new ones refused."""
@@ -58,9 +60,13 @@ class Pool:
 
 @contextlib.contextmanager
 def _pool(
-    tmp_path_factory: pytest.TempPathFactory, *, weights: tuple[float, ...] = (1, 1, 1), health_interval: float = 0.2
+    tmp_path_factory: pytest.TempPathFactory,
+    *,
+    weights: tuple[float, ...] = (1, 1, 1),
+    health_interval: float = 0.2,
+    models: Callable[[str], list[str | ModelEntry]] = _models,
 ) -> Iterator[Pool]:
-    emulators = {name: Emulator(_models(name)) for name in NAMES}
+    emulators = {name: Emulator(models(name)) for name in NAMES}
     with contextlib.ExitStack() as stack:
         stops = {name: stack.enter_context(contextlib.ExitStack()) for name in NAMES}
         servers = {
@@ -83,8 +89,9 @@ def _pool(
         reader, spans = InMemoryMetricReader(), InMemorySpanExporter()
         telemetry = configure("test", environ={}, span_exporters=[spans], metric_readers=[reader])
         stack.callback(telemetry.shutdown)
-        proxy = stack.enter_context(serve_in_thread(create_app(settings, telemetry=telemetry)))
-        yield Pool(emulators, servers, stops, proxy, reader, spans, telemetry)
+        app = create_app(settings, telemetry=telemetry)
+        proxy = stack.enter_context(serve_in_thread(app))
+        yield Pool(emulators, servers, stops, proxy, reader, spans, telemetry, app)
 
 
 @pytest.fixture
@@ -272,3 +279,21 @@ def test_ready_while_some_server_answers(tmp_path_factory: pytest.TempPathFactor
         last = http.get("/ready")
     assert answers == [{"status": "ready", "upstream": "up"}] * 3
     assert (last.status_code, last.json()) == (503, {"status": "not ready", "upstream": "down"})
+
+
+def test_a_load_marks_loaded_only_the_server_that_loaded(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The catalog marks its own cards loaded; the servers' cards must not change with them."""
+
+    def twins(name: str) -> list[str | ModelEntry]:
+        return [ModelEntry("twin", "unloaded")] if name != "gpu-c" else ["other"]
+
+    # gpu-b weighs more, so the load goes there; the catalog's card for "twin" is the first server's (gpu-a's).
+    with (
+        _pool(tmp_path_factory, models=twins, weights=(1, 2, 1), health_interval=60.0) as pool,
+        httpx.Client(base_url=pool.proxy.url) as http,
+    ):
+        assert http.post("/api/generate", json={"model": "twin"}).json()["done_reason"] == "load"
+        members = pool.app.state.generations.upstream.members
+        reloaded = {name: [r.path for r in e.requests].count("/v1/models/reload") for name, e in pool.emulators.items()}
+    assert reloaded == {"gpu-a": 0, "gpu-b": 1, "gpu-c": 0}
+    assert {member.name: member.loaded("twin") for member in members} == {"gpu-a": False, "gpu-b": True, "gpu-c": False}
