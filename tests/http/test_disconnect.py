@@ -21,15 +21,20 @@ class Client:
         return {"type": "http.disconnect"}
 
 
+def _cancelling() -> int:
+    """Cancellation requests the running task still has pending (0: any was taken back)."""
+    task = asyncio.current_task()
+    assert task is not None
+    return task.cancelling()
+
+
 def test_finished_work_returns_its_result_and_leaves_nothing_running() -> None:
     async def main() -> tuple[str, int, int]:
         client = Client()
         result = await cancel_on_disconnect(client.receive, lambda: asyncio.sleep(0.01, "answer"))
         client.gone.set()  # a disconnect after the answer must not cancel what the task does next
         await asyncio.sleep(0.01)
-        task = asyncio.current_task()
-        assert task is not None
-        return result, task.cancelling(), len(asyncio.all_tasks())
+        return result, _cancelling(), len(asyncio.all_tasks())
 
     assert asyncio.run(main()) == ("answer", 0, 1)
 
@@ -51,9 +56,7 @@ def test_a_disconnect_cancels_the_work_and_is_reported_as_such() -> None:
         with pytest.raises(ClientDisconnected):
             await cancel_on_disconnect(client.receive, work)
         await asyncio.sleep(0)  # the task still runs normally: the cancellation was taken back
-        task = asyncio.current_task()
-        assert task is not None
-        return task.cancelling()
+        return _cancelling()
 
     assert asyncio.run(main()) == 0
     assert steps == ["work cancelled"]
@@ -84,9 +87,7 @@ def test_work_that_swallows_the_cancellation_still_ends_as_a_disconnect() -> Non
         asyncio.get_running_loop().call_later(0.01, client.gone.set)
         with pytest.raises(ClientDisconnected):
             await cancel_on_disconnect(client.receive, stubborn)
-        task = asyncio.current_task()
-        assert task is not None
-        return task.cancelling()
+        return _cancelling()
 
     assert asyncio.run(main()) == 0
 
