@@ -1,4 +1,5 @@
-"""Graceful shutdown: streams in flight may finish within a grace period; then each ends with an error line."""
+"""Graceful shutdown: answers in flight may finish within a grace period; then each ends with an error (a stream's
+last line, or a whole answer's 503)."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ class Drain:
 
     @contextmanager
     def track(self) -> Iterator[None]:
-        """Register the task writing a stream, so that shutdown can end it when the grace period is over."""
+        """Register the task writing an answer, so that shutdown can end it when the grace period is over."""
         task = asyncio.current_task()
         assert task is not None
         self._streams.add(task)
@@ -34,7 +35,7 @@ class Drain:
                 self._idle.set()
 
     async def shutdown(self, grace: float) -> None:
-        """Wait up to ``grace`` seconds for streams to finish; cancel the rest, which then write an error line."""
+        """Wait up to ``grace`` seconds for answers to finish; cancel the rest, which then end with an error."""
         if self._streams:
             _log.info("waiting up to %g s for %d streams to finish", grace, len(self._streams))
         try:

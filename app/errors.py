@@ -14,9 +14,11 @@ short, stable class name for metrics and spans.
     │   └── ClientDisconnected (499, client_disconnected)  the client left before its answer was ready
     ├── NotSupported (501, not_supported)        an Ollama operation this proxy does not offer
     ├── Overloaded (503, overloaded)             too many generations in flight and waiting (Retry-After)
+    │   └── QueueTimeout (503, queue_timeout)    waited in the queue for longer than allowed (Retry-After)
     ├── ShuttingDown (503, shutting_down)        the server stopped before the answer was complete
     └── UpstreamError (502, upstream_error)       mistral.rs failed us
         ├── UpstreamUnavailable (502, upstream_unavailable)
+        │   └── UpstreamUnreachable (502, upstream_unavailable)   no connection made: another server may be tried
         ├── UpstreamTimeout (504, upstream_timeout)
         ├── UpstreamBusy (503, upstream_busy)
         ├── UpstreamStatusError (mapped status, upstream_status)
@@ -38,6 +40,7 @@ __all__ = [
     "Overloaded",
     "PayloadTooLarge",
     "ProxyError",
+    "QueueTimeout",
     "RequestTimeout",
     "ShuttingDown",
     "UpstreamBusy",
@@ -122,6 +125,15 @@ class Overloaded(ProxyError):
 
     def __init__(self, message: str = BUSY_MESSAGE) -> None:
         super().__init__(message)
+
+
+class QueueTimeout(Overloaded):
+    """A request that waited its whole allowance for a slot: the queue was not full, just slow."""
+
+    error_type = "queue_timeout"
+
+    def __init__(self, waited: float) -> None:
+        super().__init__(f"server busy, please try again.  no slot became free within {waited:g} s")
 
 
 class ShuttingDown(ProxyError):

@@ -26,13 +26,14 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from app.drain import Drain
-from app.errors import ModelNotFound, UpstreamError, UpstreamProtocolError
+from app.errors import ModelNotFound, ShuttingDown, UpstreamError, UpstreamProtocolError
 from app.http.disconnect import cancel_on_disconnect
 from app.http.responses import (
     NDJSON_MEDIA_TYPE,
     SSE_MEDIA_TYPE,
     ClosingStreamingResponse,
     OnError,
+    ended_by_shutdown,
     json_response,
     ndjson_lines,
     sse_lines,
@@ -43,6 +44,7 @@ from app.ollama import AssistantMessage, ChatResponse, GenerateResponse
 from app.ollama.translate.stream import Kind, OllamaStream, Reply, decode_chunks, rfc3339_utc, to_ollama
 from app.settings import Settings
 from app.upstream import OPERATIONS, PayloadStream, Route, Upstream
+from app.upstream.timeouts import Silence
 from app.upstream.wire import ChatCompletionChunk, Completion, EmbeddingResponse
 from otel.genai import Chunk, Clock, GenAIObserver, Invocation, error_type_of, observe
 
@@ -103,7 +105,15 @@ class Run:
         return self._payloads
 
     async def post(self) -> bytes:
-        raw = await self._call(lambda: self._generations.upstream.post(self.route, self.body))
+        # The same time limit as a stream's, met the same way: the call is cancelled, which ends the upstream's work.
+        limit = self._generations.settings.request_timeout
+        try:
+            async with asyncio.timeout(limit) as timer:
+                raw = await self._call(lambda: self._generations.upstream.post(self.route, self.body))
+        except TimeoutError:
+            if not timer.expired():
+                raise
+            raise self._generations.settings.stream_timeouts.error(Silence.DEADLINE) from None
         _observe_answer(self.invocation, raw, self.route)
         self._complete = True
         return raw
@@ -218,7 +228,7 @@ class Generations:
             return GenerationStream(run, replies, ndjson_lines, NDJSON_MEDIA_TYPE, self.drain, background=after)
         # One JSON answer from mistral.rs costs far less to relay than a stream of chunks.
         async with run:
-            answer = _decode_answer(await cancel_on_disconnect(request.receive, run.post))
+            answer = _decode_answer(await self._whole(request, run))
         return json_response(translation.whole(answer), background=after)
 
     async def relay(self, request: Request, *, route: Route, entry: Entry, body: dict[str, Any]) -> Response:
@@ -232,8 +242,18 @@ class Generations:
             headers = {"cache-control": "no-cache"}
             return GenerationStream(run, events, sse_lines, SSE_MEDIA_TYPE, self.drain, headers=headers)
         async with run:
-            raw = await cancel_on_disconnect(request.receive, run.post)
+            raw = await self._whole(request, run)
         return Response(raw, media_type="application/json")
+
+    async def _whole(self, request: Request, run: Run) -> bytes:
+        """A whole answer ends as a stream does: at its client's disconnect, its deadline, or the drain's end."""
+        with self.drain.track():
+            try:
+                return await cancel_on_disconnect(request.receive, run.post)
+            except asyncio.CancelledError:
+                if not ended_by_shutdown(self.drain):
+                    raise
+                raise ShuttingDown() from None
 
     async def embed(self, entry: Entry, inputs: list[str]) -> EmbeddingResponse:
         async with self.run(route="embeddings", entry=entry, body={"model": entry.id, "input": inputs}) as run:

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from app.errors import BUSY_MESSAGE, Overloaded
+from app.errors import BUSY_MESSAGE, Overloaded, QueueTimeout
 from app.limiter import Limiter
 
 
@@ -28,7 +28,7 @@ def test_free_slots_are_taken_at_once_then_the_queue_fills_then_503() -> None:
     assert asyncio.run(scenario()) == ["waiting 1", BUSY_MESSAGE, "waiting 0"]
 
 
-def test_a_wait_longer_than_the_timeout_is_refused_with_retry_after() -> None:
+def test_a_wait_longer_than_the_timeout_is_its_own_503_with_retry_after() -> None:
     async def scenario() -> Overloaded:
         limiter = Limiter(1, 5, timeout=0.01)
         await limiter.acquire()
@@ -38,7 +38,10 @@ def test_a_wait_longer_than_the_timeout_is_refused_with_retry_after() -> None:
         return refused.value
 
     refused = asyncio.run(scenario())
-    assert (refused.status_code, refused.headers) == (503, {"Retry-After": "1"})
+    # not Ollama's "maximum pending requests exceeded": one request was waiting, in a queue of five
+    assert type(refused) is QueueTimeout
+    assert (refused.status_code, refused.error_type, refused.headers) == (503, "queue_timeout", {"Retry-After": "1"})
+    assert refused.message == "server busy, please try again.  no slot became free within 0.01 s"
 
 
 def test_a_limit_of_zero_is_no_limit() -> None:

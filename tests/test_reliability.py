@@ -111,17 +111,21 @@ def test_n_plus_k_streams_against_a_limit_of_n(
     assert _counts(metric_reader) == {("/api/chat", "200", "none"): 2, ("/api/chat", "503", "overloaded"): 3}
 
 
-def test_a_bounded_queue_waits_then_gives_up(configure: Any, emulator: Emulator) -> None:
+def test_a_bounded_queue_waits_then_gives_up(
+    configure: Any, emulator: Emulator, metric_reader: InMemoryMetricReader
+) -> None:
     http = configure(max_concurrent=1, max_queue=1, queue_timeout=0.3)
     emulator.script(Reply(content="a b c d e", delay=0.3))
     with http.stream("POST", "/api/chat", json={"model": "mistral", "messages": HI}) as holding:
         lines = holding.iter_lines()  # keep the iterator: dropping it would close the stream
         next(lines)
         waited = http.post("/api/chat", json={"model": "mistral", "messages": HI, "stream": False})
-        assert (waited.status_code, waited.json()) == (503, BUSY)
+        waited_for = {"error": "server busy, please try again.  no slot became free within 0.3 s"}
+        assert (waited.status_code, waited.json()) == (503, waited_for)
         assert waited.headers["retry-after"] == "1"
         assert json.loads(list(lines)[-1])["done"] is True
     assert http.post("/api/chat", json={"model": "mistral", "messages": HI, "stream": False}).status_code == 200
+    assert _counts(metric_reader) == {("/api/chat", "200", "none"): 2, ("/api/chat", "503", "queue_timeout"): 1}
 
 
 def test_mistralrs_silent_before_its_first_byte_is_504(

@@ -22,6 +22,7 @@ __all__ = [
     "NDJSON_MEDIA_TYPE",
     "SSE_MEDIA_TYPE",
     "OnError",
+    "ended_by_shutdown",
     "json_response",
     "ndjson_lines",
     "ndjson_response",
@@ -68,7 +69,7 @@ async def ndjson_lines(bursts: AsyncIterable[list[Any]], on_error: OnError, drai
             on_error(exc)
             yield _encode(error_line(exc)) + b"\n"
         except asyncio.CancelledError:
-            if not _ended_by_shutdown(drain):
+            if not ended_by_shutdown(drain):
                 raise
             on_error(ShuttingDown())
             yield _encode(error_line(ShuttingDown())) + b"\n"
@@ -82,7 +83,7 @@ async def sse_lines(bursts: AsyncIterable[list[bytes]], on_error: OnError, drain
             async for payloads in bursts:
                 yield b"".join([b"data: " + payload + b"\n\n" for payload in payloads])
         except (Exception, asyncio.CancelledError) as exc:  # mistral.rs's own in-band error event, then [DONE]
-            if isinstance(exc, asyncio.CancelledError) and not _ended_by_shutdown(drain):
+            if isinstance(exc, asyncio.CancelledError) and not ended_by_shutdown(drain):
                 raise
             failure = exc if isinstance(exc, Exception) else ShuttingDown()
             on_error(failure)
@@ -91,7 +92,7 @@ async def sse_lines(bursts: AsyncIterable[list[bytes]], on_error: OnError, drain
         yield b"data: [DONE]\n\n"
 
 
-def _ended_by_shutdown(drain: Drain) -> bool:
+def ended_by_shutdown(drain: Drain) -> bool:
     """A cancellation from the drain (not a client leaving): keep the task alive to write the error line."""
     task = asyncio.current_task()
     if not drain.expired or task is None:

@@ -29,6 +29,7 @@ SERVICE_ERROR_TYPES = {
     "upstream_error",
     "internal",
     "overloaded",
+    "queue_timeout",
     "shutting_down",
 }
 # name: (severity, for)

@@ -6,6 +6,7 @@ import asyncio
 import threading
 import time
 from collections.abc import Awaitable, Callable
+from contextlib import aclosing, suppress
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
@@ -80,7 +81,7 @@ class EmbeddedUpstream:
         self._tracer = (tracer_provider or trace.get_tracer_provider()).get_tracer("mistral-ollama-proxy.engine")
         # mistralrs 0.9.5 fails GGUF sequences of equal length prefilled together on CPU: serialise them.
         # A request queued for a slot has no byte yet: the first-byte timeout bounds its wait.
-        self._slots = Limiter(concurrency or (1 if spec.kind == "gguf" else 8), max_queue, timeouts.first_byte)
+        self.slots = Limiter(concurrency or (1 if spec.kind == "gguf" else 8), max_queue, timeouts.first_byte)
         self.active_streams = 0  # engine streams whose producer thread has not finished
         self._runner: Any = None
         self._lock = threading.Lock()
@@ -135,18 +136,19 @@ class EmbeddedUpstream:
         runner = await self._runner_for(body)
         build = chat_request if route == "chat" else completion_request
         request = build(body, self.spec.name)
-        await self._slots.acquire()
+        await self.slots.acquire()
         self.active_streams += 1
         span = self._tracer.start_span(f"mistralrs {OPERATIONS[route]}", kind=trace.SpanKind.INTERNAL)
         loop = asyncio.get_running_loop()
 
         def finished() -> None:
             self.active_streams -= 1
-            self._slots.release()
+            self.slots.release()
 
         def on_exit() -> None:  # in the producer thread, once the engine no longer works for this stream
             span.end()
-            loop.call_soon_threadsafe(finished)
+            with suppress(RuntimeError):  # the loop is closed: the server stopped, and its counts with it
+                loop.call_soon_threadsafe(finished)
 
         try:
             encode: Callable[[Any], bytes]
@@ -168,8 +170,10 @@ class EmbeddedUpstream:
             data = [{"object": "embedding", "embedding": vector, "index": i} for i, vector in enumerate(vectors)]
             usage = {"prompt_tokens": 0, "total_tokens": 0}  # the engine does not report them for embeddings
             return _encode({"object": "list", "data": data, "model": body.get("model"), "usage": usage})
-        stream = await self.open_stream(route, body)
-        payloads = [payload async for burst in stream for payload in burst]
+        # Closed however this ends: a cancelled request (its client gone, its deadline passed) must stop the
+        # engine's sequence and give back its slot, not leave the producer waiting for a reader forever.
+        async with aclosing(await self.open_stream(route, body)) as stream:
+            payloads = [payload async for burst in stream for payload in burst]
         if route == "completion":
             return payloads[0]
         return chat_response([_decode_object(payload) for payload in payloads], self.spec.name)

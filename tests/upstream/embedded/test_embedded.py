@@ -154,18 +154,18 @@ def test_tokens_metric_equals_the_engines_usage(
 
 @pytest.mark.parametrize("engine_limits", [{"concurrency": 1, "max_queue": 1}])
 def test_beyond_the_queue_requests_get_ollamas_busy_answer(proxy: Server, engine: EmbeddedUpstream) -> None:
-    asyncio.run_coroutine_threadsafe(engine._slots.acquire(), proxy.loop).result(5)  # a generation holds the one slot
+    asyncio.run_coroutine_threadsafe(engine.slots.acquire(), proxy.loop).result(5)  # a generation holds the one slot
     body = {"model": MODEL, "messages": HI, "stream": False, "options": {"num_predict": 2}}
     with httpx.Client(base_url=proxy.url, timeout=60) as http:
         waiting: list[int] = []
         waiter = threading.Thread(target=lambda: waiting.append(http.post("/api/chat", json=body).status_code))
         waiter.start()
-        eventually(lambda: engine._slots.waiting == 1, within=10.0)
+        eventually(lambda: engine.slots.waiting == 1, within=10.0)
         refused = http.post("/api/chat", json=body)
         assert refused.status_code == 503
         assert refused.json() == {"error": "server busy, please try again.  maximum pending requests exceeded"}
         assert waiting == []
-        proxy.loop.call_soon_threadsafe(engine._slots.release)
+        proxy.loop.call_soon_threadsafe(engine.slots.release)
         waiter.join(60)
     assert waiting == [200]
 
