@@ -50,7 +50,9 @@ def test_show_with_its_flags(ollama: tuple[str, dict[str, str]]) -> None:
     template = _run(ollama, "show", "mistral", "--template")
     assert (template.returncode, template.stdout) == (0, "{{ .Prompt }}")
     parameters = _run(ollama, "show", "mistral", "--parameters")
-    assert (parameters.returncode, parameters.stdout.strip()) == (0, "")
+    assert parameters.returncode == 0
+    shown = [line.split() for line in parameters.stdout.strip().splitlines()]
+    assert shown == [["repeat_penalty", "1.1"], ["temperature", "0.8"], ["top_k", "40"], ["top_p", "0.9"]]
 
 
 def test_pull_succeeds_for_a_served_model_and_explains_otherwise(ollama: tuple[str, dict[str, str]]) -> None:

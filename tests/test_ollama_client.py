@@ -19,6 +19,9 @@ WEATHER_TOOL = {
     },
 }
 
+# Ollama's defaults, in mistral.rs's names, sent whenever a request gives no option of its own
+OLLAMA_DEFAULTS = {"temperature": 0.8, "top_k": 40, "top_p": 0.9, "repetition_penalty": 1.1}
+
 
 def _assert_final_stats(reply: ollama.ChatResponse | ollama.GenerateResponse) -> None:
     assert reply.done is True
@@ -57,7 +60,17 @@ def test_show_reports_details_capabilities_and_model_info(client: ollama.Client)
     }
     assert shown.capabilities == ["completion", "tools", "thinking"]
     assert shown.template == "{{ .Prompt }}"
-    assert shown.parameters == ""
+    # Ollama's defaults, which the proxy applies when a request gives no options (the model carries none)
+    assert shown.parameters == (
+        "repeat_penalty                 1.1\n"
+        "temperature                    0.8\n"
+        "top_k                          40\n"
+        "top_p                          0.9"
+    )
+    assert shown.modelfile.endswith(
+        'TEMPLATE """{{ .Prompt }}"""\n'
+        "PARAMETER repeat_penalty 1.1\nPARAMETER temperature 0.8\nPARAMETER top_k 40\nPARAMETER top_p 0.9\n"
+    )
     assert shown.modelfile is not None and "FROM Qwen/Qwen3-4B\n" in shown.modelfile
 
 
@@ -75,6 +88,9 @@ def test_chat_not_streamed(client: ollama.Client, emulator: Emulator) -> None:
         "stream": False,
         "temperature": 0.2,
         "max_tokens": 64,
+        "top_k": 40,  # the options not given: Ollama's defaults
+        "top_p": 0.9,
+        "repetition_penalty": 1.1,
     }
 
 
@@ -102,7 +118,7 @@ def test_generate_raw_uses_text_completions(client: ollama.Client, emulator: Emu
     assert reply.response == "Hello from the emulator."
     sent = emulator.requests[-1]
     assert sent.path == "/v1/completions"
-    assert sent.body == {"model": "mistral-7b", "stream": False, "prompt": "[INST] hi [/INST]"}
+    assert sent.body == {"model": "mistral-7b", "stream": False, "prompt": "[INST] hi [/INST]", **OLLAMA_DEFAULTS}
     assert reply.eval_count == 4 and reply.prompt_eval_count == 3  # the emulator counts the prompt's words
 
 
@@ -117,7 +133,9 @@ def test_generate_suffix_is_fill_in_the_middle(client: ollama.Client, emulator: 
     client.generate(model="mistral", prompt="def add(a, b):", suffix="    return c")
     sent = emulator.requests[-1]
     assert sent.path == "/v1/completions"
-    assert sent.body == {"model": "mistral-7b", "stream": False, "prompt": "def add(a, b):", "suffix": "    return c"}
+    assert sent.body == {
+        "model": "mistral-7b", "stream": False, "prompt": "def add(a, b):", "suffix": "    return c", **OLLAMA_DEFAULTS
+    }  # fmt: skip
 
 
 def test_embed_shortens_to_dimensions_and_renormalises(client: ollama.Client) -> None:

@@ -287,7 +287,7 @@ def test_unknown_fields_legacy_options_and_nulls_are_ignored(http: httpx.Client,
     assert http.post("/api/chat", json=body).status_code == 200
     sent = emulator.requests[-1].body
     assert {k: sent[k] for k in ("top_k", "stop")} == {"top_k": 7, "stop": ["\n"]}
-    assert "temperature" not in sent and "num_ctx" not in sent
+    assert sent["temperature"] == 0.8 and "num_ctx" not in sent  # null is not given: Ollama's default applies
 
 
 def test_model_names_are_case_insensitive_tag_optional_and_aliased(http: httpx.Client, emulator: Emulator) -> None:

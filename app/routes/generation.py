@@ -20,7 +20,7 @@ from app.ollama import (
     EmbedResponse,
     GenerateRequest,
 )
-from app.ollama.translate.options import keep_alive_seconds
+from app.ollama.translate.options import keep_alive_seconds, model_options
 from app.ollama.translate.requests import (
     chat_request_to_openai,
     check_thinking,
@@ -54,8 +54,10 @@ async def chat(request: Request) -> Response:
     check_thinking(body.think, body.model, entry.id)
     if not messages:
         return await generations.load_or_unload("chat", entry, body.model, unload, clock)
+    defaults, renders_tools = model_options(entry.card.parameters), entry.card.tools is not False
+    upstream_body = chat_request_to_openai(body, entry.id, defaults, renders_tools=renders_tools)
     return await generations.ollama(
-        request, kind="chat", route="chat", entry=entry, body=chat_request_to_openai(body, entry.id),
+        request, kind="chat", route="chat", entry=entry, body=upstream_body,
         requested=body.model, stream=body.stream is not False, unload_after=unload, clock=clock,
         top_logprobs=requested_top_logprobs(body),
     )  # fmt: skip
@@ -74,7 +76,7 @@ async def generate(request: Request) -> Response:
     check_thinking(body.think, body.model, entry.id)
     if not body.prompt and not body.suffix and not body.images:
         return await generations.load_or_unload("generate", entry, body.model, unload, clock)
-    route, upstream_body = generate_request_to_openai(body, entry.id)
+    route, upstream_body = generate_request_to_openai(body, entry.id, model_options(entry.card.parameters))
     return await generations.ollama(
         request, kind="generate", route=route, entry=entry, body=upstream_body, requested=body.model,
         stream=body.stream is not False, unload_after=unload, clock=clock, conversation=generate_conversation(body),

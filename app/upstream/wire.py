@@ -131,6 +131,7 @@ class ModelMetadata(msgspec.Struct):
     context_length: int | None
     size: int  # bytes
     info: dict[str, Any]  # the header's scalar general.* and architecture keys
+    chat_template: str | None = None  # tokenizer.chat_template: what the engine renders messages with
 
 
 class ModelCard(msgspec.Struct):
@@ -138,6 +139,10 @@ class ModelCard(msgspec.Struct):
     created: int = 0
     status: str | None = None
     metadata: ModelMetadata | None = None  # not on mistral.rs's wire: the in-process engine's own
+    # Not on mistral.rs's wire either: the sampling options the model's files carry, in Ollama's names, and
+    # whether its chat template renders tools (None: not known, as from a mistral.rs server).
+    parameters: dict[str, float] | None = None
+    tools: bool | None = None
 
 
 class ModelList(msgspec.Struct):

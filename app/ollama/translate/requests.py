@@ -8,10 +8,11 @@
 | `messages[].tool_name`         | `tool_call_id` (of the matching call) + `name`                      |
 | generate `system` + `prompt`   | chat `messages` (system, user)                                     |
 | generate `raw` or `suffix`     | `/v1/completions` `prompt` (+ `suffix`), no chat template         |
-| `tools`                        | `tools`                                                            |
+| `tools`                        | `tools`; left out for a model whose template renders none           |
 | `format: "json"` / schema      | `response_format` `json_object` / `json_schema`                    |
 | `think: bool` / level          | `enable_thinking` / + `reasoning_effort`                           |
 | `logprobs` + `top_logprobs`    | `logprobs` + `top_logprobs` (chat), `logprobs: n` (completions)   |
+| `options` not given            | the model's own (`/api/show` `parameters`), else Ollama's defaults |
 | `options.num_predict` > 0      | `max_tokens`                                                       |
 | `options.repeat_penalty`       | `repetition_penalty`                                               |
 | `options.temperature, top_p, top_k, min_p, stop, presence_penalty, frequency_penalty, seed` | same names |
@@ -24,6 +25,7 @@ mistral.rs equivalent and are ignored.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from app.errors import InvalidRequest
@@ -44,26 +46,37 @@ __all__ = [
 ]
 
 
-def chat_request_to_openai(request: ChatRequest, model_id: str) -> dict[str, Any]:
+def chat_request_to_openai(
+    request: ChatRequest, model_id: str, defaults: Mapping[str, float], *, renders_tools: bool = True
+) -> dict[str, Any]:
+    """``defaults``: the options the model samples with when the request gives none (``model_options``).
+
+    A model whose template cannot render tools never sees them: they are checked and left out, so that it answers
+    in text (Ollama refuses such a request, which would leave Open WebUI, whose chats carry its built-in tools by
+    default, with no answer from a model like SmolLM2).
+    """
+    tools = tools_to_openai(request.tools)
     return {
         "model": model_id,
         "messages": messages_to_openai(request.messages or []),
         "stream": request.stream is not False,
-        **tools_to_openai(request.tools),
+        **(tools if renders_tools else {}),
         **format_to_openai(request.format),
         **think_to_openai(request.think),
-        **options_to_openai(request.options),
+        **options_to_openai(request.options, defaults),
         **_logprobs_to_openai(request, "chat"),
     }
 
 
-def generate_request_to_openai(request: GenerateRequest, model_id: str) -> tuple[Route, dict[str, Any]]:
+def generate_request_to_openai(
+    request: GenerateRequest, model_id: str, defaults: Mapping[str, float]
+) -> tuple[Route, dict[str, Any]]:
     common = {
         "model": model_id,
         "stream": request.stream is not False,
         **format_to_openai(request.format),
         **think_to_openai(request.think),
-        **options_to_openai(request.options),
+        **options_to_openai(request.options, defaults),
     }
     if request.raw:
         if request.system or request.template or request.context:

@@ -29,6 +29,7 @@ from app.upstream.embedded.convert import (
     embedding_request,
 )
 from app.upstream.embedded.gguf import read_metadata
+from app.upstream.embedded.sampling import own_parameters, renders_tools
 from app.upstream.embedded.spec import ModelSpec, ModelUnavailable
 from app.upstream.timeouts import StreamTimeouts
 from app.upstream.wire import ModelCard, ModelMetadata, ModelState
@@ -88,6 +89,8 @@ class EmbeddedUpstream:
         self._created = int(time.time())
         self.load_seconds = 0.0  # how long the last load took
         self._metadata = _metadata_of(spec)
+        self._parameters = own_parameters(spec, self._metadata)
+        self._tools = renders_tools(spec, self._metadata)
 
     def load(self) -> None:
         """Build the Runner (blocking): this is the model load."""
@@ -114,8 +117,10 @@ class EmbeddedUpstream:
     async def list_models(self) -> list[ModelCard]:
         status = "loaded" if self.loaded else "unloaded"
         # As a mistral.rs server lists it: "default" first (the one model, by that name), then the model.
-        default = ModelCard(id="default", created=self._created, metadata=self._metadata)
-        card = ModelCard(id=self.spec.name, created=self._created, status=status, metadata=self._metadata)
+        default = ModelCard(
+            id="default", created=self._created, metadata=self._metadata, parameters=self._parameters, tools=self._tools
+        )
+        card = msgspec.structs.replace(default, id=self.spec.name, status=status)
         return [default, card]
 
     async def manage_model(self, action: ModelAction, model_id: str) -> ModelState:

@@ -93,4 +93,5 @@ def read_metadata(path: Path) -> ModelMetadata:
         context_length=context if isinstance(context, int) else None,
         size=path.stat().st_size,
         info=info,
+        chat_template=template if isinstance(template := values.get("tokenizer.chat_template"), str) else None,
     )

@@ -1,0 +1,112 @@
+"""What a model's own files decide in-process: whether its chat template renders tools, and the options it samples
+with when a request gives none."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from app.http.app import create_app
+from app.settings import Settings
+from app.upstream.embedded import EmbeddedUpstream, resolve
+from otel.telemetry import disabled
+from tests.servers import serve_in_thread
+
+HI = [{"role": "user", "content": "hello there"}]
+# As Open WebUI sends them with every chat: its built-in tools (36 of them in 0.12.4).
+TOOLS = [
+    {"type": "function", "function": {"name": f"tool_{n}", "description": "a built-in tool",
+                                      "parameters": {"type": "object", "properties": {"query": {"type": "string"}}}}}
+    for n in range(36)
+]  # fmt: skip
+PLAIN_CHATML = (
+    "{%- for message in messages %}{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] + "
+    "'<|im_end|>\\n' }}{%- endfor %}{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
+)
+
+
+def _variant(tiny_model: Path, target: Path, template: str | None, generation: dict[str, Any] | None) -> Path:
+    """The tiny model with another chat template and generation config."""
+    shutil.copytree(tiny_model, target)
+    if template is not None:
+        config = json.loads((target / "tokenizer_config.json").read_text())
+        (target / "tokenizer_config.json").write_text(json.dumps({**config, "chat_template": template}))
+    if generation is not None:
+        config = json.loads((target / "generation_config.json").read_text())
+        (target / "generation_config.json").write_text(json.dumps({**config, **generation}))
+    return target
+
+
+@pytest.fixture
+def serve(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    contexts: list[Any] = []
+
+    def serve(model: Path) -> httpx.Client:
+        engine = EmbeddedUpstream(resolve(str(model), model.parent))
+        engine.load()
+        context = serve_in_thread(create_app(Settings(), telemetry=disabled(), upstream=engine))
+        client = httpx.Client(base_url=context.__enter__().url, timeout=60)
+        contexts.append((context, client))
+        return client
+
+    yield serve
+    for context, client in contexts:
+        client.close()
+        context.__exit__(None, None, None)
+
+
+def _prompt_tokens(http: httpx.Client, model: str, tools: list[dict[str, Any]] | None) -> int:
+    body = {"model": model, "messages": HI, "stream": False, "options": {"num_predict": 1}, "tools": tools}
+    response = http.post("/api/chat", json=body)
+    assert response.status_code == 200, response.text
+    count: int = response.json()["prompt_eval_count"]
+    return count
+
+
+def test_a_template_that_renders_tools_gets_them(serve: Any, tiny_model: Path) -> None:
+    http = serve(tiny_model)
+    assert http.post("/api/show", json={"model": "tiny"}).json()["capabilities"] == ["completion", "tools"]
+    assert _prompt_tokens(http, "tiny", TOOLS[:1]) > _prompt_tokens(http, "tiny", None)
+
+
+def test_a_template_without_tools_answers_in_text_as_if_none_were_sent(
+    serve: Any, tiny_model: Path, tmp_path: Path
+) -> None:
+    http = serve(_variant(tiny_model, tmp_path / "chatml", PLAIN_CHATML, None))
+    assert http.post("/api/show", json={"model": "chatml"}).json()["capabilities"] == ["completion"]
+    # Ollama refuses such a chat with 400 "... does not support tools"; Open WebUI's every chat carries its tools,
+    # so the proxy answers it, and the model sees exactly the prompt it would without them.
+    without = _prompt_tokens(http, "chatml", None)
+    assert _prompt_tokens(http, "chatml", TOOLS) == without
+    assert _prompt_tokens(http, "chatml", TOOLS[:1]) == without
+    bad = {"model": "chatml", "messages": HI, "tools": [{"type": "function", "function": {}}]}
+    assert http.post("/api/chat", json=bad).json() == {"error": "invalid tool: each tool needs a function with a name"}
+
+
+def test_the_models_own_generation_config_is_what_show_lists(serve: Any, tiny_model: Path, tmp_path: Path) -> None:
+    own = {"temperature": 0.6, "top_p": 0.95, "repetition_penalty": 1.05, "do_sample": True}
+    http = serve(_variant(tiny_model, tmp_path / "tuned", None, own))
+    shown = http.post("/api/show", json={"model": "tuned"}).json()
+    assert shown["parameters"].splitlines() == [
+        "repeat_penalty                 1.05",
+        "temperature                    0.6",
+        "top_k                          40",  # not in the model's config: Ollama's default
+        "top_p                          0.95",
+    ]
+
+
+def test_a_model_without_parameters_lists_ollamas_defaults(serve: Any, tiny_model: Path) -> None:
+    shown = serve(tiny_model).post("/api/show", json={"model": "tiny"}).json()
+    assert shown["parameters"].splitlines() == [
+        "repeat_penalty                 1.1",
+        "temperature                    0.8",
+        "top_k                          40",
+        "top_p                          0.9",
+    ]
