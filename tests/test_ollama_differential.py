@@ -23,6 +23,7 @@ import httpx
 import pytest
 
 from app.http.app import create_app
+from app.ollama.translate.options import OLLAMA_DEFAULTS
 from app.settings import Settings
 from app.upstream import make_upstream
 from app.upstream.embedded import default_cache_dir, resolve
@@ -100,8 +101,10 @@ KNOWN: dict[tuple[str, str], str] = {
                                            "tables are",
     ("show", "body.model_info.tokenizer.*"): "tokenizer tables are not read from the header (a vocabulary's worth of "
                                              "JSON in every `show`)",
-    ("chat_tools", "status"): "mistral.rs does not report whether a template handles tools: the proxy passes "
-                              "`tools` to the model's own template instead of refusing them",
+    ("show", "body.parameters"): "equal but for the stop words Ollama adds for the ChatML template it detects "
+                                 "(`<|im_start|>`, `<|im_end|>`): mistral.rs stops at the model's own end of turn",
+    ("chat_tools", "status"): "SmolLM2's template renders no tools: Ollama refuses them (400), the proxy answers "
+                              "without them, as Open WebUI's chats carry tools by default (see Tools above)",
     ("ps", "body.models[].context_length"): "mistral.rs reports no context length for a loaded model",
     ("malformed_body", "body.error"): "the message is msgspec's, not Go's encoding/json's; clients read the "
                                       "status (400) and show the text",
@@ -153,7 +156,10 @@ def ollama(tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
     try:
         _wait(f"http://127.0.0.1:{port}", process)
         gguf = resolve(None, default_cache_dir())
-        (home / "Modelfile").write_text(f"FROM {gguf.location}/{gguf.filename}\n")
+        # The options the proxy applies to a request that gives none, as the model's own: Ollama's defaults, so
+        # Ollama samples as it would without them, and its `show` lists them as the proxy's does.
+        parameters = "".join(f"PARAMETER {key} {value}\n" for key, value in OLLAMA_DEFAULTS.items())
+        (home / "Modelfile").write_text(f"FROM {gguf.location}/{gguf.filename}\n{parameters}")
         subprocess.run([str(binary), "create", MODEL, "-f", str(home / "Modelfile")], env=env, check=True,
                        capture_output=True)  # fmt: skip
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=120) as client:
@@ -203,10 +209,18 @@ def _shape_diff(ours: Any, theirs: Any, where: str) -> list[str]:
 
 def _values(ours: dict[str, Any], theirs: dict[str, Any], where: str) -> list[str]:
     found = []
-    for key in ("done_reason", "error", "done"):
+    for key in ("done_reason", "error", "done", "capabilities"):
         if key in ours and key in theirs and ours[key] != theirs[key]:
             found.append(f"{where}.{key}: {ours[key]!r} in the proxy, {theirs[key]!r} in Ollama")
+    # Go prints a model's parameters in map order: compare them as a set of (name, value) lines
+    if "parameters" in ours and "parameters" in theirs and _parameters(ours) != _parameters(theirs):
+        found.append(f"{where}.parameters: {ours['parameters']!r} in the proxy, {theirs['parameters']!r} in Ollama")
     return found
+
+
+def _parameters(body: dict[str, Any]) -> list[tuple[str, str]]:
+    lines = body["parameters"].splitlines()
+    return sorted((name, value.strip()) for name, value in (line.split(None, 1) for line in lines))
 
 
 def _lines(text: str) -> list[Any]:
