@@ -70,6 +70,7 @@ def start(
     request: pytest.FixtureRequest, tiny_model: Path, emulator: Emulator, upstream: Server, telemetry: Telemetry
 ) -> Iterator[Callable[..., Proxy]]:
     """Starts a proxy with some settings changed, on either engine; one engine slot, as the GGUF default."""
+
     def start(**changes: Any) -> Proxy:
         if request.param == "in-process":
             settings = Settings(model=str(tiny_model), engine_concurrency=1, **changes)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import IO
 
@@ -18,6 +20,8 @@ from tests.emulator import Emulator, Reply
 from tests.otel.otlp_receiver import Received, http_receiver
 from tests.servers import Server
 from tests.test_cli import _finish, _free_port
+from tests.tiny_model import build_tiny_model
+from tests.waiting import eventually
 
 CHAT = {"model": "mistral-7b", "messages": [{"role": "user", "content": "hi"}]}
 
@@ -104,3 +108,47 @@ def test_an_unreachable_collector_does_not_hold_the_exit(upstream: Server, tmp_p
     assert warning in log.read_text()
     after = log.read_text().split(warning, 1)[1]
     assert " ERROR " not in after  # no exit hook went on exporting (and failing) once the proxy gave up
+
+
+def test_a_whole_answer_in_process_past_the_grace_period_is_a_503_and_the_exit_is_clean(tmp_path: Path) -> None:
+    """The serve command on the engine in-process, stopped while it generates a whole answer: the answer ends as
+    Ollama's 503, the engine's sequence stops, and the process exits 0 (exiting under a running sequence aborts)."""
+    model = build_tiny_model(tmp_path / "tiny")
+    command = shutil.which("mistral-ollama-proxy")
+    assert command
+    port = _free_port()
+    env = {key: value for key, value in os.environ.items() if key not in ("MISTRAL_URL", "RUST_LOG")}
+    env |= {"MODEL": str(model), "GRACEFUL_TIMEOUT_SECS": "0.5", "OTEL_TRACES_EXPORTER": "none",
+            "OTEL_METRICS_EXPORTER": "prometheus", "OTEL_LOGS_EXPORTER": "none"}  # fmt: skip
+    process = subprocess.Popen([command, "serve", "--bind", f"127.0.0.1:{port}", "--log-level", "warning"],
+                               env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)  # fmt: skip
+    try:
+        assert process.stdout is not None
+        process.stdout.readline()  # the engine line: printed once the model has loaded
+        url = f"http://127.0.0.1:{port}"
+        eventually(lambda: _answers(url), within=60)
+        body = {"model": "tiny", "messages": CHAT["messages"], "stream": False, "options": {"num_predict": 1500}}
+        with ThreadPoolExecutor(1) as pool:
+            answer = pool.submit(httpx.post, f"{url}/api/chat", json=body, timeout=60)
+            eventually(lambda: _generating(url), within=60)
+            process.send_signal(signal.SIGTERM)
+            response = answer.result(60)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        code = _finish(process)
+    assert (response.status_code, response.json()) == (503, {"error": "the server is shutting down"})
+    assert response.headers["retry-after"] == "5"
+    assert code == 0
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+def _generating(url: str) -> bool:
+    """A request in flight, as the in-flight gauge says."""
+    metrics = httpx.get(f"{url}/metrics", timeout=5).text
+    return re.search(r"^mistral_active_requests(\{[^}]*\})? 1\.0$", metrics, re.MULTILINE) is not None

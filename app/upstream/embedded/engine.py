@@ -40,6 +40,7 @@ T = TypeVar("T")
 _decode_object = msgspec.json.Decoder(dict[str, Any]).decode
 _encode = msgspec.json.Encoder().encode
 _NO_STALLS = StreamTimeouts(first_byte=300.0, idle=300.0)
+_CLOSE_WAIT, _CLOSE_POLL = 5.0, 0.05  # how long closing waits for producers to leave the engine, and how often it looks
 
 
 def _metadata_of(spec: ModelSpec) -> ModelMetadata | None:
@@ -193,6 +194,12 @@ class EmbeddedUpstream:
         return []
 
     async def aclose(self) -> None:
+        # Streams still open were told to stop (the drain ended them): let their producers leave the engine first,
+        # each at its next token, or the process would exit under a running sequence, which aborts it.
+        for _ in range(int(_CLOSE_WAIT / _CLOSE_POLL)):
+            if not self.active_streams:
+                break
+            await asyncio.sleep(_CLOSE_POLL)
         self._runner = None
 
     async def _runner_for(self, body: dict[str, Any]) -> Any:
