@@ -2,10 +2,12 @@
 # Build the programs the proxy lives with, pinned in monitoring/versions.env, once per version, into a cache:
 #   the OpenTelemetry Collector (OCB, monitoring/collector/builder.yaml), Jaeger v2, Prometheus 3 with promtool,
 #   Alertmanager, the ollama CLI, an Ollama server, Ollama's own integration suite (a compiled Go test) and Helm
-#   (with the Prometheus Operator's ServiceMonitor CRD, to check the chart against).
+#   (with the Prometheus Operator's ServiceMonitor CRD, to check the chart against), and Open WebUI with Playwright
+#   in a virtual environment of their own (PyPI; several GB, torch included).
 # Usage: scripts/build-programs.sh [otelcol|jaeger|prometheus|alertmanager|ollama|ollama-server|ollama-integration
-#                                   |helm|mistralrs ...]
-#   (default: all but mistralrs, the mistral.rs server from crates.io, whose first build is too long for CI)
+#                                   |helm|mistralrs|open-webui ...]
+#   (default: all but mistralrs, the mistral.rs server from crates.io, whose first build is too long for CI, and
+#   open-webui, a download of several GB that only its browser test needs: .ci/run asks for it by name)
 # Prints the cache's bin directory last. A second run finds every binary and builds nothing.
 # Cache: $MOP_PROGRAMS_CACHE, default ${XDG_CACHE_HOME:-~/.cache}/mistral-ollama-proxy/programs.
 set -euo pipefail
@@ -169,6 +171,22 @@ build_mistralrs() {
     timed mistralrs cargo install --locked --root "$dir/root" "mistralrs-cli@$v"
   mv "$dir/root/bin/mistralrs" "$dir/mistralrs" && rm -rf "$dir/root" "$cache/.cargo-target-mistralrs-$v"
   finish "$dir" mistralrs
+}
+
+build_open-webui() {
+  local dir="$cache/open-webui-$OPEN_WEBUI_VERSION-playwright-$PLAYWRIGHT_VERSION"
+  built open-webui "$dir" open-webui && { finish "$dir" open-webui; return; }
+  rm -rf "$dir"; mkdir -p "$dir"
+  # Its own environment: its pins (torch, starlette, httpx, opentelemetry...) would fight the proxy's. PyPI has only
+  # the CUDA build of torch, which comes in through accelerate: several GB that the CPU never uses. The browser is
+  # Debian's chromium (apt), which Playwright launches by path; it downloads none.
+  say "open-webui: pip install open-webui==$OPEN_WEBUI_VERSION playwright==$PLAYWRIGHT_VERSION into a new venv (GBs)"
+  python3 -m venv "$dir/venv"
+  timed open-webui "$dir/venv/bin/pip" install --quiet --disable-pip-version-check \
+    "open-webui==$OPEN_WEBUI_VERSION" "playwright==$PLAYWRIGHT_VERSION"
+  # A venv's scripts name its python in their first line, so bin/open-webui runs in the venv from anywhere.
+  ln -sfn venv/bin/open-webui "$dir/open-webui"
+  finish "$dir" open-webui
 }
 
 programs=("$@")

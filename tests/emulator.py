@@ -37,7 +37,7 @@ import sys
 import time
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -733,6 +733,9 @@ class Emulator:
 
     Faults: per reply see `Reply`; `fail_next_gets(n, status)` makes the next n GETs of `/v1/models`
     or `/health` fail; `restart()` forgets what a real server forgets when it restarts.
+
+    `reply_for`, when set, picks each chat or completion request's reply from its body (None: the script's
+    next, as without it): for clients too concurrent for the script's order to say which request takes which.
     """
 
     def __init__(self, models: list[str | ModelEntry] | None = None, *, keepalive_every: int = 0) -> None:
@@ -748,6 +751,7 @@ class Emulator:
         self.waiting = 0  # what /metrics reports as mistralrs_sequences_waiting (the engine's queue)
         self.tokens_processed = 0
         self._replies: deque[Reply] = deque()
+        self.reply_for: Callable[[dict[str, Any]], Reply | None] | None = None
         self._initial_statuses = [(entry, entry.status) for entry in self.models]
         self._failing_gets: deque[tuple[int, str]] = deque()
         self.app: ASGIApp = _FrontDoor(self._starlette(), self)
@@ -811,7 +815,7 @@ class Emulator:
         prompt_tokens = _chat_prompt_tokens(messages)
         if prompt_tokens > entry.context_length:
             raise _Reject(_json({"message": _too_long(entry)}, 422))
-        reply = self._replies.popleft() if self._replies else Reply()
+        reply = self._reply(body)
         if reply.status is not None:
             return self._held(reply, self._status_reply(reply))
         plan = _plan(reply, prompt_tokens, body, chat=True)
@@ -830,7 +834,7 @@ class Emulator:
         entry = await self._admit(body)
         if _words(prompt) > entry.context_length:
             raise _Reject(_json({"message": _too_long(entry)}, 422))
-        reply = self._replies.popleft() if self._replies else Reply()
+        reply = self._reply(body)
         if reply.status is not None:
             return self._held(reply, self._status_reply(reply))
         plan = _plan(reply, _words(prompt), body, chat=False)
@@ -839,6 +843,12 @@ class Emulator:
             payloads = _completion_payloads(head, plan, reply)
             return self._held(reply, _EventStream(self, self._events(payloads, reply)))
         return self._held(reply, await self._answer(_completion_response(head, plan), plan, reply))
+
+    def _reply(self, body: dict[str, Any]) -> Reply:
+        chosen = self.reply_for(body) if self.reply_for is not None else None
+        if chosen is not None:
+            return chosen
+        return self._replies.popleft() if self._replies else Reply()
 
     def _status_reply(self, reply: Reply) -> Response:
         assert reply.status is not None

@@ -219,3 +219,4 @@ def test_a_shutdown_past_its_grace_period_ends_the_work_in_flight(
     ended = ("/api/chat", "200" if stream else "503", "shutting_down")
     assert _counts(metric_reader) == {ended: 1}
     assert values(metric_reader, "mistral_active_requests") == {(): 0}
+

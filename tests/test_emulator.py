@@ -220,6 +220,23 @@ def test_scripted_replies_in_order_then_default(client: httpx.Client, emulator: 
     assert [c["finish_reason"] for c in got] == ["stop", "canceled", "stop"]
 
 
+def test_a_reply_chosen_from_the_body_comes_before_the_script(client: httpx.Client, emulator: Emulator) -> None:
+    def choose(body: dict[str, Any]) -> Reply | None:
+        asked = body["messages"][-1]["content"] if "messages" in body else body["prompt"]
+        return Reply(content=f"chosen for {asked}") if asked.startswith("pick") else None
+
+    emulator.script(Reply(content="scripted"))
+    emulator.reply_for = choose
+    got = [
+        client.post("/v1/chat/completions", json={**HI, "messages": [{"role": "user", "content": text}]}).json()
+        for text in ("pick one", "other", "other")
+    ]
+    answers = [each["choices"][0]["message"]["content"] for each in got]
+    assert answers == ["chosen for pick one", "scripted", "Hello from the emulator."]
+    completion = client.post("/v1/completions", json={"prompt": "pick two"}).json()
+    assert completion["choices"][0]["text"] == "chosen for pick two"
+
+
 def test_prompt_tokens_formula(client: httpx.Client) -> None:
     messages = [
         {"role": "system", "content": "be brief"},

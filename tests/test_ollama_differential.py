@@ -268,3 +268,15 @@ def test_the_readme_prints_the_known_differences() -> None:
     table = readme.split("### Compared with the real Ollama", 1)[1].split("| case | where | why |", 1)[1]
     rows = [line for line in table.split("\n\n", 1)[0].splitlines()[1:] if line.startswith("| `")]
     assert rows == [f"| `{case}` | `{where}` | {why} |" for (case, where), why in KNOWN.items()]
+
+
+def test_a_chat_without_options_ends_on_its_own_as_with_ollama(ollama: httpx.Client, proxy: httpx.Client) -> None:
+    """Open WebUI sends no options: both sample with Ollama's defaults, and both answers end on their own, at a
+    fixed seed (Ollama's option; the in-process engine's sampler starts from the same state in every process and
+    takes no seed per request, so the proxy's answer is as repeatable for the same sequence of requests)."""
+    body = {"model": MODEL, "messages": [{"role": "user", "content": "What is the capital of France?"}],
+            "stream": False, "options": {"seed": 42}}  # fmt: skip
+    ours, theirs = proxy.post("/api/chat", json=body).json(), ollama.post("/api/chat", json=body).json()
+    assert (ours["done_reason"], theirs["done_reason"]) == ("stop", "stop")
+    # Two engines sample differently even from the same distribution: the same order of magnitude, not one count.
+    assert ours["eval_count"] <= 4 * theirs["eval_count"] + 16, (ours["eval_count"], theirs["eval_count"])
