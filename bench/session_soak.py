@@ -10,9 +10,9 @@ one whose REQUEST_TIMEOUT_SECS is short. The users chat as Open WebUI does, besi
 requests, and give up on some at random points. When the time is up no one starts a request; what is in flight ends
 as it would. Reported per leg: the requests by fate and by what their clients saw, what the proxy counted, how long
 requests waited for a slot beyond the live work ahead of them (from the spans: the slot's holders, and when each
-one's client left), and whether everything let go afterwards. Exits 1 when a request is still counted active, a
-slot is held or waited for, an engine producer thread is alive, the emulator still streams, a request is not
-counted exactly once, or a client met an error no fate allows.
+one's client stopped waiting), and whether everything let go afterwards. Exits 1 when a request is still counted
+active, a slot is held or waited for, an engine producer thread is alive, the emulator still streams, a request is
+not counted exactly once, or a client met an error no fate allows.
 """
 
 from __future__ import annotations
@@ -343,7 +343,7 @@ class Wait:
 
     call: Call
     wait: float  # seconds from its arrival to its slot
-    live_ahead: float  # of which every slot did work for a client still there
+    live_ahead: float  # of which every slot did work for a client still waiting
 
     @property
     def excess(self) -> float:
@@ -354,7 +354,7 @@ class Wait:
 class Held:
     start: int
     end: int
-    live_until: int  # its client left, or its deadline passed: the slot's work after this is for no one
+    live_until: int  # its client stopped waiting (or its deadline passed): the slot's work after it is for no one
 
 
 def holders(outcome: Outcome) -> dict[str, Held]:
@@ -365,17 +365,13 @@ def holders(outcome: Outcome) -> dict[str, Held]:
         if call.trace not in services or (call.fate == "deadline" and not leg.shared):
             continue
         start, end = services[call.trace]
-        live_until = end
-        if call.fate in ("leave", "leave_mid") and call.ended and _gave_up(call):
-            live_until = min(end, call.ended)
-        elif call.fate == "deadline" and call.trace in intervals.servers:
-            live_until = min(end, intervals.servers[call.trace] + int(leg.strict_timeout * _NS))
+        # Its client waits no longer once it has hung up or has its answer or error (the slot's work is then done,
+        # or for no one); nor, on the deadline proxy, once the deadline has passed.
+        live_until = min(end, call.ended or end)
+        if call.fate == "deadline" and call.trace in intervals.servers:
+            live_until = min(live_until, intervals.servers[call.trace] + int(leg.strict_timeout * _NS))
         found[call.trace] = Held(start, end, live_until)
     return found
-
-
-def _gave_up(call: Call) -> bool:
-    return seen(call).startswith("gave up")
 
 
 def waits(outcome: Outcome) -> list[Wait]:
@@ -407,8 +403,8 @@ def _covered(spans: list[tuple[int, int]], capacity: int) -> int:
 
 
 def wasted(outcome: Outcome) -> tuple[float, float, int]:
-    """Slot time spent after the holder's client left (or its deadline passed), all slot time, and how many holders
-    got their slot only after that."""
+    """Slot time spent after the holder's client stopped waiting (or its deadline passed), all slot time, and how many
+    holders got their slot only after that."""
     held = holders(outcome).values()
     after = sum(max(0, each.end - max(each.start, each.live_until)) for each in held) / _NS
     late = sum(each.live_until <= each.start for each in held)
@@ -474,7 +470,7 @@ def wait_section(outcome: Outcome) -> list[str]:
         "|---|---|---|---|",
         f"| wait for the slot ({len(found)} requests that got one) | {_s(statistics.median(w.wait for w in found))} "
         f"| {_s(_quantile([w.wait for w in found], 0.99))} | {_s(max(w.wait for w in found))} |",
-        f"| of it, live work ahead (every slot busy for a client still there) "
+        f"| of it, live work ahead (every slot busy for a client still waiting) "
         f"| {_s(statistics.median(w.live_ahead for w in found))} | {_s(_quantile([w.live_ahead for w in found], 0.99))}"
         f" | {_s(max(w.live_ahead for w in found))} |",
         f"| beyond it (a slot idle, or working for a client gone) | {_s(statistics.median(w.excess for w in found))} "
@@ -489,7 +485,8 @@ def wait_section(outcome: Outcome) -> list[str]:
         "",
         f"- the longest wait beyond the live work ahead: {_s(worst.excess)} of {_s(worst.wait)} "
         f"(#{worst.call.number}, {worst.call.kind}, {'streamed' if worst.call.stream else 'whole'})",
-        f"- slot time spent after its client had left or its deadline passed: {_s(after)} of {_s(total)} "
+        f"- slot time spent after its client had stopped waiting (hung up, or had its error) or its deadline passed: "
+        f"{_s(after)} of {_s(total)} "
         f"({after / total:.1%}); {late} request(s) got their slot only after that"
         if total
         else "- no slot time",
@@ -499,7 +496,7 @@ def wait_section(outcome: Outcome) -> list[str]:
 
 
 def kept_section(outcome: Outcome, rows: int = 8) -> list[str]:
-    """The slot's holders that kept it longest after their client had left or their deadline passed."""
+    """The slot's holders that kept it longest after their client stopped waiting or their deadline passed."""
     calls = {call.trace: call for call in outcome.calls}
     arrivals = outcome.intervals.servers
     kept = sorted(
@@ -510,9 +507,9 @@ def kept_section(outcome: Outcome, rows: int = 8) -> list[str]:
     if not kept:
         return []
     lines = [
-        "Slot holders that kept it longest after their client left (or their deadline passed):",
+        "Slot holders that kept it longest after their client stopped waiting (or their deadline passed):",
         "",
-        "| request | kind | fate | client saw | arrived → slot | slot held | of it, after the client left |",
+        "| request | kind | fate | client saw | arrived → slot | slot held | of it, after the client stopped waiting |",
         "|---|---|---|---|---|---|---|",
     ]
     for trace, each in kept[:rows]:
@@ -544,8 +541,9 @@ def render(outcomes: list[Outcome], options: argparse.Namespace, argv: Sequence[
             "(a random wait, then the connection closed), 10 % given up after 1-5 lines, 15 % sent to the deadline "
             "proxy; background requests 75 % answered, 15 % given up, 10 % to the deadline proxy. A request's wait "
             "is from its SERVER span's start to its slot's span; the live work ahead is the part of it during which "
-            "every slot worked for a client still there; the rest is a wait beyond its own work and the queue "
-            "ahead of it. Telemetry on, spans kept in memory.",
+            "every slot worked for a client still waiting (not hung up, without its answer or error yet, its "
+            "deadline not passed); the rest is a wait beyond its own work and the queue ahead of it. Telemetry on, "
+            "spans kept in memory.",
             *(f"- {note}" for note in options.notes),
             "",
             *(line for outcome in outcomes for line in leg_section(outcome)),

@@ -164,7 +164,7 @@ def test_a_client_that_leaves_ends_the_work_and_frees_every_slot(
 def test_a_deadline_ends_the_work_with_its_error_and_frees_every_slot(
     start: Callable[..., Proxy], emulator: Emulator, metric_reader: InMemoryMetricReader, stream: bool
 ) -> None:
-    proxy = start(request_timeout=2.0)
+    proxy = start(request_timeout=5.0)  # the next request, 3 tokens, must fit in it on a loaded machine
     response = httpx.post(f"{proxy.server.url}/api/chat", json=_long(proxy, emulator, stream=stream), timeout=60)
     if stream:
         lines = [json.loads(line) for line in response.text.splitlines()]
@@ -219,4 +219,3 @@ def test_a_shutdown_past_its_grace_period_ends_the_work_in_flight(
     ended = ("/api/chat", "200" if stream else "503", "shutting_down")
     assert _counts(metric_reader) == {ended: 1}
     assert values(metric_reader, "mistral_active_requests") == {(): 0}
-

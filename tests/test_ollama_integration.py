@@ -69,6 +69,8 @@ def _leaves(results: dict[str, str]) -> dict[str, str]:
     return {name: result for name, result in results.items() if not any(n.startswith(f"{name}/") for n in results)}
 
 
+# its own cases run up to 15 minutes (-test.timeout), SmolLM2 on a CPU
+@pytest.mark.timeout(1500)
 def test_ollamas_own_integration_suite_passes_against_the_proxy(proxy: Server) -> None:
     output = _run_suite(proxy)
     results = _leaves({name: result for result, name in _RESULT.findall(output)})

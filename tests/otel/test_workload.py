@@ -137,6 +137,10 @@ def test_genai_span_attributes(span_exporter: InMemorySpanExporter, telemetry: T
         "gen_ai.provider.name": "mistral_rs",
         "gen_ai.request.model": MODEL,
         "gen_ai.request.stream": True,
+        # what the request sampled with: it gave no options, so Ollama's defaults (repeat_penalty has no key)
+        "gen_ai.request.temperature": 0.8,
+        "gen_ai.request.top_k": 40,
+        "gen_ai.request.top_p": 0.9,
         "gen_ai.response.model": MODEL,
         "gen_ai.response.finish_reasons": ("stop",),
         "gen_ai.usage.input_tokens": 4,

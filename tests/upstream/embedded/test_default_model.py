@@ -8,10 +8,12 @@ import signal
 import subprocess
 
 import ollama
+import pytest
 
 from tests.test_cli import _free_port
 
 
+@pytest.mark.timeout(600)  # SmolLM2 on a CPU: a bound on a hang
 def test_serve_runs_the_default_model_for_the_official_client() -> None:
     command = shutil.which("mistral-ollama-proxy")
     assert command, "the console script is installed by `pip install .`"
