@@ -32,7 +32,9 @@ from tests.tiny_model import build_tiny_model
 from tests.waiting import eventually
 
 HI = [{"role": "user", "content": "hi"}]
-LONG = 1500  # tokens: about half a minute of the tiny model on a loaded CPU, far longer than any test waits
+# tokens: minutes of the tiny model (about 1,800 tokens/s at first on a quiet CPU, slower as its context grows), far
+# longer than any test waits; its context is widened to hold them
+LONG = 60000
 DEADLINE = {"error": "the request exceeded its time limit"}
 
 
@@ -53,7 +55,10 @@ class Proxy:
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_tiny_model(tmp_path_factory.mktemp("cancellation") / "tiny")
+    model = build_tiny_model(tmp_path_factory.mktemp("cancellation") / "tiny")
+    config = json.loads((model / "config.json").read_text())
+    (model / "config.json").write_text(json.dumps({**config, "max_position_embeddings": 2 * LONG}))
+    return model
 
 
 def _producers() -> list[threading.Thread]:
@@ -95,7 +100,7 @@ def start(
 def _long(proxy: Proxy, emulator: Emulator, *, stream: bool) -> dict[str, Any]:
     """A request that would run for far longer than the test: the emulator is scripted to match the engine."""
     if proxy.model != "tiny":
-        words = " ".join(["word"] * LONG)
+        words = " ".join(["word"] * 2000)  # streamed at 20 a second, or held back: never all sent
         emulator.script(Reply(content=words, delay=0.05) if stream else Reply(content=words, first_byte_delay=3600))
     return {"model": proxy.model, "messages": HI, "stream": stream, "options": {"num_predict": LONG}}
 
