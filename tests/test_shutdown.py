@@ -122,6 +122,7 @@ def test_a_whole_answer_in_process_past_the_grace_period_is_a_503_and_the_exit_i
             "OTEL_METRICS_EXPORTER": "prometheus", "OTEL_LOGS_EXPORTER": "none"}  # fmt: skip
     process = subprocess.Popen([command, "serve", "--bind", f"127.0.0.1:{port}", "--log-level", "warning"],
                                env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)  # fmt: skip
+    stopping = False
     try:
         assert process.stdout is not None
         process.stdout.readline()  # the engine line: printed once the model has loaded
@@ -132,9 +133,11 @@ def test_a_whole_answer_in_process_past_the_grace_period_is_a_503_and_the_exit_i
             answer = pool.submit(httpx.post, f"{url}/api/chat", json=body, timeout=60)
             eventually(lambda: _generating(url), within=60)
             process.send_signal(signal.SIGTERM)
+            stopping = True
             response = answer.result(60)
     finally:
-        process.send_signal(signal.SIGTERM)
+        if not stopping:  # a second SIGTERM while it drains would end it without its clean exit
+            process.send_signal(signal.SIGTERM)
         code = _finish(process)
     assert (response.status_code, response.json()) == (503, {"error": "the server is shutting down"})
     assert response.headers["retry-after"] == "5"
