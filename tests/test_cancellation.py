@@ -140,6 +140,23 @@ def _next_answer(proxy: Proxy, emulator: Emulator) -> dict[str, Any]:
     return answer
 
 
+def _the_next_is_answered_and_each_counted_once(
+    proxy: Proxy, emulator: Emulator, reader: InMemoryMetricReader, ended: tuple[str, str, str]
+) -> None:
+    """After a request that ended early (``ended``: how it is counted): the upstream stops working for it, the next
+    request is answered in full, each is counted once, and nothing is left in flight."""
+    eventually(proxy.idle, within=10)
+    if proxy.model != "tiny":
+        eventually(lambda: len(emulator.disconnects) == 1, within=10)
+    answer = _next_answer(proxy, emulator)
+    expected = (True, "length" if proxy.model == "tiny" else "stop", 3)
+    assert (answer["done"], answer["done_reason"], answer["eval_count"]) == expected
+    assert _counts(reader) == {ended: 1, ("/api/chat", "200", "none"): 1}
+    assert values(reader, "mistral_active_requests") == {(): 0}
+    eventually(proxy.idle, within=10)  # a producer thread ends a moment after its last hand-over
+    assert proxy.generations.limiter.held == 0
+
+
 def _counts(reader: InMemoryMetricReader) -> dict[tuple[Any, ...], Any]:
     wait_idle(reader)
     return values(reader, "mistral_http_requests", "endpoint", "status", "error_type")
@@ -152,17 +169,9 @@ def test_a_client_that_leaves_ends_the_work_and_frees_every_slot(
     proxy = start()
     _send_and_leave(proxy, _long(proxy, emulator, stream=stream), _working(proxy, emulator))
     # The engine stops at its next token (a blocked read cannot be interrupted), the emulator at its next write.
-    eventually(proxy.idle, within=10)
     eventually(lambda: proxy.generations.limiter.held == 0, within=10)
-    if proxy.model != "tiny":
-        eventually(lambda: len(emulator.disconnects) == 1, within=10)
-    answer = _next_answer(proxy, emulator)
-    assert (answer["done"], answer["done_reason"]) == (True, "length" if proxy.model == "tiny" else "stop")
     gone = ("/api/chat", "200", "client_disconnected") if stream else ("/api/chat", "499", "client_disconnected")
-    assert _counts(metric_reader) == {gone: 1, ("/api/chat", "200", "none"): 1}
-    assert values(metric_reader, "mistral_active_requests") == {(): 0}
-    eventually(proxy.idle, within=10)  # a producer thread ends a moment after its last hand-over
-    assert proxy.generations.limiter.held == 0
+    _the_next_is_answered_and_each_counted_once(proxy, emulator, metric_reader, gone)
 
 
 @pytest.mark.parametrize("stream", [True, False], ids=["streamed", "whole"])
@@ -177,16 +186,8 @@ def test_a_deadline_ends_the_work_with_its_error_and_frees_every_slot(
         assert all(line["done"] is False for line in lines[:-1])
     else:
         assert (response.status_code, response.json()) == (504, DEADLINE)
-    eventually(proxy.idle, within=10)
-    if proxy.model != "tiny":
-        eventually(lambda: len(emulator.disconnects) == 1, within=10)
-    answer = _next_answer(proxy, emulator)
-    assert answer["done"] is True and answer["eval_count"] == 3
     timed_out = ("/api/chat", "200" if stream else "504", "upstream_timeout")
-    assert _counts(metric_reader) == {timed_out: 1, ("/api/chat", "200", "none"): 1}
-    assert values(metric_reader, "mistral_active_requests") == {(): 0}
-    eventually(proxy.idle, within=10)  # a producer thread ends a moment after its last hand-over
-    assert proxy.generations.limiter.held == 0
+    _the_next_is_answered_and_each_counted_once(proxy, emulator, metric_reader, timed_out)
 
 
 @pytest.mark.parametrize("stream", [True, False], ids=["streamed", "whole"])
