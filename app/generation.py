@@ -11,9 +11,10 @@ ordinary HTTP error.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Generic, TypeVar
@@ -165,10 +166,10 @@ class GenerationStream(Response, Generic[T]):
         # The run is left when its lines end, before the response's last message: the server span (which ends with
         # that message) then contains the generation's, and its metrics are recorded by the time a client has read
         # the whole answer. The close after the response only matters if the lines never started.
-        run = await self._run.__aenter__()
+        # Until its first line, a client that leaves ends the wait (for a slot, for mistral.rs) at once; afterwards
+        # the streaming response notices it at its next write.
+        run, bursts, first = await cancel_on_disconnect(receive, self._start)
         try:
-            bursts = self._bursts(run, await run.open())
-            first = await anext(bursts)  # a failure before this is still an ordinary HTTP error
             lines = self._framing(_prepend(first, bursts), run.fail, self._drain)
             response = ClosingStreamingResponse(_closing(run, lines), media_type=self.media_type, headers=self._extra)
             await response(scope, receive, send)
@@ -178,6 +179,15 @@ class GenerationStream(Response, Generic[T]):
         await run.close(None)
         if self.background is not None:
             await self.background()
+
+    async def _start(self) -> tuple[Run, AsyncIterator[list[T]], list[T]]:
+        run = await self._run.__aenter__()
+        try:
+            bursts = self._bursts(run, await run.open())
+            return run, bursts, await anext(bursts)  # a failure before this is still an ordinary HTTP error
+        except BaseException as exc:
+            await run.close(exc)
+            raise
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,8 +237,7 @@ class Generations:
 
             return GenerationStream(run, replies, ndjson_lines, NDJSON_MEDIA_TYPE, self.drain, background=after)
         # One JSON answer from mistral.rs costs far less to relay than a stream of chunks.
-        async with run:
-            answer = _decode_answer(await self._whole(request, run))
+        answer = await self._whole(request, run, _decode_answer)
         return json_response(translation.whole(answer), background=after)
 
     async def relay(self, request: Request, *, route: Route, entry: Entry, body: dict[str, Any]) -> Response:
@@ -241,19 +250,29 @@ class Generations:
 
             headers = {"cache-control": "no-cache"}
             return GenerationStream(run, events, sse_lines, SSE_MEDIA_TYPE, self.drain, headers=headers)
-        async with run:
-            raw = await self._whole(request, run)
+        raw = await self._whole(request, run, bytes)
         return Response(raw, media_type="application/json")
 
-    async def _whole(self, request: Request, run: Run) -> bytes:
-        """A whole answer ends as a stream does: at its client's disconnect, its deadline, or the drain's end."""
-        with self.drain.track():
-            try:
-                return await cancel_on_disconnect(request.receive, run.post)
-            except asyncio.CancelledError:
-                if not ended_by_shutdown(self.drain):
-                    raise
-                raise ShuttingDown() from None
+    async def _whole(self, request: Request, run: Run, decode: Callable[[bytes], T]) -> T:
+        """A whole answer ends as a stream does: at its client's disconnect (waiting for a slot included), its
+        deadline, or the drain's end."""
+
+        async def answer() -> T:
+            async with run:  # left with the error the client hears, so that both count it the same
+                with self._ended_by_shutdown():
+                    return decode(await run.post())
+
+        with self.drain.track(), self._ended_by_shutdown():
+            return await cancel_on_disconnect(request.receive, answer)
+
+    @contextlib.contextmanager
+    def _ended_by_shutdown(self) -> Iterator[None]:
+        try:
+            yield
+        except asyncio.CancelledError:
+            if not ended_by_shutdown(self.drain):
+                raise
+            raise ShuttingDown() from None
 
     async def embed(self, entry: Entry, inputs: list[str]) -> EmbeddingResponse:
         async with self.run(route="embeddings", entry=entry, body={"model": entry.id, "input": inputs}) as run:

@@ -283,7 +283,6 @@ def _streaming(server: Server, body: dict[str, Any]) -> socket.socket:
     return sock
 
 
-@pytest.mark.xfail(strict=True, reason="a stream whose client left keeps its place in the engine's queue")
 def test_a_stream_given_up_in_the_engines_queue_leaves_it(
     endless_model: Path, telemetry: Telemetry, serve: Callable[..., tuple[Pair, Server]]
 ) -> None:
@@ -292,14 +291,13 @@ def test_a_stream_given_up_in_the_engines_queue_leaves_it(
     try:
         with _post(server, {"model": "tiny", "messages": HI}):
             eventually(lambda: engine.slots.waiting == 1, within=30)
-        # Today it waits for the slot, then the engine makes its first token (a whole prefill) for no one.
+        # Left at once: kept, it would wait for the slot, then make its first token (a whole prefill) for no one.
         eventually(lambda: engine.slots.waiting == 0, within=5)
     finally:
         holder.close()
 
 
 @pytest.mark.parametrize("stream", [True, False], ids=["streamed", "whole"])
-@pytest.mark.xfail(strict=True, reason="a request whose client left keeps its place in the proxy's queue")
 def test_a_request_given_up_in_the_proxys_queue_leaves_it(
     emulator: Emulator, upstream: Server, serve: Callable[..., tuple[Pair, Server]], stream: bool
 ) -> None:
@@ -310,14 +308,13 @@ def test_a_request_given_up_in_the_proxys_queue_leaves_it(
     try:
         with _post(server, {"model": "mistral-7b", "messages": HI, "stream": stream}):
             eventually(lambda: limiter.waiting == 1, within=30)
-        # Today it keeps its place (a full queue answers 503 to live clients meanwhile) until a slot frees, then a
-        # stream sends its request to mistral.rs for no one; or its wait runs out, counted as a 503 queue_timeout.
+        # Left at once: kept, it would hold a place in the queue (a full one answers 503 to live clients) until a
+        # slot frees, then send its request to mistral.rs for no one, or run out its wait as a 503 queue_timeout.
         eventually(lambda: limiter.waiting == 0, within=5)
     finally:
         holder.close()
 
 
-@pytest.mark.xfail(strict=True, reason="a stream whose client left waits for mistral.rs's first byte all the same")
 def test_a_stream_given_up_before_mistral_rs_answers_ends_its_request(
     emulator: Emulator, upstream: Server, metric_reader: InMemoryMetricReader, serve: Callable[..., tuple[Pair, Server]]
 ) -> None:
@@ -325,14 +322,12 @@ def test_a_stream_given_up_before_mistral_rs_answers_ends_its_request(
     emulator.script(Reply(first_byte_delay=3600))  # mistral.rs busy: its queue, a long prefill
     with _post(server, {"model": "mistral-7b", "messages": HI}):
         eventually(lambda: any(seen.path == "/v1/chat/completions" for seen in emulator.requests), within=30)
-    # Today the proxy holds mistral.rs's request (and its own slot) until FIRST_BYTE_TIMEOUT_SECS, then counts it as
-    # a 504 upstream_timeout.
+    # Ended at once, not held (with the proxy's slot) until FIRST_BYTE_TIMEOUT_SECS and counted as a 504.
     eventually(lambda: len(emulator.disconnects) == 1, within=5)
     wait_idle(metric_reader)
     assert [error for _, _, error in _counts(metric_reader)] == [GONE]
 
 
-@pytest.mark.xfail(strict=True, reason="a stream's deadline does not bound its wait for the engine's slot")
 def test_a_streams_deadline_ends_its_wait_for_the_engine(
     endless_model: Path,
     telemetry: Telemetry,
@@ -342,7 +337,7 @@ def test_a_streams_deadline_ends_its_wait_for_the_engine(
     engine, server, _ = _tiny(endless_model, telemetry, serve)
     holder = _streaming(server, {"model": "tiny", "messages": HI})
     try:
-        # Today it waits for the slot whatever its deadline, then the engine starts its sequence before it fails.
+        # Its deadline ends its wait for the slot: the engine never starts its sequence.
         body = {"model": "tiny", "messages": HI, "stream": True}
         answer = httpx.post(f"{server.url}/api/chat", json=body, headers={"x-deadline": "short"}, timeout=5)
     finally:

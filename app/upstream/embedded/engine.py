@@ -31,7 +31,7 @@ from app.upstream.embedded.convert import (
 from app.upstream.embedded.gguf import read_metadata
 from app.upstream.embedded.sampling import own_parameters, renders_tools
 from app.upstream.embedded.spec import ModelSpec, ModelUnavailable
-from app.upstream.timeouts import StreamTimeouts
+from app.upstream.timeouts import Silence, StreamTimeouts
 from app.upstream.wire import ModelCard, ModelMetadata, ModelState
 
 __all__ = ["EmbeddedUpstream", "engine_error"]
@@ -41,6 +41,11 @@ _decode_object = msgspec.json.Decoder(dict[str, Any]).decode
 _encode = msgspec.json.Encoder().encode
 _NO_STALLS = StreamTimeouts(first_byte=300.0, idle=300.0)
 _CLOSE_WAIT, _CLOSE_POLL = 5.0, 0.05  # how long closing waits for producers to leave the engine, and how often it looks
+
+
+def _loop_time(monotonic: float) -> float:
+    """A ``time.monotonic()`` instant on the running loop's clock."""
+    return asyncio.get_running_loop().time() + (monotonic - time.monotonic())
 
 
 def _metadata_of(spec: ModelSpec) -> ModelMetadata | None:
@@ -82,8 +87,9 @@ class EmbeddedUpstream:
         self.spec, self._timeouts = spec, timeouts
         self._tracer = (tracer_provider or trace.get_tracer_provider()).get_tracer("mistral-ollama-proxy.engine")
         # mistralrs 0.9.5 fails GGUF sequences of equal length prefilled together on CPU: serialise them.
-        # A request queued for a slot has no byte yet: the first-byte timeout bounds its wait.
-        self.slots = Limiter(concurrency or (1 if spec.kind == "gguf" else 8), max_queue, timeouts.first_byte)
+        # A request queued for a slot waits behind work that moves (unlike a silent server, which the first-byte
+        # timeout is for), as in Ollama's queue: only its own deadline bounds the wait.
+        self.slots = Limiter(concurrency or (1 if spec.kind == "gguf" else 8), max_queue, None)
         self.active_streams = 0  # engine streams whose producer thread has not finished
         self._runner: Any = None
         self._lock = threading.Lock()
@@ -142,7 +148,7 @@ class EmbeddedUpstream:
         runner = await self._runner_for(body)
         build = chat_request if route == "chat" else completion_request
         request = build(body, self.spec.name)
-        await self.slots.acquire()
+        await self._take_slot(deadline)
         self.active_streams += 1
         span = self._tracer.start_span(f"mistralrs {OPERATIONS[route]}", kind=trace.SpanKind.INTERNAL)
         loop = asyncio.get_running_loop()
@@ -210,6 +216,16 @@ class EmbeddedUpstream:
             if state.error:
                 raise UpstreamError(state.error)
         return self._runner
+
+    async def _take_slot(self, deadline: float | None) -> None:
+        """Wait for a slot until the request's deadline (a whole answer's is its caller's ``asyncio.timeout``)."""
+        try:
+            async with asyncio.timeout_at(None if deadline is None else _loop_time(deadline)) as timer:
+                await self.slots.acquire()
+        except TimeoutError:
+            if not timer.expired():
+                raise
+            raise self._timeouts.error(Silence.DEADLINE) from None
 
     async def _call(self, call: Callable[[Any], T], request: Any) -> T:
         def locked() -> T:

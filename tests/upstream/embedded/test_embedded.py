@@ -6,7 +6,6 @@ import asyncio
 import json
 import math
 import threading
-import time
 
 import httpx
 import ollama
@@ -180,9 +179,7 @@ def test_client_disconnect_stops_the_engine_stream(
             lines = response.iter_lines()
             next(lines)
             assert engine.active_streams == 1, list(lines)[-1:]  # the engine stream has not ended by itself
-        left = time.monotonic()
         eventually(lambda: engine.active_streams == 0, within=10.0)
-        assert time.monotonic() - left < 1.0  # stopped at the next token, long before the 2000 asked for
         follow_up = http.post("/api/chat", json={**body, "stream": False, "options": {"num_predict": 2}})
         assert follow_up.status_code == 200 and follow_up.json()["eval_count"] == 2
     wait_idle(metric_reader)
@@ -190,6 +187,10 @@ def test_client_disconnect_stops_the_engine_stream(
         ("/api/chat", "200", "client_disconnected"): 1,
         ("/api/chat", "200", "none"): 1,
     }
+    # stopped at its next token, long before the 2000 it asked for: the tokens made are the 2 of the follow-up and
+    # the few the first had made by then
+    made = values(metric_reader, "mistral_generate_tokens", "model", "upstream")[("tiny", "embedded")]
+    assert 3 <= made < 500
 
 
 def _check_logprob(entry: dict[str, object], top: int) -> None:
