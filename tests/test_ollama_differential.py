@@ -101,8 +101,6 @@ KNOWN: dict[tuple[str, str], str] = {
                                            "tables are",
     ("show", "body.model_info.tokenizer.*"): "tokenizer tables are not read from the header (a vocabulary's worth of "
                                              "JSON in every `show`)",
-    ("show", "body.parameters"): "equal but for the stop words Ollama adds for the ChatML template it detects "
-                                 "(`<|im_start|>`, `<|im_end|>`): mistral.rs stops at the model's own end of turn",
     ("chat_tools", "status"): "SmolLM2's template renders no tools: Ollama refuses them (400), the proxy answers "
                               "without them, as Open WebUI's chats carry tools by default (see Tools above)",
     ("ps", "body.models[].context_length"): "mistral.rs reports no context length for a loaded model",

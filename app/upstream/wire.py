@@ -141,7 +141,7 @@ class ModelCard(msgspec.Struct):
     metadata: ModelMetadata | None = None  # not on mistral.rs's wire: the in-process engine's own
     # Not on mistral.rs's wire either: the sampling options the model's files carry, in Ollama's names, and
     # whether its chat template renders tools (None: not known, as from a mistral.rs server).
-    parameters: dict[str, float] | None = None
+    parameters: dict[str, float | list[str]] | None = None  # Ollama's names; ``stop`` is a list
     tools: bool | None = None
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import re
+import math
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
@@ -27,27 +27,18 @@ OLLAMA_DEFAULTS: Mapping[str, float] = MappingProxyType(
 )
 _NONE = Options()
 
-_DURATION = re.compile(r"([-+]?)((?:(?:\d+\.?\d*|\.\d+)(?:ns|us|µs|μs|ms|s|m|h))+)")
-_PART = re.compile(r"(\d+\.?\d*|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
-_UNIT_SECONDS = {
-    "ns": 1e-9,
-    "us": 1e-6,
-    "µs": 1e-6,
-    "μs": 1e-6,
-    "ms": 1e-3,
-    "s": 1.0,
-    "m": 60.0,
-    "h": 3600.0,
-}
+_UNIT_NANOSECONDS = {"ns": 1, "us": 10**3, "µs": 10**3, "μs": 10**3, "ms": 10**6, "s": 10**9, "m": 60 * 10**9,
+                     "h": 3600 * 10**9}  # fmt: skip
+_MAX_NANOSECONDS = 2**63 - 1  # Go's time.Duration: beyond it, ParseDuration fails
 _EFFORTS = {"low": "low", "medium": "medium", "high": "high", "max": "high"}
 
 
-def model_options(own: Mapping[str, float] | None) -> Mapping[str, float]:
+def model_options(own: Mapping[str, float | list[str]] | None) -> Mapping[str, float | list[str]]:
     """What a model samples with when a request says nothing: Ollama's defaults, overridden by the model's own."""
     return {**OLLAMA_DEFAULTS, **own} if own else OLLAMA_DEFAULTS
 
 
-def options_to_openai(options: Options | None, defaults: Mapping[str, float]) -> dict[str, Any]:
+def options_to_openai(options: Options | None, defaults: Mapping[str, float | list[str]]) -> dict[str, Any]:
     """The request's options over ``defaults`` (Ollama's names: the model's own, else Ollama's), key by key, as
     Ollama merges them: a client that sends no options samples as it would with Ollama."""
     options = options or _NONE
@@ -64,13 +55,16 @@ def options_to_openai(options: Options | None, defaults: Mapping[str, float]) ->
     # num_predict -1 (unlimited) and -2 (fill the context) mean "no limit" to mistral.rs.
     if options.num_predict is not None and options.num_predict > 0:
         fields["max_tokens"] = options.num_predict
-    if options.stop:
+    if options.stop:  # the request's stop words replace the model's, as in Ollama
         fields["stop"] = [options.stop] if isinstance(options.stop, str) else options.stop
+    elif isinstance(stop := defaults.get("stop"), list):
+        fields["stop"] = stop
     return {key: value for key, value in fields.items() if value is not None}
 
 
-def _given(value: float | None, defaults: Mapping[str, float], name: str) -> float | None:
-    return defaults.get(name) if value is None else value
+def _given(value: float | None, defaults: Mapping[str, float | list[str]], name: str) -> float | None:
+    default = defaults.get(name)
+    return (default if isinstance(default, int | float) else None) if value is None else value
 
 
 def format_to_openai(fmt: str | dict[str, Any] | None) -> dict[str, Any]:
@@ -100,11 +94,54 @@ def keep_alive_seconds(value: float | str | None) -> float | None:
         return value
     text = value.strip()
     try:
-        return float(text)
+        seconds = float(text)
     except ValueError:
         pass
-    match = _DURATION.fullmatch(text)
-    if not match:
+    else:
+        if math.isfinite(seconds):
+            return seconds
         raise InvalidRequest(f'time: invalid duration "{value}"')
-    total = sum(float(number) * _UNIT_SECONDS[unit] for number, unit in _PART.findall(match.group(2)))
-    return -total if match.group(1) == "-" else total
+    nanoseconds = _go_duration(text)
+    if nanoseconds is None:
+        raise InvalidRequest(f'time: invalid duration "{value}"')
+    return nanoseconds / 1e9
+
+
+def _go_duration(text: str) -> int | None:
+    """Go's ``time.ParseDuration`` in nanoseconds (None: invalid), in one pass over ``text``: a sign, then numbers
+    (digits, a fraction, or both) each followed by a unit."""
+    sign, i, end = 1, 0, len(text)
+    if text[:1] in ("-", "+"):
+        sign, i = (-1 if text[0] == "-" else 1), 1
+    if text[i:] == "0":
+        return 0
+    if i == end:
+        return None
+    total = 0
+    while i < end:
+        whole_start = i
+        i = _digits_end(text, i)
+        whole = text[whole_start:i].lstrip("0")
+        fraction = ""
+        if i < end and text[i] == ".":
+            fraction_start = i + 1
+            i = _digits_end(text, fraction_start)
+            fraction = text[fraction_start:i][:18]  # Go drops the digits past its precision too
+        if i == whole_start or text[whole_start:i] == "." or len(whole) > 19:  # no digits, or an overflow
+            return None
+        unit_start = i
+        while i < end and text[i] != "." and not "0" <= text[i] <= "9":
+            i += 1
+        scale = _UNIT_NANOSECONDS.get(text[unit_start:i])
+        if scale is None:
+            return None
+        total += int(whole or "0") * scale + (int(fraction) * scale // 10 ** len(fraction) if fraction else 0)
+        if total > _MAX_NANOSECONDS:
+            return None
+    return sign * total
+
+
+def _digits_end(text: str, i: int) -> int:
+    while i < len(text) and "0" <= text[i] <= "9":
+        i += 1
+    return i

@@ -47,7 +47,7 @@ __all__ = [
 
 
 def chat_request_to_openai(
-    request: ChatRequest, model_id: str, defaults: Mapping[str, float], *, renders_tools: bool = True
+    request: ChatRequest, model_id: str, defaults: Mapping[str, float | list[str]], *, renders_tools: bool = True
 ) -> dict[str, Any]:
     """``defaults``: the options the model samples with when the request gives none (``model_options``).
 
@@ -69,7 +69,7 @@ def chat_request_to_openai(
 
 
 def generate_request_to_openai(
-    request: GenerateRequest, model_id: str, defaults: Mapping[str, float]
+    request: GenerateRequest, model_id: str, defaults: Mapping[str, float | list[str]]
 ) -> tuple[Route, dict[str, Any]]:
     common = {
         "model": model_id,

@@ -18,6 +18,10 @@ __all__ = ["own_parameters", "renders_tools"]
 
 # A Jinja chat template that renders tools reads a variable of that name (HF's apply_chat_template passes it).
 _TOOLS = re.compile(r"\btools\b")
+# Ollama recognises a ChatML template and gives the model its stop words (its template/chatml.json). They matter
+# beyond the show: a turn marker is a special token, which mistral.rs renders as nothing and does not stop at, so a
+# model that opens a new turn would go on generating silently until its token limit.
+_CHATML = ("<|im_start|>", "<|im_end|>")
 
 _GGUF = {
     "general.sampling.temp": "temperature",
@@ -35,8 +39,22 @@ _GENERATION_CONFIG = {
 }
 
 
-def own_parameters(spec: ModelSpec, metadata: ModelMetadata | None) -> dict[str, float] | None:
+def own_parameters(spec: ModelSpec, metadata: ModelMetadata | None) -> dict[str, float | list[str]] | None:
     """None when the model carries none (it then samples with Ollama's defaults)."""
+    found: dict[str, float | list[str]] = {**(_sampling(spec, metadata) or {})}
+    template = _template(spec, metadata)
+    if isinstance(template, str) and all(marker in template for marker in _CHATML):
+        found["stop"] = list(_CHATML)
+    return found or None
+
+
+def renders_tools(spec: ModelSpec, metadata: ModelMetadata | None) -> bool | None:
+    """None when there is no template to read (mistral.rs then falls back to its own)."""
+    template = _template(spec, metadata)
+    return bool(_TOOLS.search(template)) if isinstance(template, str) else None
+
+
+def _sampling(spec: ModelSpec, metadata: ModelMetadata | None) -> dict[str, float] | None:
     if metadata is not None:
         return _pick(metadata.info, _GGUF)
     config = Path(spec.location) / "generation_config.json"
@@ -49,10 +67,8 @@ def own_parameters(spec: ModelSpec, metadata: ModelMetadata | None) -> dict[str,
     return _pick(values, _GENERATION_CONFIG) if isinstance(values, dict) else None
 
 
-def renders_tools(spec: ModelSpec, metadata: ModelMetadata | None) -> bool | None:
-    """None when there is no template to read (mistral.rs then falls back to its own)."""
-    template = metadata.chat_template if metadata is not None else _json_field(spec, "tokenizer_config.json")
-    return bool(_TOOLS.search(template)) if isinstance(template, str) else None
+def _template(spec: ModelSpec, metadata: ModelMetadata | None) -> Any:
+    return metadata.chat_template if metadata is not None else _json_field(spec, "tokenizer_config.json")
 
 
 def _json_field(spec: ModelSpec, name: str) -> Any:

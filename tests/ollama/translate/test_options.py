@@ -29,16 +29,36 @@ from app.ollama.translate.options import (
         ("-1m", -60.0),
         ("250ms", 0.25),
         ("0s", 0.0),
+        ("+5s", 5.0),
+        ("-0", 0.0),
+        (".5s", 0.5),
+        ("5.s", 5.0),
+        ("1.5µs", 1.5e-6),
+        ("2μs3ns", 2.003e-6),
+        ("0000000000000000000000001h", 3600.0),
+        ("1.0000000000000000000000000001s", 1.0),  # digits past Go's precision are dropped, as Go does
+        ("2562047h", 2562047 * 3600.0),  # the longest Go's time.Duration holds, to the hour
     ],
 )
 def test_keep_alive_accepts_numbers_and_go_durations(value: float | str | None, seconds: float | None) -> None:
     assert keep_alive_seconds(value) == seconds
 
 
-@pytest.mark.parametrize("value", ["soon", "5 m", "m5", "1d", ""])
+@pytest.mark.parametrize(
+    "value", ["soon", "5 m", "m5", "1d", "", ".", ".s", "-", "1h5", "2562048h", "99999999999999999999s", "inf", "nan"]
+)
 def test_keep_alive_rejects_what_go_rejects(value: str) -> None:
     with pytest.raises(InvalidRequest, match=f'^time: invalid duration "{value}"$'):
         keep_alive_seconds(value)
+
+
+@pytest.mark.parametrize("tail", ["", "x", "s", ".5", "1.1.1s"])
+def test_keep_alive_is_read_in_one_pass_however_long(tail: str) -> None:
+    # A backtracking pattern took 20 s over 40,000 digits, and 25 times as long over five times as many: this would
+    # outlast the test's time limit. Read in one pass it is a few milliseconds.
+    # (Without a tail it is a number in a string, which reads as seconds: too many for a float, so refused too.)
+    with pytest.raises(InvalidRequest, match='^time: invalid duration "1111'):
+        keep_alive_seconds("1" * 200_000 + tail)
 
 
 def test_options_map_to_mistralrs_names() -> None:
@@ -95,6 +115,12 @@ def test_the_models_own_parameters_replace_ollamas_defaults_and_requests_replace
     assert options_to_openai(Options(top_p=0.5), own) == {
         "temperature": 0.6, "top_k": 40, "top_p": 0.5, "repetition_penalty": 1.1, "min_p": 0.05,
     }  # fmt: skip
+
+
+def test_the_models_stop_words_apply_unless_the_request_gives_its_own() -> None:
+    own = model_options({"stop": ["<|im_start|>", "<|im_end|>"]})
+    assert options_to_openai(None, own) == {**OLLAMAS, "stop": ["<|im_start|>", "<|im_end|>"]}
+    assert options_to_openai(Options(stop="END"), own) == {**OLLAMAS, "stop": ["END"]}  # replaced, not added to
 
 
 def test_format() -> None:

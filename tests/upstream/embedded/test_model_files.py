@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import mistralrs
 import pytest
 
 from app.http.app import create_app
@@ -96,17 +97,45 @@ def test_the_models_own_generation_config_is_what_show_lists(serve: Any, tiny_mo
     shown = http.post("/api/show", json={"model": "tuned"}).json()
     assert shown["parameters"].splitlines() == [
         "repeat_penalty                 1.05",
+        'stop                           "<|im_start|>"',  # its template is ChatML's: Ollama's stop words for it
+        'stop                           "<|im_end|>"',
         "temperature                    0.6",
         "top_k                          40",  # not in the model's config: Ollama's default
         "top_p                          0.95",
     ]
+    assert shown["modelfile"].endswith(
+        "PARAMETER repeat_penalty 1.05\nPARAMETER stop <|im_start|>\nPARAMETER stop <|im_end|>\n"
+        "PARAMETER temperature 0.6\nPARAMETER top_k 40\nPARAMETER top_p 0.95\n"
+    )
 
 
-def test_a_model_without_parameters_lists_ollamas_defaults(serve: Any, tiny_model: Path) -> None:
-    shown = serve(tiny_model).post("/api/show", json={"model": "tiny"}).json()
-    assert shown["parameters"].splitlines() == [
+def test_a_model_without_parameters_lists_ollamas_defaults(serve: Any, tiny_model: Path, tmp_path: Path) -> None:
+    # A template that is not ChatML's (no turn markers Ollama knows): no stop words either.
+    plain = "{%- for message in messages %}{{- message['role'] + ': ' + message['content'] + '\\n' }}{%- endfor %}"
+    shown = serve(_variant(tiny_model, tmp_path / "plain", plain, None)).post("/api/show", json={"model": "plain"})
+    assert shown.json()["parameters"].splitlines() == [
         "repeat_penalty                 1.1",
         "temperature                    0.8",
         "top_k                          40",
         "top_p                          0.9",
     ]
+
+
+def test_a_turn_marker_is_silent_and_endless_to_the_engine_unless_it_is_a_stop_word(tiny_model: Path) -> None:
+    """Why ChatML's stop words are applied, not only shown: mistral.rs renders a special token as nothing, sends no
+    chunk for it and does not stop at it, so a model that opens a new turn generates silently to its limit."""
+    runner = mistralrs.Runner(which=mistralrs.Which.Plain(model_id=str(tiny_model)))
+    start_of_turn = 1  # <|im_start|> (tests/tiny_model.py)
+
+    def chunks(stop: list[str] | None) -> list[tuple[str | None, str | None]]:
+        request = mistralrs.ChatCompletionRequest(
+            model="default", messages=HI, max_tokens=6, temperature=0.0, stream=True,
+            logit_bias={start_of_turn: 100.0}, stop_seqs=stop,
+        )  # fmt: skip
+        return [
+            (c.choices[0].delta.content, c.choices[0].finish_reason)
+            for c in runner.send_chat_completion_request(request)
+        ]
+
+    assert chunks(None) == [("", "length")]  # six tokens made, one chunk: at the end
+    assert chunks(["<|im_start|>", "<|im_end|>"]) == [("", "stop")]
