@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from app.commands import main
+from app.commands.serve import BACKLOG
 from scripts.stack import free_port
 from tests.servers import Server
 
@@ -58,6 +59,10 @@ def test_serve_answers_ollama_clients_and_stops_on_sigterm(upstream: Server) -> 
                 "mistral-7b:latest",
                 "mistral:latest",
             ]
+        # A listening socket's Send-Q is its backlog (capped by the kernel's somaxconn).
+        listening = subprocess.run(["ss", "-Hltn", f"sport = :{port}"], capture_output=True, text=True, check=True)
+        somaxconn = int(Path("/proc/sys/net/core/somaxconn").read_text())
+        assert [int(line.split()[2]) for line in listening.stdout.splitlines()] == [min(BACKLOG, somaxconn)]
     finally:
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=10) == 0

@@ -532,3 +532,17 @@ def test_raw_generate_asks_for_logprobs_the_completions_way(http: httpx.Client, 
     assert emulator.requests[-1].body["logprobs"] == 3
     assert [[t["token"] for t in line["logprobs"][0]["top_logprobs"]] for line in lines[:-1]] == [
         ["a", " alt1", " alt2"], [" b", " alt1", " alt2"]]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("dimensions", "error"),
+    [
+        ("0", "dimensions must be a positive number"),
+        ("9223372036854775808", "invalid request: Expected `int` <= 9223372036854775807 - at `$.dimensions`"),
+        ("1e23", "invalid request: Expected `int | null`, got `float` - at `$.dimensions`"),
+    ],
+)
+def test_embed_dimensions_are_a_positive_int64(http: httpx.Client, dimensions: str, error: str) -> None:
+    body = b'{"model": "mistral-7b", "input": "a", "dimensions": ' + dimensions.encode() + b"}"
+    response = http.post("/api/embed", content=body, headers={"content-type": "application/json"})
+    assert (response.status_code, response.json()) == (400, {"error": error})

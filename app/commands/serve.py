@@ -41,6 +41,9 @@ _FLAGS = {
 }
 
 
+BACKLOG = 1024  # connections the kernel queues before the proxy accepts them: a burst of clients, not a refusal
+
+
 def _listen(bind: str) -> socket.socket:
     """Bind before serving, so that "listening" is true when printed and a busy port is a clear error."""
     host, _, port = bind.rpartition(":")
@@ -53,7 +56,7 @@ def _listen(bind: str) -> socket.socket:
     except BaseException:
         sock.close()
         raise
-    sock.listen(1024)
+    sock.listen(BACKLOG)
     sock.set_inheritable(True)
     return sock
 
@@ -80,6 +83,7 @@ def _config(sock: socket.socket) -> Config:
     config.accesslog = None
     config.errorlog = logging.getLogger("hypercorn.error")  # through our handler, once
     config.keep_alive_timeout = 75
+    config.backlog = BACKLOG  # Hypercorn listens on the socket again, with its own default (100) unless told
     config.worker_class = "uvloop"
     return config
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from msgspec import UNSET, Struct, UnsetType
 
-from app.ollama.common import KeepAlive, Options
+from app.ollama.common import Int64, KeepAlive, Options
 
 __all__ = ["EmbedRequest", "EmbedResponse", "EmbeddingsRequest", "EmbeddingsResponse"]
 
@@ -13,7 +13,7 @@ class EmbedRequest(Struct):
     model: str = ""
     input: str | list[str] | None = None
     truncate: bool | None = None
-    dimensions: int | None = None
+    dimensions: Int64 | None = None  # as Go's int: a bigger number is refused, not a vector of it
     keep_alive: KeepAlive = None
     options: Options | None = None
 
