@@ -25,6 +25,7 @@ _POLL = 0.05  # how often a producer waiting for credit checks whether it should
 
 class EngineStream:
     """An engine stream as a ``PayloadStream``: iterate for bursts of JSON payloads, ``aclose`` to abandon it.
+    ``on_first`` is called (in the producer thread) at each chunk the engine makes, ``on_exit`` once it is done.
 
     A burst is what the producer has handed over by the time the consumer asks, at least one payload.
     """
@@ -37,6 +38,7 @@ class EngineStream:
         on_exit: Callable[[], None],
         timeouts: StreamTimeouts,
         deadline: float | None,
+        on_first: Callable[[], None] = lambda: None,
     ) -> None:
         self._timeouts, self._deadline, self._started = timeouts, deadline, False
         self._loop = asyncio.get_running_loop()
@@ -44,7 +46,7 @@ class EngineStream:
         self._queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
         self._credits = threading.Semaphore(_CREDITS)
         self._stop = threading.Event()
-        self._encode, self._map_error, self._on_exit = encode, map_error, on_exit
+        self._encode, self._map_error, self._on_exit, self._on_first = encode, map_error, on_exit, on_first
         self._pending: BaseException | None = None  # an end or error met behind a burst, raised next time
         self._thread = threading.Thread(target=self._produce, args=(chunks,), name="mistralrs-stream", daemon=True)
         self._thread.start()
@@ -86,6 +88,7 @@ class EngineStream:
         ending: tuple[str, Any] = ("end", None)
         try:
             for chunk in chunks:
+                self._on_first()  # the prompt has been read (called at every chunk: it acts once)
                 if not self._hand_over("chunk", self._encode(chunk)):
                     return  # abandoned: returning drops the streamer, and the engine cancels the sequence
         except BaseException as exc:  # mistralrs panics are BaseExceptions

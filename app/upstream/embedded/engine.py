@@ -86,10 +86,12 @@ class EmbeddedUpstream:
     ) -> None:
         self.spec, self._timeouts = spec, timeouts
         self._tracer = (tracer_provider or trace.get_tracer_provider()).get_tracer("mistral-ollama-proxy.engine")
-        # mistralrs 0.9.5 fails GGUF sequences of equal length prefilled together on CPU: serialise them.
         # A request queued for a slot waits behind work that moves (unlike a silent server, which the first-byte
         # timeout is for), as in Ollama's queue: only its own deadline bounds the wait.
-        self.slots = Limiter(concurrency or (1 if spec.kind == "gguf" else 8), max_queue, None)
+        self.slots = Limiter(concurrency or (2 if spec.kind == "gguf" else 8), max_queue, None)
+        # mistralrs 0.9.5 fails GGUF sequences of equal length prefilled together on CPU: a GGUF sequence starts
+        # once no other is reading its prompt. Two slots then let a chat run beside a long background request.
+        self._prompts = asyncio.Semaphore(1) if spec.kind == "gguf" else None
         self.active_streams = 0  # engine streams whose producer thread has not finished
         self._runner: Any = None
         self._lock = threading.Lock()
@@ -148,17 +150,26 @@ class EmbeddedUpstream:
         runner = await self._runner_for(body)
         build = chat_request if route == "chat" else completion_request
         request = build(body, self.spec.name)
-        await self._take_slot(deadline)
+        await self._admit(deadline)
         self.active_streams += 1
         span = self._tracer.start_span(f"mistralrs {OPERATIONS[route]}", kind=trace.SpanKind.INTERNAL)
         loop = asyncio.get_running_loop()
+        prompt_read = threading.Event()
 
         def finished() -> None:
             self.active_streams -= 1
             self.slots.release()
 
+        def on_first() -> None:  # in the producer thread: the engine has read the prompt, the next may start
+            if self._prompts is None or prompt_read.is_set():
+                return
+            prompt_read.set()
+            with suppress(RuntimeError):
+                loop.call_soon_threadsafe(self._prompts.release)
+
         def on_exit() -> None:  # in the producer thread, once the engine no longer works for this stream
             span.end()
+            on_first()
             with suppress(RuntimeError):  # the loop is closed: the server stopped, and its counts with it
                 loop.call_soon_threadsafe(finished)
 
@@ -170,7 +181,7 @@ class EmbeddedUpstream:
             else:
                 chunks = iter([await self._call(runner.send_completion_request, request)])
                 encode = partial(completion_payload, model=self.spec.name)
-            return EngineStream(chunks, encode, engine_error, on_exit, self._timeouts, deadline)
+            return EngineStream(chunks, encode, engine_error, on_exit, self._timeouts, deadline, on_first)
         except BaseException:
             on_exit()
             raise
@@ -217,11 +228,18 @@ class EmbeddedUpstream:
                 raise UpstreamError(state.error)
         return self._runner
 
-    async def _take_slot(self, deadline: float | None) -> None:
-        """Wait for a slot until the request's deadline (a whole answer's is its caller's ``asyncio.timeout``)."""
+    async def _admit(self, deadline: float | None) -> None:
+        """Wait for a slot, then (GGUF) for no other prompt being read, until the request's deadline (a whole
+        answer's is its caller's ``asyncio.timeout``). Holds both on return."""
         try:
             async with asyncio.timeout_at(None if deadline is None else _loop_time(deadline)) as timer:
                 await self.slots.acquire()
+                try:
+                    if self._prompts is not None:
+                        await self._prompts.acquire()
+                except BaseException:
+                    self.slots.release()
+                    raise
         except TimeoutError:
             if not timer.expired():
                 raise

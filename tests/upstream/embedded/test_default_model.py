@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
 import subprocess
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
+import httpx
 import ollama
 import pytest
 
+from app.http.app import create_app
+from app.settings import Settings
+from app.upstream.embedded import EmbeddedUpstream, resolve
+from app.upstream.embedded.spec import DEFAULT_MODEL, default_cache_dir
+from otel.telemetry import disabled
+from tests.servers import serve_in_thread
 from tests.test_cli import _free_port
+from tests.waiting import eventually
 
 
 @pytest.mark.timeout(600)  # SmolLM2 on a CPU: a bound on a hang
@@ -46,3 +57,45 @@ def test_serve_runs_the_default_model_for_the_official_client() -> None:
     assert reply.message.content and reply.message.content.strip()
     assert reply.eval_count is not None and reply.eval_count > 0
     assert reply.load_duration is not None and reply.load_duration > 0
+
+
+@pytest.fixture(scope="module")
+def smollm2() -> Iterator[tuple[EmbeddedUpstream, httpx.Client]]:
+    engine = EmbeddedUpstream(resolve(DEFAULT_MODEL, default_cache_dir()))  # GGUF: two slots, one prompt at a time
+    engine.load()
+    with serve_in_thread(create_app(Settings(), telemetry=disabled(), upstream=engine)) as server:
+        with httpx.Client(base_url=server.url, timeout=300) as http:
+            yield engine, http
+
+
+@pytest.mark.timeout(600)  # SmolLM2 on a CPU: a bound on a hang
+def test_identical_prompts_at_once_all_succeed_on_the_gguf_model(
+    smollm2: tuple[EmbeddedUpstream, httpx.Client],
+) -> None:
+    # mistralrs 0.9.5 fails GGUF sequences of equal length prefilled together; the engine reads one prompt at a time.
+    engine, http = smollm2
+    body = {"model": DEFAULT_MODEL, "messages": [{"role": "user", "content": "Name a colour."}], "stream": False,
+            "options": {"num_predict": 6, "temperature": 0}}  # fmt: skip
+    with ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(lambda _: http.post("/api/chat", json=body), range(4)))
+    assert [answer.status_code for answer in answers] == [200] * 4, [answer.text for answer in answers]
+    assert len({answer.json()["message"]["content"] for answer in answers}) == 1  # greedy: the same text each time
+    assert [answer.json()["eval_count"] for answer in answers] == [6] * 4
+    assert (engine.slots.held, engine.active_streams) == (0, 0)
+
+
+@pytest.mark.timeout(600)
+def test_a_chat_is_answered_beside_a_long_generation(smollm2: tuple[EmbeddedUpstream, httpx.Client]) -> None:
+    # What Open WebUI needs: its background requests (a title, tags) may run for minutes on a small model; a chat
+    # sent meanwhile gets the second slot instead of waiting behind them.
+    engine, http = smollm2
+    long = {"model": DEFAULT_MODEL, "messages": [{"role": "user", "content": "Write a long story."}],
+            "options": {"num_predict": 2000, "temperature": 0.8}}  # fmt: skip
+    with http.stream("POST", "/api/chat", json=long) as stream:
+        lines = stream.iter_lines()
+        assert json.loads(next(lines))["done"] is False  # the long one is generating
+        short = {**long, "stream": False, "options": {"num_predict": 4, "temperature": 0}}
+        answer = http.post("/api/chat", json=short)
+        assert (answer.status_code, answer.json()["eval_count"]) == (200, 4)
+        assert engine.active_streams == 1  # answered while the long one still runs
+    eventually(lambda: (engine.slots.held, engine.active_streams) == (0, 0), within=30)
