@@ -16,6 +16,7 @@ import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from types import TracebackType
 from typing import Any, Generic, TypeVar
 
@@ -168,7 +169,13 @@ class GenerationStream(Response, Generic[T]):
         # the whole answer. The close after the response only matters if the lines never started.
         # Until its first line, a client that leaves ends the wait (for a slot, for mistral.rs) at once; afterwards
         # the streaming response notices it at its next write.
-        run, bursts, first = await cancel_on_disconnect(receive, self._start)
+        started: list[Run] = []
+        try:
+            run, bursts, first = await cancel_on_disconnect(receive, partial(self._start, started))
+        except BaseException as exc:
+            if started:  # the client left as the first line became ready: the run was entered, so leave it
+                await started[0].close(exc)
+            raise
         try:
             lines = self._framing(_prepend(first, bursts), run.fail, self._drain)
             response = ClosingStreamingResponse(_closing(run, lines), media_type=self.media_type, headers=self._extra)
@@ -180,14 +187,16 @@ class GenerationStream(Response, Generic[T]):
         if self.background is not None:
             await self.background()
 
-    async def _start(self) -> tuple[Run, AsyncIterator[list[T]], list[T]]:
+    async def _start(self, started: list[Run]) -> tuple[Run, AsyncIterator[list[T]], list[T]]:
         run = await self._run.__aenter__()
         try:
             bursts = self._bursts(run, await run.open())
-            return run, bursts, await anext(bursts)  # a failure before this is still an ordinary HTTP error
+            first = await anext(bursts)  # a failure before this is still an ordinary HTTP error
         except BaseException as exc:
             await run.close(exc)
             raise
+        started.append(run)
+        return run, bursts, first
 
 
 @dataclass(frozen=True, slots=True)
