@@ -68,7 +68,7 @@ EXPECTED = {
     ("503", "overloaded"),
 }
 _NS = 1e9
-# A client's bound on a wait: past the longest the defaults allow (a 120 s wait for the engine's slot, then 300 s).
+# A client's bound on a wait: past the longest the defaults allow (a request's deadline: 300 s, waits included).
 HANG = 900.0
 
 
@@ -97,15 +97,15 @@ IN_PROCESS = Leg(
         background_odds=(0.75, 0.15, 0.0, 0.1),
     ),
     strict_timeout=20.0,
-    capacity=1,
+    capacity=2,
     service="mistralrs chat",
     shared=True,
     description="`Settings()` without MISTRAL_URL: the default model (SmolLM2-135M-Instruct Q4_1 GGUF) in-process, "
-    "one engine slot (the GGUF default), every other setting on its default (a wait for the engine's slot ends "
-    "after FIRST_BYTE_TIMEOUT_SECS, 120 s, as a 503); the deadline proxy on the same engine with "
-    "REQUEST_TIMEOUT_SECS=20. 2 users, a long history being 8 messages; a client that gives up waits up to 60 s; "
-    "Open WebUI's bodies as they are (no options on chats, follow-ups and tags; the title's num_predict 1000): the "
-    "model ends its answers itself.",
+    "two engine slots (the GGUF default; one prompt read at a time), every other setting on its default (a wait "
+    "for the engine's slot ends at the request's deadline, REQUEST_TIMEOUT_SECS, 300 s, as a 504); the deadline "
+    "proxy on the same engine with REQUEST_TIMEOUT_SECS=20. 2 users, a long history being 8 messages; a client "
+    "that gives up waits up to 60 s; Open WebUI's bodies as they are (no options on chats, follow-ups and tags; the "
+    "title's num_predict 1000): the model ends most answers itself, and writes on to the deadline now and then.",
 )
 HTTP = Leg(
     "http",
