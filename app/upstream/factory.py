@@ -11,6 +11,7 @@ from app.upstream.base import Upstream
 from app.upstream.http.client import HTTPUpstream
 from app.upstream.http.transport import make_transport
 from app.upstream.pool import Member, UpstreamPool
+from app.upstream.timeouts import StreamTimeouts
 from otel.telemetry import Telemetry
 
 __all__ = ["make_upstream"]
@@ -50,7 +51,9 @@ def make_upstream(
         spec,
         concurrency=settings.engine_concurrency,
         max_queue=settings.engine_max_queue,
-        timeouts=settings.stream_timeouts,
+        # The first-byte and idle timeouts find a silent server; the engine in-process is known to be working when
+        # it is silent (reading a long prompt, or another sequence's, on a busy CPU): the deadline alone bounds it.
+        timeouts=StreamTimeouts(first_byte=settings.request_timeout, idle=settings.request_timeout),
         tracer_provider=telemetry.tracer_provider,
     )
     with telemetry.observer().loading(spec.name):

