@@ -72,7 +72,8 @@ def smollm2() -> Iterator[tuple[EmbeddedUpstream, httpx.Client]]:
 def test_identical_prompts_at_once_all_succeed_on_the_gguf_model(
     smollm2: tuple[EmbeddedUpstream, httpx.Client],
 ) -> None:
-    # mistralrs 0.9.5 fails GGUF sequences of equal length prefilled together; the engine reads one prompt at a time.
+    # What users see with two GGUF slots. It does not prove the one-prompt-at-a-time rule: without it these passed
+    # too (separate requests were not prefilled together here; only n_choices 2 shows mistralrs 0.9.5's bug).
     engine, http = smollm2
     body = {"model": DEFAULT_MODEL, "messages": [{"role": "user", "content": "Name a colour."}], "stream": False,
             "options": {"num_predict": 6, "temperature": 0}}  # fmt: skip
