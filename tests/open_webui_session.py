@@ -22,8 +22,8 @@ from playwright.sync_api import Locator, Page, expect, sync_playwright
 # No sandbox (CI runs as root), no GPU, and none of the browser's own traffic: the machine may be offline.
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]  # fmt: skip
-# Waits for the UI itself, and for an answer: on two CPU cores an answer can queue behind Open WebUI's title,
-# follow-up and tag requests, which share the engine's one slot, and then take a minute to write.
+# Waits for the UI itself, and for an answer: on two CPU cores an answer shares the engine with Open WebUI's
+# title, follow-up and tag requests, and can take minutes to write on a busy machine.
 UI_TIMEOUT_MS = 60_000
 ANSWER_TIMEOUT_MS = 600_000
 

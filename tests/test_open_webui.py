@@ -1,16 +1,17 @@
 """Open WebUI in a real browser against the proxy, both run as their users run them.
 
-The proxy is ``mistral-ollama-proxy serve`` on the in-process default model (SmolLM2). Open WebUI is the pinned
-PyPI release in a virtual environment of its own (``scripts/build-programs.sh open-webui``: several GB, torch
-included), offline and otherwise on its defaults: title, follow-up and tag generation stay on, so each chat shares
-the engine's one slot with up to three more requests. Debian's Chromium, driven by Playwright from that environment
-(tests/open_webui_session.py), holds a conversation: two answers, a third stopped mid-stream and regenerated, and a
-last one that must come. Screenshots of each step and both servers' logs go to tests/artifacts/open-webui/, with
-``requests.txt``: what Open WebUI asked of the proxy, from its access log.
+The proxy is ``mistral-ollama-proxy serve`` on the in-process default model (SmolLM2). Open WebUI is the pinned PyPI
+release in a virtual environment of its own (``scripts/build-programs.sh open-webui``: several GB, torch included),
+offline and otherwise on its defaults: title, follow-up and tag generation stay on, so each chat shares the engine
+with up to three more requests (the GGUF default is four slots, one each). Debian's Chromium, driven by Playwright
+from that environment (tests/open_webui_session.py), holds a conversation: two answers, a third stopped mid-stream and
+regenerated, and a last one that must come. Screenshots of each step and both servers' logs go to
+tests/artifacts/open-webui/, with ``requests.txt``: what Open WebUI asked of the proxy, from its access log.
 
-Each message waits for the slot behind the requests Open WebUI sent before it (the first behind its title, which
-SmolLM2 often writes to its 1000-token limit: a minute here), and the proxy bounds that wait (120 s, then 503). On
-a machine busy with other work the engine slows several-fold and the wait runs out: the user sees "server busy".
+Each message gets a slot beside the requests Open WebUI sent before it: its title, which SmolLM2 often writes to
+its 1000-token limit, and its tags, which it sometimes writes on to the request's deadline (300 s). The message
+shares the two cores with them rather than waiting behind them, so it is answered in a minute or two even on a
+machine busy with the rest of the suite.
 """
 
 from __future__ import annotations

@@ -88,9 +88,11 @@ class EmbeddedUpstream:
         self._tracer = (tracer_provider or trace.get_tracer_provider()).get_tracer("mistral-ollama-proxy.engine")
         # A request queued for a slot waits behind work that moves (unlike a silent server, which the first-byte
         # timeout is for), as in Ollama's queue: only its own deadline bounds the wait.
-        self.slots = Limiter(concurrency or (2 if spec.kind == "gguf" else 8), max_queue, None)
+        self.slots = Limiter(concurrency or (4 if spec.kind == "gguf" else 8), max_queue, None)
         # mistralrs 0.9.5 fails GGUF sequences of equal length prefilled together on CPU: a GGUF sequence starts
-        # once no other is reading its prompt. Two slots then let a chat run beside a long background request.
+        # once no other is reading its prompt. Four slots, as many as Open WebUI sends at once per message (the chat,
+        # its title, tags and follow-ups): a chat shares the cores with a rambling background request rather than
+        # queueing behind it for minutes. On a CPU the tokens per second of all sequences together barely change.
         self._prompts = asyncio.Semaphore(1) if spec.kind == "gguf" else None
         self.active_streams = 0  # engine streams whose producer thread has not finished
         self._runner: Any = None
