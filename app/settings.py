@@ -10,6 +10,7 @@ from pathlib import Path
 
 from starlette.config import Config
 
+from app.bounds import Bounds
 from app.models.names import parse_aliases
 from app.upstream.endpoints import Endpoint, endpoints_from_file, endpoints_from_urls
 from app.upstream.http.transport import TransportKind
@@ -28,8 +29,6 @@ DEFAULT_FIRST_BYTE_TIMEOUT = 120.0
 DEFAULT_IDLE_TIMEOUT = 30.0
 DEFAULT_MAX_BODY_BYTES = 50 * 1024 * 1024  # mistral.rs's own limit
 DEFAULT_BODY_READ_TIMEOUT = 60.0  # between two reads of a request body, as nginx's client_body_timeout
-DEFAULT_MAX_IMAGE_BYTES = 20 * 1024 * 1024
-DEFAULT_MAX_MESSAGES = 4096
 # The Ollama API version we implement; clients such as Open WebUI gate features on it.
 OLLAMA_API_VERSION = "0.33.0"
 
@@ -84,8 +83,7 @@ class Settings:
     queue_timeout: float = 30.0  # longest wait for a slot, then 503
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     body_read_timeout: float = DEFAULT_BODY_READ_TIMEOUT
-    max_messages: int = DEFAULT_MAX_MESSAGES
-    max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES
+    bounds: Bounds = field(default_factory=Bounds)  # how much one request may carry
     api_keys: tuple[str, ...] = ()
     metrics_token: str | None = None
     graceful_timeout: float = 30.0
@@ -137,8 +135,7 @@ class Settings:
             queue_timeout=config("QUEUE_TIMEOUT_SECS", cast=float, default=30.0),
             max_body_bytes=config("MAX_BODY_BYTES", cast=int, default=DEFAULT_MAX_BODY_BYTES),
             body_read_timeout=config("BODY_READ_TIMEOUT_SECS", cast=float, default=DEFAULT_BODY_READ_TIMEOUT),
-            max_messages=config("MAX_MESSAGES", cast=int, default=DEFAULT_MAX_MESSAGES),
-            max_image_bytes=config("MAX_IMAGE_BYTES", cast=int, default=DEFAULT_MAX_IMAGE_BYTES),
+            bounds=_bounds(config),
             api_keys=_api_keys(config("API_KEYS", default=""), config("API_KEYS_FILE", default="")),
             metrics_token=config("METRICS_TOKEN", default=None) or None,
             graceful_timeout=config("GRACEFUL_TIMEOUT_SECS", cast=float, default=30.0),
@@ -155,3 +152,17 @@ class Settings:
             engine_max_queue=config("ENGINE_MAX_QUEUE", cast=int, default=64),
             access_log=config("ACCESS_LOG", cast=bool, default=True),
         )
+
+
+# Each bound's variable; unset, the default in app/bounds.py.
+_BOUNDS = {
+    "messages": "MAX_MESSAGES", "images": "MAX_IMAGES", "image_bytes": "MAX_IMAGE_BYTES",
+    "image_total_bytes": "MAX_IMAGE_TOTAL_BYTES", "tools": "MAX_TOOLS", "stop": "MAX_STOP_SEQUENCES",
+    "content_parts": "MAX_CONTENT_PARTS", "inputs": "MAX_EMBED_INPUTS", "body_items": "MAX_BODY_ITEMS",
+}  # fmt: skip
+
+
+def _bounds(config: Config) -> Bounds:
+    defaults = Bounds()
+    return Bounds(**{name: config(variable, cast=int, default=getattr(defaults, name))
+                     for name, variable in _BOUNDS.items()})  # fmt: skip

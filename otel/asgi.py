@@ -33,7 +33,20 @@ from otel.metrics import ProxyMetrics
 from otel.record import RequestRecord, recording
 from otel.semconv import ENDPOINT, ERROR_TYPE_LABEL, NO_ERROR, STATUS, UNMATCHED_ENDPOINT
 
-__all__ = ["EXCLUDED_PATHS", "HTTPTelemetryMiddleware", "RouteTemplates", "TraceContextPassThrough", "middleware"]
+# The ASGI scope extension in which the HTTP server (app/http/server.py) leaves the status it answered a request
+# with itself (``{"status": 400}``), when the request's framing broke after the app had begun.
+FRAMING_ERROR = "mistral_ollama_proxy.framing_error"
+BAD_FRAMING = "bad_framing"
+
+__all__ = [
+    "BAD_FRAMING",
+    "EXCLUDED_PATHS",
+    "FRAMING_ERROR",
+    "HTTPTelemetryMiddleware",
+    "RouteTemplates",
+    "TraceContextPassThrough",
+    "middleware",
+]
 
 # Scrapes are not traffic: counting them would hide an idle service from the no-requests alert.
 EXCLUDED_PATHS = frozenset(METRICS_PATHS)
@@ -133,6 +146,10 @@ class HTTPTelemetryMiddleware:
         finally:
             status = exchange.status or (499 if failure == CLIENT_DISCONNECTED else 500)
             error_type = failure or record.error_type or _inferred_error(exchange)
+            if framing := scope.get("extensions", {}).get(FRAMING_ERROR, {}).get("status"):
+                # The server itself answered a request whose framing broke mid-body (a bad chunk): the app only
+                # saw its client leave, but the client was told this status.
+                status, error_type, failure = framing, BAD_FRAMING, None
             attributes = {ENDPOINT: endpoint, STATUS: str(status), ERROR_TYPE_LABEL: error_type}
             seconds = time.perf_counter() - started
             metrics.http_requests.add(1, attributes)
@@ -143,7 +160,7 @@ class HTTPTelemetryMiddleware:
             if self._access_log:  # inside the span's context: the line carries its trace and span ids
                 log_request(scope["method"], endpoint, status, seconds, error_type, record)
             if span is not None:
-                _end_span(span, token, exchange.status, failure)
+                _end_span(span, token, status if framing else exchange.status, failure)
 
     def _start_span(self, scope: Scope, template: str | None) -> tuple[Span, object]:
         assert self._tracer is not None

@@ -205,6 +205,18 @@ def test_every_mode_listens_on_loopback_by_default_as_ollama_does() -> None:
     assert Settings.from_env({"BIND_ADDRESS": "0.0.0.0:9"}, env_file=None).bind == "0.0.0.0:9"
 
 
+def test_each_bound_on_a_request_is_a_variable() -> None:
+    from app.bounds import Bounds
+    from app.settings import Settings
+
+    variables = {"MAX_MESSAGES": "1", "MAX_IMAGES": "2", "MAX_IMAGE_BYTES": "3", "MAX_IMAGE_TOTAL_BYTES": "4",
+                 "MAX_TOOLS": "5", "MAX_STOP_SEQUENCES": "6", "MAX_CONTENT_PARTS": "7", "MAX_EMBED_INPUTS": "8",
+                 "MAX_BODY_ITEMS": "9"}  # fmt: skip
+    assert Settings.from_env(variables, env_file=None).bounds == Bounds(1, 2, 3, 4, 5, 6, 7, 8, 9)
+    assert Settings.from_env({}, env_file=None).bounds == Bounds() == Settings().bounds
+    assert Bounds() == Bounds(4096, 100, 20 * 2**20, 32 * 2**20, 128, 64, 256, 2048, 1_000_000)
+
+
 @pytest.mark.parametrize(("value", "base"), [("", math.e), ("e", math.e), ("E", math.e), ("10", 10.0)])
 def test_the_logprob_base_of_a_server_is_e_or_10(value: str, base: float) -> None:
     from app.settings import Settings

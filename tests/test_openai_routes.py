@@ -7,6 +7,7 @@ import json
 import httpx
 import openai
 
+from app.bounds import Bounds
 from app.http.app import create_app
 from app.settings import Settings
 from tests.emulator import Emulator, Reply
@@ -104,7 +105,7 @@ def test_deeply_nested_json_is_a_400(http: httpx.Client, emulator: Emulator) -> 
 
 
 def test_the_api_limits_on_messages_and_images_apply_to_v1(upstream: Server) -> None:
-    settings = Settings(mistral_url=upstream.url, max_messages=3, max_image_bytes=30)
+    settings = Settings(mistral_url=upstream.url, bounds=Bounds(messages=3, image_bytes=30))
     with serve_in_thread(create_app(settings)) as proxy, httpx.Client(base_url=proxy.url) as http:
         many = {"model": "mistral-7b", "messages": [{"role": "user", "content": "hi"}] * 4}
         response = http.post("/v1/chat/completions", json=many)
@@ -114,6 +115,39 @@ def test_the_api_limits_on_messages_and_images_apply_to_v1(upstream: Server) -> 
         response = http.post("/v1/chat/completions", json=big)
         assert (response.status_code, response.json()) == (413, _invalid("image too large: 48 bytes (the limit is 30)"))
         fine = {"model": "mistral-7b", "messages": [{"role": "user", "content": "hi"}] * 3}
+        assert http.post("/v1/chat/completions", json=fine).status_code == 200
+
+
+def test_every_list_in_an_openai_request_is_bounded(upstream: Server, emulator: Emulator) -> None:
+    bounds = Bounds(images=2, image_total_bytes=60, tools=1, stop=2, content_parts=3, inputs=2)
+    image = {"type": "image_url", "image_url": {"url": "data:image/png;base64," + "QUJD" * 12}}  # 36 bytes
+    text = {"type": "text", "text": "hi"}
+    tool = {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}
+    chat = {"model": "mistral-7b", "messages": [{"role": "user", "content": "hi"}]}
+    refusals = [
+        ("/v1/chat/completions", {**chat, "messages": [{"role": "user", "content": [text] * 4}]},
+         "too many content parts in a message: 4 (the limit is 3)"),
+        ("/v1/chat/completions", {**chat, "messages": [{"role": "user", "content": [image, text]}] * 3},
+         "too many images: 3 (the limit is 2)"),
+        ("/v1/chat/completions", {**chat, "tools": [tool, tool]}, "too many tools: 2 (the limit is 1)"),
+        ("/v1/chat/completions", {**chat, "stop": ["a", "b", "c"]}, "too many stop sequences: 3 (the limit is 2)"),
+        ("/v1/completions", {"model": "mistral-7b", "prompt": "hi", "stop": ["a", "b", "c"]},
+         "too many stop sequences: 3 (the limit is 2)"),
+        ("/v1/embeddings", {"model": "mistral-7b", "input": ["a", "b", "c"]}, "too many inputs: 3 (the limit is 2)"),
+    ]  # fmt: skip
+    settings = Settings(mistral_url=upstream.url, bounds=bounds)
+    with serve_in_thread(create_app(settings)) as proxy, httpx.Client(base_url=proxy.url) as http:
+        for path, body, message in refusals:
+            response = http.post(path, json=body)
+            assert (response.status_code, response.json()) == (400, _invalid(message)), path
+        # Two images of 36 bytes: each within its own limit, together over the request's.
+        response = http.post(
+            "/v1/chat/completions", json={**chat, "messages": [{"role": "user", "content": [image]}] * 2}
+        )
+        assert (response.status_code, response.json()["error"]["message"]) == (
+            413, "images too large: over 60 bytes in one request (the limit is 60)")  # fmt: skip
+        assert [r for r in emulator.requests if r.path.startswith("/v1/")] == []
+        fine = {**chat, "messages": [{"role": "user", "content": [text, text, image]}], "tools": [tool], "stop": ["a"]}
         assert http.post("/v1/chat/completions", json=fine).status_code == 200
 
 

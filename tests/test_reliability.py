@@ -17,6 +17,7 @@ import pytest
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from app.bounds import Bounds
 from app.http.app import create_app
 from app.settings import Settings
 from otel.telemetry import Telemetry
@@ -74,13 +75,62 @@ def test_body_over_the_limit_is_413(configure: Any, metric_reader: InMemoryMetri
 
 
 def test_too_many_messages_and_too_large_images(configure: Any) -> None:
-    http = configure(max_messages=2, max_image_bytes=30)
+    http = configure(bounds=Bounds(messages=2, image_bytes=30))
     response = http.post("/api/chat", json={"model": "mistral", "messages": HI * 3})
     assert (response.status_code, response.json()) == (400, {"error": "too many messages: 3 (the limit is 2)"})
     image = base64.b64encode(b"\x89PNG" + b"0" * 60).decode()
     body = {"model": "mistral", "prompt": "what is it?", "images": [image]}
     response = http.post("/api/generate", json=body)
     assert (response.status_code, response.json()) == (413, {"error": "image too large: 64 bytes (the limit is 30)"})
+
+
+def _error(response: httpx.Response) -> tuple[int, str]:
+    return response.status_code, response.json()["error"]
+
+
+def test_every_list_in_an_ollama_request_is_bounded(configure: Any, emulator: Emulator) -> None:
+    bounds = Bounds(images=2, image_total_bytes=100, tools=1, stop=2, inputs=2)
+    http = configure(bounds=bounds)
+    image = base64.b64encode(b"\x89PNG" + b"0" * 56).decode()  # 60 bytes
+    seen = [{"role": "user", "content": "look", "images": [image]}]
+    tool = {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}
+    call = {"function": {"name": "f", "arguments": {}}}
+    chat = {"model": "mistral", "stream": False}
+    refusals = [
+        ("/api/chat", {**chat, "messages": [*seen, *seen, *seen]}, "too many images: 3 (the limit is 2)"),
+        ("/api/chat", {**chat, "messages": HI, "tools": [tool, tool]}, "too many tools: 2 (the limit is 1)"),
+        ("/api/chat", {**chat, "messages": [{"role": "assistant", "content": "", "tool_calls": [call, call]}]},
+         "too many tool calls in a message: 2 (the limit is 1)"),
+        ("/api/chat", {**chat, "messages": HI, "options": {"stop": ["a", "b", "c"]}},
+         "too many stop sequences: 3 (the limit is 2)"),
+        ("/api/generate", {**chat, "prompt": "what?", "images": [image] * 3}, "too many images: 3 (the limit is 2)"),
+        ("/api/generate", {**chat, "prompt": "hi", "options": {"stop": ["a", "b", "c"]}},
+         "too many stop sequences: 3 (the limit is 2)"),
+        ("/api/embed", {"model": "mistral", "input": ["a", "b", "c"]}, "too many inputs: 3 (the limit is 2)"),
+    ]  # fmt: skip
+    for path, body, message in refusals:
+        assert _error(http.post(path, json=body)) == (400, message), path
+    # Two images of 60 bytes: each within its own limit, together over the request's.
+    response = http.post("/api/chat", json={**chat, "messages": [*seen, *seen]})
+    assert _error(response) == (413, "images too large: over 100 bytes in one request (the limit is 100)")
+    assert [r for r in emulator.requests if r.path.startswith("/v1/")] == []  # nothing reached mistral.rs
+    emulator.script(Reply(content="fine"))
+    response = http.post("/api/chat", json={**chat, "messages": seen, "tools": [tool], "options": {"stop": ["a", "b"]}})
+    assert (response.status_code, response.json()["message"]["content"]) == (200, "fine")
+
+
+def test_a_body_of_too_many_items_is_refused_as_it_arrives(configure: Any, emulator: Emulator) -> None:
+    http = configure(bounds=Bounds(body_items=1000))
+    many = b'{"model": "mistral", "prompt": "hi", "images": [' + b",".join([b'"QQ=="'] * 1001) + b"]}"
+    expected = (413, "request body holds too many items: over 1000 (the limit is 1000)")
+    assert _error(http.post("/api/generate", content=many)) == expected
+    assert _error(http.post("/api/generate", content=iter([many[:3000], many[3000:]]))) == expected  # chunked
+    openai = http.post("/v1/chat/completions", content=many)
+    assert (openai.status_code, openai.json()["error"]["message"]) == expected
+    assert [r for r in emulator.requests if r.path.startswith("/v1/")] == []
+    few = b'{"model": "mistral", "messages": [{"role": "user", "content": "' + b"," * 900 + b'"}], "stream": false}'
+    emulator.script(Reply(content="fine"))
+    assert http.post("/api/chat", content=few).json()["message"]["content"] == "fine"  # 901 commas: within
 
 
 def test_n_plus_k_streams_against_a_limit_of_n(

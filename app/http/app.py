@@ -98,7 +98,8 @@ def create_app(
         *_cors(settings),
         *([Middleware(AuthMiddleware, api_keys=settings.api_keys, metrics_token=settings.metrics_token)]
           if settings.api_keys or settings.metrics_token else []),
-        Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes, read_timeout=settings.body_read_timeout),
+        Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes, read_timeout=settings.body_read_timeout,
+                   max_items=settings.bounds.body_items),
     ]  # fmt: skip
     app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan, exception_handlers=EXCEPTION_HANDLERS)
     app.state.drain = drain

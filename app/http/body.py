@@ -1,4 +1,5 @@
-"""Request bodies: decoded and validated in one msgspec pass, then bounded; every failure is a clear 4xx."""
+"""Request bodies: decoded and validated in one msgspec pass; every failure is a clear 4xx (app/bounds.py counts
+what was decoded)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,9 @@ from typing import Any, TypeVar, cast
 import msgspec
 from starlette.requests import Request
 
-from app.errors import InvalidRequest, PayloadTooLarge
+from app.errors import InvalidRequest
 
-__all__ = ["check_inputs", "parse_body"]
+__all__ = ["parse_body"]
 
 T = TypeVar("T")
 # A \uD800-\uDBFF escape not followed by a \uDC00-\uDFFF one, or a \uDC00-\uDFFF escape without one before it.
@@ -50,13 +51,3 @@ def _explained(exc: msgspec.DecodeError, body: bytes) -> str:
         escape = lone.group().decode("ascii")
         return f"{escape} is half of a UTF-16 surrogate pair, with no other half: not a character"
     return str(exc)
-
-
-def check_inputs(messages: int, images: list[str], max_messages: int, max_image_bytes: int) -> None:
-    """Refuse conversations and images bigger than configured, before any work is done for them."""
-    if messages > max_messages:
-        raise InvalidRequest(f"too many messages: {messages} (the limit is {max_messages})")
-    for image in images:
-        size = len(image) * 3 // 4 - image[-2:].count("=")  # what the base64 decodes to
-        if size > max_image_bytes:
-            raise PayloadTooLarge(f"image too large: {size} bytes (the limit is {max_image_bytes})")

@@ -8,9 +8,10 @@ import time
 from starlette.requests import Request
 from starlette.responses import Response
 
+from app.bounds import Bounds
 from app.errors import InvalidRequest, ModelNotFound
 from app.generation import Generations, generations_of
-from app.http.body import check_inputs, parse_body
+from app.http.body import parse_body
 from app.http.responses import json_response
 from app.ollama import (
     ChatRequest,
@@ -19,6 +20,8 @@ from app.ollama import (
     EmbedRequest,
     EmbedResponse,
     GenerateRequest,
+    Message,
+    Options,
 )
 from app.ollama.translate.options import keep_alive_seconds, model_options
 from app.ollama.translate.requests import (
@@ -35,9 +38,15 @@ from otel.genai import Clock
 __all__ = ["chat", "embed", "embeddings", "generate"]
 
 
-def _check(generations: Generations, messages: int, images: list[str]) -> None:
-    settings = generations.settings
-    check_inputs(messages, images, settings.max_messages, settings.max_image_bytes)
+def _check(bounds: Bounds, messages: list[Message], options: Options | None) -> None:
+    """Counts first, each cheap, and only then the images' sizes."""
+    bounds.count("messages", len(messages), bounds.messages)
+    bounds.count("images", sum(len(message.images or ()) for message in messages), bounds.images)
+    for message in messages:
+        bounds.count("tool calls in a message", len(message.tool_calls or ()), bounds.tools)
+    stop = options.stop if options is not None else None
+    bounds.count("stop sequences", len(stop) if isinstance(stop, list) else 0, bounds.stop)
+    bounds.check_images(image for message in messages for image in message.images or ())
 
 
 async def chat(request: Request) -> Response:
@@ -48,8 +57,9 @@ async def chat(request: Request) -> Response:
         raise InvalidRequest("model is required")
     unload = keep_alive_seconds(body.keep_alive) == 0
     generations = generations_of(request)
-    messages = body.messages or []
-    _check(generations, len(messages), [image for message in messages for image in message.images or []])
+    messages, bounds = body.messages or [], generations.settings.bounds
+    bounds.count("tools", len(body.tools or ()), bounds.tools)
+    _check(bounds, messages, body.options)
     entry = await generations.catalog.resolve(body.model)
     check_thinking(body.think, body.model, entry.id)
     if not messages:
@@ -71,7 +81,7 @@ async def generate(request: Request) -> Response:
         raise InvalidRequest("model is required")
     unload = keep_alive_seconds(body.keep_alive) == 0
     generations = generations_of(request)
-    _check(generations, 1, body.images or [])
+    _check(generations.settings.bounds, [Message(role="user", images=body.images)], body.options)
     entry = await generations.catalog.resolve(body.model)
     check_thinking(body.think, body.model, entry.id)
     if not body.prompt and not body.suffix and not body.images:
@@ -112,7 +122,9 @@ async def embed(request: Request) -> Response:
     if body.dimensions is not None and body.dimensions <= 0:
         raise InvalidRequest("dimensions must be a positive number")
     inputs = [body.input] if isinstance(body.input, str) else body.input or []
-    response = await _embed(generations_of(request), body.model, inputs)
+    generations = generations_of(request)
+    generations.settings.bounds.count("inputs", len(inputs), generations.settings.bounds.inputs)
+    response = await _embed(generations, body.model, inputs)
     reply = EmbedResponse(model=body.model, embeddings=_vectors(response, body.dimensions))
     reply.total_duration = time.perf_counter_ns() - start
     if response.usage is not None:

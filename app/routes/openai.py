@@ -8,9 +8,10 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
+from app.bounds import Bounds
 from app.errors import InvalidRequest, ModelNotFound
 from app.generation import generations_of
-from app.http.body import check_inputs, parse_body
+from app.http.body import parse_body
 from app.http.responses import json_response
 from app.models import Entry
 from app.upstream import ModelAction, Route
@@ -22,10 +23,32 @@ class _ModelId(msgspec.Struct):
     model_id: str
 
 
-def _inline_images(messages: list[Any]) -> list[str]:
+def _check(bounds: Bounds, body: dict[str, Any]) -> None:
+    """The bounds of /api/chat on OpenAI's shapes; mistral.rs answers for anything else malformed."""
+    messages = body.get("messages")
+    messages = messages if isinstance(messages, list) else []
+    bounds.count("messages", len(messages), bounds.messages)
+    contents = [message["content"] for message in messages
+                if isinstance(message, dict) and isinstance(message.get("content"), list)]  # fmt: skip
+    for parts in contents:
+        bounds.count("content parts in a message", len(parts), bounds.content_parts)
+    images = [
+        part for parts in contents for part in parts if isinstance(part, dict) and part.get("type") == "image_url"
+    ]
+    bounds.count("images", len(images), bounds.images)
+    lists = (
+        ("tools", "tools", bounds.tools),
+        ("stop", "stop sequences", bounds.stop),
+        ("input", "inputs", bounds.inputs),
+    )
+    for key, what, limit in lists:
+        found = body.get(key)
+        bounds.count(what, len(found) if isinstance(found, list) else 0, limit)
+    bounds.check_images(_inline(images))
+
+
+def _inline(parts: list[dict[str, Any]]) -> list[str]:
     """The base64 payloads of ``data:`` image URLs, which MAX_IMAGE_BYTES bounds as it does Ollama's images."""
-    parts = [part for message in messages if isinstance(message, dict) and isinstance(message.get("content"), list)
-             for part in message["content"] if isinstance(part, dict) and part.get("type") == "image_url"]  # fmt: skip
     urls = [part["image_url"].get("url") for part in parts if isinstance(part.get("image_url"), dict)]
     return [url.partition(",")[2] for url in urls if isinstance(url, str) and url.startswith("data:")]
 
@@ -36,9 +59,7 @@ async def _relay(request: Request, route: Route) -> Response:
     if not isinstance(name, str) or not name:
         raise InvalidRequest("model must be a non-empty string")
     generations = generations_of(request)
-    if isinstance(messages := body.get("messages"), list):  # the same limits as on /api/chat
-        settings = generations.settings
-        check_inputs(len(messages), _inline_images(messages), settings.max_messages, settings.max_image_bytes)
+    _check(generations.settings.bounds, body)
     entry = await generations.catalog.resolve(name)
     body["model"] = entry.id
     return await generations.relay(request, route=route, entry=entry, body=body)

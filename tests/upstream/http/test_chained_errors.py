@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from app.bounds import Bounds
 from app.http.app import create_app
 from app.settings import Settings
 from tests.servers import Server, serve_in_thread
@@ -18,7 +19,9 @@ TOO_MANY = "too many messages: 2 (the limit is 1)"
 
 @pytest.fixture
 def gateway(upstream: Server) -> Iterator[httpx.Client]:
-    inner_settings = Settings(mistral_url=upstream.url, model_aliases={"mistral:latest": "mistral-7b"}, max_messages=1)
+    inner_settings = Settings(
+        mistral_url=upstream.url, model_aliases={"mistral:latest": "mistral-7b"}, bounds=Bounds(messages=1)
+    )
     with serve_in_thread(create_app(inner_settings)) as inner:
         with serve_in_thread(create_app(Settings(mistral_url=inner.url))) as outer:
             with httpx.Client(base_url=outer.url, timeout=30) as http:
