@@ -120,6 +120,9 @@ class ProxyMetrics:
     upstream_up: Instrument[Gauge] = Instrument(
         Metric.UPSTREAM_UP, "gauge", "", "1 when mistral.rs answers its health check, else 0"
     )
+    event_loop_lag: Instrument[Histogram] = Instrument(
+        Metric.EVENT_LOOP_LAG, "histogram", "s", "How late the event loop ran a timer", Buckets.EVENT_LOOP_LAG
+    )
     token_usage: Instrument[Histogram] = Instrument(
         Metric.TOKEN_USAGE, "histogram", "{token}", "Input and output tokens per GenAI operation", Buckets.TOKENS
     )

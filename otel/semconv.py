@@ -11,6 +11,7 @@ direct ``/metrics`` path and through the Collector:
 | `mistral_http_request_duration_seconds` | 5 ms … 10 min | listings take ms, generations minutes; 5 s, 10 s alert |
 | `mistral_generate_duration_seconds` | 100 ms … 10 min | one generation; 30 s is the slow-generation alert |
 | `mistral_model_load_duration_seconds` | 100 ms … 10 min | a small GGUF from RAM to a large model off disk |
+| `mistral_event_loop_lag_seconds` | 1 ms … 10 s | a healthy loop wakes within a millisecond or two; 100 ms alerts |
 | `gen_ai_client_operation_duration_seconds` | 0.01 … 81.92 | semconv's advisory boundaries |
 | `gen_ai_server_time_to_first_token_seconds` | 0.001 … 10 | semconv's advisory boundaries |
 | `gen_ai_server_time_per_output_token_seconds` | 0.01 … 2.5 | semconv's advisory boundaries |
@@ -105,6 +106,7 @@ class Metric:
     STREAMING_CHUNKS = "mistral_streaming_chunks"
     MODEL_LOAD_DURATION = "mistral_model_load_duration"
     UPSTREAM_UP = "mistral_upstream_up"
+    EVENT_LOOP_LAG = "mistral_event_loop_lag"
     TOKEN_USAGE = gen_ai_metrics.GEN_AI_CLIENT_TOKEN_USAGE
     OPERATION_DURATION = gen_ai_metrics.GEN_AI_CLIENT_OPERATION_DURATION
     TIME_TO_FIRST_TOKEN = gen_ai_metrics.GEN_AI_SERVER_TIME_TO_FIRST_TOKEN
@@ -115,6 +117,7 @@ class Buckets:
     HTTP = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0)
     GENERATE = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 45.0, 60.0, 120.0, 180.0, 300.0, 600.0)
     MODEL_LOAD = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0)
+    EVENT_LOOP_LAG = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
     OPERATION = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92)
     TIME_TO_FIRST_TOKEN = (
         0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,

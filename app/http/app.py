@@ -22,6 +22,7 @@ from app.routes import ROUTES
 from app.settings import Settings
 from app.upstream import Upstream, make_upstream
 from app.upstream.watch import watch_upstream
+from otel.loop_lag import watch_event_loop
 from otel.metrics import ProxyMetrics
 from otel.semconv import UPSTREAM
 from otel.telemetry import Telemetry, disabled
@@ -82,6 +83,7 @@ def create_app(
             asyncio.create_task(watch_upstream(name, check, _reporter(telemetry.metrics, name), interval))
             for name, check in client.health_checks().items()
         ]
+        watchers.append(asyncio.create_task(watch_event_loop(telemetry.metrics.event_loop_lag.record)))
         try:
             yield
         finally:

@@ -46,6 +46,7 @@ ALERTS = {
     "MistralSlowTimeToFirstToken": ("warning", "10m"),
     "MistralErrorBudgetBurnFast": ("critical", "2m"),
     "MistralErrorBudgetBurnSlow": ("warning", "15m"),
+    "MistralEventLoopStalled": ("warning", "5m"),
 }
 # Only these are about the direct scrape target and may name its job.
 SCRAPE_TARGET_ALERTS = {"MistralDown", "MistralNoRequests"}

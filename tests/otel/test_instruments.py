@@ -34,7 +34,7 @@ def test_each_specification_is_one_attribute_of_the_kind_it_says() -> None:
     metrics = telemetry.metrics
     assert [spec.attribute for spec in INSTRUMENTS] == [
         "http_requests", "http_request_duration", "active_requests", "generate_duration", "generate_tokens",
-        "streaming_chunks", "model_load_duration", "upstream_up", "token_usage", "operation_duration",
+        "streaming_chunks", "model_load_duration", "upstream_up", "event_loop_lag", "token_usage", "operation_duration",
         "time_to_first_token", "time_per_output_token",
     ]  # fmt: skip
     kinds = {"counter": "Counter", "in_flight": "InFlight", "histogram": "Histogram", "gauge": "Gauge"}
@@ -53,7 +53,8 @@ def test_the_series_names_are_the_exporters() -> None:
     assert {spec.series for spec in INSTRUMENTS} == {
         "mistral_http_requests_total", "mistral_http_request_duration_seconds", "mistral_active_requests",
         "mistral_generate_duration_seconds", "mistral_generate_tokens_total", "mistral_streaming_chunks_total",
-        "mistral_model_load_duration_seconds", "mistral_upstream_up", "gen_ai_client_token_usage",
+        "mistral_model_load_duration_seconds", "mistral_upstream_up", "mistral_event_loop_lag_seconds",
+        "gen_ai_client_token_usage",
         "gen_ai_client_operation_duration_seconds", "gen_ai_server_time_to_first_token_seconds",
         "gen_ai_server_time_per_output_token_seconds",
     }  # fmt: skip
