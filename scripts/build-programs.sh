@@ -56,7 +56,7 @@ build_otelcol() {
 }
 
 build_jaeger() {
-  local dir="$cache/jaeger-$JAEGER_VERSION"
+  local dir="$cache/jaeger-$JAEGER_VERSION-r2"  # r2: stamped with its version, as its own release builds are
   built jaeger "$dir" jaeger && { finish "$dir" jaeger; return; }
   rm -rf "$dir"; mkdir -p "$dir/src"
   # Its go.mod has replace lines, so `go install pkg@version` refuses it: build it as a tool of a wrapper module.
@@ -64,7 +64,8 @@ build_jaeger() {
   (cd "$dir/src" && go mod init mop-jaeger >/dev/null 2>&1 \
     && go get -tool "github.com/jaegertracing/jaeger/cmd/jaeger@v$JAEGER_MODULE_VERSION")
   say "jaeger: compiling (first build: several minutes)"
-  (cd "$dir/src" && timed jaeger go build -o "$dir/jaeger" github.com/jaegertracing/jaeger/cmd/jaeger)
+  local ldflags="-X github.com/jaegertracing/jaeger/internal/version.latestVersion=v$JAEGER_VERSION"
+  (cd "$dir/src" && timed jaeger go build -ldflags "$ldflags" -o "$dir/jaeger" github.com/jaegertracing/jaeger/cmd/jaeger)
   rm -rf "$dir/src"
   finish "$dir" jaeger
 }

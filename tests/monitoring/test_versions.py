@@ -3,6 +3,7 @@ it, compose.yaml runs its image, and the Collector build holds exactly the compo
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 from pathlib import Path
@@ -77,6 +78,11 @@ def test_prometheus_and_promtool_report_the_pinned_version() -> None:
     for binary in ("prometheus", "promtool"):
         done = subprocess.run([program(binary), "--version"], capture_output=True, text=True, check=True)
         assert f"version {version}" in (done.stdout + done.stderr).splitlines()[0], done.stdout + done.stderr
+
+
+def test_jaeger_reports_the_pinned_version() -> None:
+    done = subprocess.run([program("jaeger"), "version"], capture_output=True, text=True, check=True, timeout=60)
+    assert json.loads(done.stdout.splitlines()[-1])["gitVersion"] == f"v{_versions()['JAEGER_VERSION']}"
 
 
 @pytest.mark.parametrize(("binary", "config"), [("otelcol-mop", "collector-config.yaml"),
