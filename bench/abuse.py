@@ -1,11 +1,16 @@
-"""What careless and hostile clients cost the proxy: half-sent bodies, connection churn, and a mixed soak.
+"""What careless and hostile clients cost the proxy: hostile bodies, half-sent bodies, connection churn, and a
+mixed soak.
 
-    python bench/abuse.py                    # 1,000 half-sent bodies, 2,000 connections/s for 10 s, 5-min soak
+    python bench/abuse.py                    # all phases, with a 5-min soak
     python bench/abuse.py --soak 60          # a shorter soak
 
-The proxy (``mistral-ollama-proxy serve``, telemetry off) runs in front of the stand-in upstream. Throughout, a
-well-behaved client sends one chat every 50 ms and must get 200s; the report gives its errors and latency, the
-proxy's descriptors and RSS before and after, and sockets left in CLOSE-WAIT. Writes bench/results-abuse.md.
+The proxy (``mistral-ollama-proxy serve``, telemetry off) runs in front of the stand-in upstream. Hostile bodies:
+about 40 KB of each shape that once cost the proxy (a 40,000-digit duration, thousands of images, tools, stop
+sequences or messages, deep nesting, lone surrogates, ...), each sent 20 times; the report gives the time to its
+4xx, the worst per KB, and the worst wait of another client polling ``/api/version`` meanwhile, against its worst
+wait with no hostile traffic, measured in the same run. In the other phases, a well-behaved client sends one chat
+every 50 ms and must get 200s; the report gives its errors and latency, the proxy's descriptors and RSS before and
+after, and sockets left in CLOSE-WAIT. Writes bench/results-abuse.md.
 """
 
 from __future__ import annotations
@@ -138,6 +143,118 @@ def soak(url: str, seconds: float) -> str:
     return f"{counts[0]} mixed requests in {seconds:g} s"
 
 
+def _hostile_bodies(size: int = 40_000) -> dict[str, tuple[str, bytes]]:
+    """Bodies of about ``size`` bytes: name -> (route, body). Each must get a 4xx."""
+    chat = '{"model": "m", "messages": [{"role": "user", "content": "hi"}], '
+
+    def many(item: str) -> str:
+        return ",".join([item] * (size // (len(item) + 1)))
+
+    bodies = {
+        "keep_alive: one long run of digits": ("/api/chat", chat + '"keep_alive": "' + "9" * size + 's"}'),
+        "images: thousands of tiny ones": ("/api/generate", '{"model": "m", "prompt": "?", "images": [' +
+                                           many('"QQ=="') + "]}"),
+        "tools: thousands of empty ones": ("/api/chat", chat + '"tools": [' + many("{}") + "]}"),
+        "stop sequences: thousands of empty ones": ("/api/chat", chat + '"options": {"stop": [' + many('""') + "]}}"),
+        "messages: thousands with a bad role": ("/api/chat", '{"model": "m", "messages": [' +
+                                                many('{"role":"x"}') + "]}"),
+        "messages: nested arrays, as deep as the body": ("/api/chat", '{"model": "m", "messages": ' +
+                                                         "[" * (size // 2) + "]" * (size // 2) + "}"),
+        "a string of lone surrogate escapes": ("/api/chat", chat + '"x": "' + "\\ud800" * (size // 6) + '"}'),
+        "context: thousands of tokens, no model": ("/api/generate", '{"prompt": "hi", "context": [' + many("1") + "]}"),
+        "prompt: escapes only, an unknown model": ("/api/generate", '{"model": "nope", "prompt": "' +
+                                                   "\\u00e9" * (size // 6) + '"}'),
+    }  # fmt: skip
+    encoded = {name: (route, body.encode()) for name, (route, body) in bodies.items()}
+    encoded["a string of invalid UTF-8"] = ("/api/chat", chat.encode() + b'"x": "' + b"\xff" * size + b'"}')
+    return encoded
+
+
+@dataclass
+class Poller:
+    """Another client, asking ``GET /api/version`` back to back; its worst wait is the proxy's stall."""
+
+    url: str
+    waits: list[float] = field(default_factory=list)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def run(self) -> None:
+        with httpx.Client(base_url=self.url, timeout=30) as http:
+            while not self.stop.is_set():
+                started = time.perf_counter()
+                http.get("/api/version")
+                self.waits.append(time.perf_counter() - started)
+
+
+def _polled(url: str, action: Callable[[], None]) -> float:
+    """The poller's worst wait while ``action`` runs."""
+    poller = Poller(url)
+    thread = threading.Thread(target=poller.run)
+    thread.start()
+    time.sleep(0.2)
+    try:
+        action()
+    finally:
+        poller.stop.set()
+        thread.join()
+    return max(poller.waits)
+
+
+def hostile(url: str, repeats: int = 20) -> list[str]:
+    rows = ["| hostile body | route | size | status | time to the 4xx, median / worst | worst per KB | another "
+            "client's worst wait: idle / during |", "|---|---|---|---|---|---|---|"]  # fmt: skip
+    with httpx.Client(base_url=url, timeout=60) as http:
+        for name, (route, body) in _hostile_bodies().items():
+            times: list[float] = []
+            statuses: set[int] = set()
+
+            def send(route: str = route, body: bytes = body, times: list[float] = times,
+                     statuses: set[int] = statuses) -> None:  # fmt: skip
+                for _ in range(repeats):
+                    started = time.perf_counter()
+                    statuses.add(http.post(route, content=body, headers={"content-type": "application/json"})
+                                 .status_code)  # fmt: skip
+                    times.append(time.perf_counter() - started)
+
+            idle = _polled(url, lambda: time.sleep(0.5))  # the baseline, in the same run
+            during = _polled(url, send)
+            times.sort()
+            median, worst = times[len(times) // 2], times[-1]
+            rows.append(f"| {name} | `{route}` | {len(body) / 1000:.0f} KB | {', '.join(map(str, sorted(statuses)))} "
+                        f"| {median * 1000:.1f} / {worst * 1000:.1f} ms | {worst * 1000 / (len(body) / 1000):.2f} ms "
+                        f"| {idle * 1000:.1f} / {during * 1000:.1f} ms |")  # fmt: skip
+    return rows
+
+
+SIZES = (1_000, 10_000, 100_000, 1_000_000)
+
+
+def linearity(url: str, repeats: int = 5) -> list[str]:
+    """Each hostile shape at 1 KB to 1 MB: the best of ``repeats`` per KB at each size (linear parsing keeps it
+    flat; a quadratic step multiplies it by the size), and the worst of them."""
+    header = " | ".join(f"{size // 1000:,} KB" for size in SIZES)
+    rows = [f"| hostile body | ms per KB at {header} | worst ms per KB | 1 MB ÷ 10 KB |",
+            "|---" * (len(SIZES) + 3) + "|"]  # fmt: skip
+    with httpx.Client(base_url=url, timeout=120) as http:
+        per_kb: dict[str, list[float]] = {}
+        for size in SIZES:
+            for index, (route, body) in enumerate(_hostile_bodies(size).values()):
+                best = min(_timed(http, route, body) for _ in range(repeats))
+                per_kb.setdefault(str(index), []).append(best * 1000 / (len(body) / 1000))
+        for index, name in enumerate(_hostile_bodies()):
+            values = per_kb[str(index)]
+            cells = " | ".join(f"{value:.3f}" for value in values)
+            rows.append(f"| {name} | {cells} | {max(values):.3f} | {values[-1] / values[1]:.2f}× |")
+    return rows
+
+
+def _timed(http: httpx.Client, route: str, body: bytes) -> float:
+    started = time.perf_counter()
+    status = http.post(route, content=body, headers={"content-type": "application/json"}).status_code
+    assert 400 <= status < 500, (route, status)
+    return time.perf_counter() - started
+
+
 def phase(name: str, proxy: procs.Server, port: int, action: Callable[[], str]) -> list[str]:
     observer = Observer(proxy.url)
     watcher = threading.Thread(target=observer.run)
@@ -168,6 +285,8 @@ def main() -> int:
         proxy = procs.start("proxy", command, url=f"http://127.0.0.1:{port}", ready_path="/",
                             log=workdir / "proxy.log", env=env)  # fmt: skip
         try:
+            hostile_rows = hostile(proxy.url)
+            linear_rows = linearity(proxy.url)
             rows = ["| phase | what | the well-behaved client | proxy descriptors | proxy RSS (MB) | CLOSE-WAIT 1 s "
                     "after |", "|---|---|---|---|---|---|"]  # fmt: skip
             rows += phase("half-sent bodies", proxy, port, lambda: half_sent(port, args.half_sent, 10.0))
@@ -176,7 +295,26 @@ def main() -> int:
         finally:
             proxy.stop()
             standin.stop()
-    report = "\n".join(["# Abuse benchmark (bench/abuse.py)", "", *rows, ""])
+    report = "\n".join(
+        [
+            "# Abuse benchmark (bench/abuse.py)",
+            "",
+            "## Hostile bodies",
+            "",
+            *hostile_rows,
+            "",
+            "## Time per KB, from 1 KB to 1 MB",
+            "",
+            "The best of five at each size; flat or falling means linear (the fixed cost of a request spreads).",
+            "",
+            *linear_rows,
+            "",
+            "## Careless clients",
+            "",
+            *rows,
+            "",
+        ]
+    )
     args.output.write_text(report)
     print(report)
     return 0

@@ -85,7 +85,8 @@ def think_to_openai(think: bool | str | None) -> dict[str, Any]:
         return {"enable_thinking": think}
     if think in _EFFORTS:
         return {"enable_thinking": True, "reasoning_effort": _EFFORTS[think]}
-    raise InvalidRequest(f'invalid think value: "{think}" (must be true, false, "low", "medium", "high" or "max")')
+    allowed = 'true, false, "low", "medium", "high" or "max"'
+    raise InvalidRequest(f"invalid think value: {_quoted(think)} (must be {allowed})")
 
 
 def keep_alive_seconds(value: float | str | None) -> float | None:
@@ -100,11 +101,18 @@ def keep_alive_seconds(value: float | str | None) -> float | None:
     else:
         if math.isfinite(seconds):
             return seconds
-        raise InvalidRequest(f'time: invalid duration "{value}"')
+        raise InvalidRequest(f"time: invalid duration {_quoted(value)}")
     nanoseconds = _go_duration(text)
     if nanoseconds is None:
-        raise InvalidRequest(f'time: invalid duration "{value}"')
+        raise InvalidRequest(f"time: invalid duration {_quoted(value)}")
     return nanoseconds / 1e9
+
+
+def _quoted(value: str, limit: int = 64) -> str:
+    """Go's quoting of the value in its error, cut short: an error need not send a megabyte back."""
+    if len(value) <= limit:
+        return f'"{value}"'
+    return f'"{value[:limit]}"… ({len(value)} characters)'
 
 
 def _go_duration(text: str) -> int | None:

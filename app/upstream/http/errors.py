@@ -26,7 +26,8 @@ from app.errors import (
 
 __all__ = ["map_upstream_errors", "status_error"]
 
-_NOT_AVAILABLE = re.compile(r"Requested model '(.*?)' is not available")
+# [^']* not .*?: each try stops at the next quote, so a body of many "Requested model '" stays linear.
+_NOT_AVAILABLE = re.compile(r"Requested model '([^']*)' is not available")
 _RELOADING = re.compile(r"is being reloaded")
 # mistral.rs answers 500 for two mistakes of the client's (seen from the 0.8.1 server): a route the model's kind
 # does not serve (embeddings from a chat model), and messages its chat template cannot render (images to a text
