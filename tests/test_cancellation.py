@@ -20,10 +20,10 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from starlette.applications import Starlette
 
 from app.generation import Generations
-from app.http.app import create_app
+from app.main import create_app
 from app.settings import Settings
-from app.upstream import make_upstream
 from app.upstream.embedded import EmbeddedUpstream
+from app.upstream.factory import make_upstream
 from otel.telemetry import Telemetry
 from tests.emulator import Emulator, Reply
 from tests.otel.helpers import values, wait_idle

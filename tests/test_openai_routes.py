@@ -8,7 +8,7 @@ import httpx
 import openai
 
 from app.bounds import Bounds
-from app.http.app import create_app
+from app.main import create_app
 from app.settings import Settings
 from tests.emulator import Emulator, Reply
 from tests.servers import Server, serve_in_thread

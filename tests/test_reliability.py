@@ -18,7 +18,7 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from app.bounds import Bounds
-from app.http.app import create_app
+from app.main import create_app
 from app.settings import Settings
 from otel.telemetry import Telemetry
 from tests.emulator import Emulator, Reply

@@ -17,7 +17,7 @@ import pytest
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from starlette.types import Message, Receive, Scope, Send
 
-from app.http.app import create_app
+from app.main import create_app
 from app.settings import Settings
 from otel.telemetry import Telemetry
 from tests.emulator import Emulator, Reply

@@ -30,10 +30,11 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from app.http.app import create_app
+from app.main import create_app
 from app.settings import Settings
-from app.upstream import Upstream, make_upstream
+from app.upstream import Upstream
 from app.upstream.embedded import EmbeddedUpstream
+from app.upstream.factory import make_upstream
 from otel.telemetry import Telemetry
 from tests.emulator import Emulator, Reply
 from tests.otel.helpers import values, wait_idle

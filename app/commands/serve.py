@@ -20,10 +20,11 @@ from hypercorn.asyncio import serve as hypercorn_serve
 from hypercorn.config import Config
 from hypercorn.run import run as hypercorn_run
 
-from app.http.app import create_app
 from app.http.server import install as install_closing_tcp_server
+from app.main import create_app
 from app.settings import Settings
-from app.upstream import Upstream, make_upstream
+from app.upstream import Upstream
+from app.upstream.factory import make_upstream
 from otel.setup import TelemetryConfigError, configure
 from otel.telemetry import Telemetry
 

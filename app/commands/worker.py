@@ -6,8 +6,8 @@ from importlib.metadata import version
 
 from starlette.applications import Starlette
 
-from app.http.app import create_app
 from app.http.server import install as install_closing_tcp_server
+from app.main import create_app
 from app.settings import Settings
 from otel.setup import configure
 

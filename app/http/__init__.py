@@ -1,7 +1,2 @@
-"""The HTTP layer: the app factory, one middleware per file, error rendering, response framing, and the server."""
-
-from __future__ import annotations
-
-from app.http.app import create_app
-
-__all__ = ["create_app"]
+"""The HTTP layer: one middleware per file, error rendering, response framing, and the server. It imports no route
+and no engine; ``app.main`` assembles the application from it."""

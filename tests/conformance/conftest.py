@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from app.http.app import create_app
+from app.main import create_app
 from app.settings import Settings
 from tests.emulator import Emulator, ModelEntry
 from tests.mistralrs_server import mistralrs_binary, running_mistralrs

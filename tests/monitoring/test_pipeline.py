@@ -16,7 +16,7 @@ from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
 from app.commands.check import Check, run_check
-from app.http.app import create_app
+from app.main import create_app
 from app.settings import Settings
 from otel.setup import configure
 from scripts.stack import RULES, Ports, Stack

@@ -13,7 +13,7 @@ from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import format_span_id, format_trace_id
 
-from app.http.app import create_app
+from app.main import create_app
 from app.settings import Settings
 from otel.access_log import ACCESS_LOGGER
 from otel.setup import configure

@@ -14,7 +14,7 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
 from prometheus_client.parser import text_string_to_metric_families
 
-from app.http.app import create_app
+from app.main import create_app
 from app.settings import Settings
 from otel.semconv import Buckets
 from otel.setup import configure

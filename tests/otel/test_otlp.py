@@ -9,7 +9,7 @@ import ollama
 import pytest
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
-from app.http.app import create_app
+from app.main import create_app
 from app.settings import Settings
 from otel.setup import configure
 from tests.otel.otlp_receiver import Received, grpc_receiver, http_receiver

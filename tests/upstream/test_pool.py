@@ -15,7 +15,7 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from starlette.applications import Starlette
 
-from app.http.app import create_app
+from app.main import create_app
 from app.settings import Settings
 from otel.setup import configure
 from otel.telemetry import Telemetry

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from app.http.app import create_app
+from app.main import create_app
 from app.settings import Settings
 from app.upstream.embedded import EmbeddedUpstream, resolve
 from otel.telemetry import Telemetry

@@ -6,7 +6,7 @@ import ollama
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
-from app.http.app import create_app
+from app.main import create_app
 from app.settings import Settings
 from otel.setup import configure
 from otel.telemetry import Telemetry

@@ -15,7 +15,7 @@ import httpx
 import ollama
 import pytest
 
-from app.http.app import create_app
+from app.main import create_app
 from app.settings import Settings
 from app.upstream.embedded import EmbeddedUpstream, resolve
 from app.upstream.embedded.spec import DEFAULT_MODEL, default_cache_dir

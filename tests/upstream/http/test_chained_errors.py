@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from app.bounds import Bounds
-from app.http.app import create_app
+from app.main import create_app
 from app.settings import Settings
 from tests.servers import Server, serve_in_thread
 

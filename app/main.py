@@ -1,4 +1,5 @@
-"""The application factory: the route table, the middleware stack, error rendering and the upstream's lifetime."""
+"""The composition root: the application assembled from every layer (the route table, the middleware stack, error
+rendering, the generation layer and the upstream's lifetime). Only the commands import it; nothing below does."""
 
 from __future__ import annotations
 
@@ -20,7 +21,8 @@ from app.limiter import Limiter
 from app.models import ModelCatalog
 from app.routes import ROUTES
 from app.settings import Settings
-from app.upstream import Upstream, make_upstream
+from app.upstream import Upstream
+from app.upstream.factory import make_upstream
 from app.upstream.watch import watch_upstream
 from otel.loop_lag import watch_event_loop
 from otel.metrics import ProxyMetrics
