@@ -16,6 +16,7 @@ after, and sockets left in CLOSE-WAIT. Writes bench/results-abuse.md.
 from __future__ import annotations
 
 import argparse
+import datetime
 import os
 import socket
 import sys
@@ -30,6 +31,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import procs  # noqa: E402
+import run  # noqa: E402
 from run import start_helper  # noqa: E402
 
 BENCH = Path(__file__).resolve().parent
@@ -275,6 +277,8 @@ def main() -> int:
     parser.add_argument("--soak", type=float, default=300.0, help="seconds")
     parser.add_argument("--output", type=Path, default=BENCH / "results-abuse.md")
     args = parser.parse_args()
+    header = [f"- date: {datetime.datetime.now(datetime.UTC).strftime('%Y-%m-%d %H:%M UTC')}",
+              f"- machine: {run.machine()}", f"- commit: {run.commit()}", f"- soak: {args.soak:g} s"]  # fmt: skip
     with TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         standin = start_helper("standin", "standin.py", workdir)
@@ -298,6 +302,8 @@ def main() -> int:
     report = "\n".join(
         [
             "# Abuse benchmark (bench/abuse.py)",
+            "",
+            *header,
             "",
             "## Hostile bodies",
             "",

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import os
 import resource
@@ -109,6 +110,7 @@ async def _serve(settings: Settings, telemetry: Telemetry, upstream: Upstream | 
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     app = create_app(settings, telemetry=telemetry, upstream=upstream, owns_telemetry=True)
+    freeze_start_up()
     draining: list[asyncio.Task[None]] = []
 
     async def shutdown_trigger() -> None:
@@ -119,6 +121,14 @@ async def _serve(settings: Settings, telemetry: Telemetry, upstream: Upstream | 
 
     config.graceful_timeout = settings.graceful_timeout + 5.0
     await hypercorn_serve(app, config, shutdown_trigger=shutdown_trigger)  # type: ignore[arg-type]
+
+
+def freeze_start_up() -> None:
+    """What start-up built (modules, the engine, the telemetry) lives as long as the process: out of the collector's
+    sight, a full collection walks only what requests made. Without it one took 46 ms after a body of 13,000 tools,
+    and every client waited (bench/abuse.py); with it, under 10 ms."""
+    gc.collect()
+    gc.freeze()
 
 
 def _announce(settings: Settings, telemetry: Telemetry, open_files: str) -> None:

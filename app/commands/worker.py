@@ -6,6 +6,7 @@ from importlib.metadata import version
 
 from starlette.applications import Starlette
 
+from app.commands.serve import freeze_start_up
 from app.http.server import install as install_closing_tcp_server
 from app.main import create_app
 from app.settings import Settings
@@ -19,4 +20,6 @@ def worker_app() -> Starlette:
     install_closing_tcp_server()  # this worker's Hypercorn accepts its connections after the app is loaded
     settings = Settings.from_env()
     telemetry = configure(version("mistral-ollama-proxy"), workers=settings.workers)
-    return create_app(settings, telemetry=telemetry, owns_telemetry=True)
+    app = create_app(settings, telemetry=telemetry, owns_telemetry=True)
+    freeze_start_up()
+    return app
