@@ -7,6 +7,7 @@ short, stable class name for metrics and spans.
     ProxyError (500, internal)
     ├── ClientError (400, invalid_request)
     │   ├── InvalidRequest (400, invalid_request)
+    │   │   └── ModelRequired (400, invalid_request)   "model is required", as Ollama says it
     │   ├── Unauthorized (401, unauthorized)          no valid API key (WWW-Authenticate)
     │   ├── ModelNotFound (404, model_not_found)
     │   ├── RequestTimeout (408, request_timeout)    the body stopped arriving
@@ -36,6 +37,7 @@ __all__ = [
     "ClientError",
     "InvalidRequest",
     "ModelNotFound",
+    "ModelRequired",
     "NotSupported",
     "Overloaded",
     "PayloadTooLarge",
@@ -83,6 +85,13 @@ class ClientError(ProxyError):
 
 class InvalidRequest(ClientError):
     pass
+
+
+class ModelRequired(InvalidRequest):
+    """Ollama's answer to a missing or empty ``model``."""
+
+    def __init__(self) -> None:
+        super().__init__("model is required")
 
 
 class Unauthorized(ClientError):

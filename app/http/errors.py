@@ -20,11 +20,12 @@ from app.errors import NotSupported, ProxyError, truncate
 from otel.genai import CLIENT_DISCONNECTED
 from otel.record import record_error
 
-__all__ = ["EXCEPTION_HANDLERS", "error_line", "openai_error", "render_error"]
+__all__ = ["EXCEPTION_HANDLERS", "JSON_ENCODER", "JSON_MEDIA_TYPE", "error_line", "openai_error", "render_error"]
 
 _log = logging.getLogger(__name__)
-_encode = msgspec.json.Encoder().encode
-_JSON = "application/json; charset=utf-8"
+# The one JSON encoder and media type of the HTTP layer (responses.py frames with them too).
+JSON_ENCODER = msgspec.json.Encoder()
+JSON_MEDIA_TYPE = "application/json; charset=utf-8"
 _HTTP_ERROR_TYPES = {404: "not_found", 405: "method_not_allowed"}
 
 
@@ -32,7 +33,7 @@ def render_error(scope: Scope, exc: ProxyError) -> Response:
     """The answer to ``exc``, and ``exc.error_type`` on the request's record (the first error wins)."""
     record_error(scope, exc.error_type)
     body = openai_error(exc) if scope["path"].startswith("/v1/") else {"error": truncate(exc.message)}
-    return Response(_encode(body), exc.status_code, headers=exc.headers, media_type=_JSON)
+    return Response(JSON_ENCODER.encode(body), exc.status_code, headers=exc.headers, media_type=JSON_MEDIA_TYPE)
 
 
 def error_line(exc: BaseException) -> dict[str, str]:
@@ -73,7 +74,7 @@ async def _client_gone(request: Request, exc: Exception) -> Response:
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
     _log.error("%s %s: unexpected error", request.method, request.url.path, exc_info=exc)
-    return Response(_encode({"error": "internal error"}), 500, media_type=_JSON)
+    return Response(JSON_ENCODER.encode({"error": "internal error"}), 500, media_type=JSON_MEDIA_TYPE)
 
 
 EXCEPTION_HANDLERS: dict[Any, ExceptionHandler] = {

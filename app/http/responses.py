@@ -7,14 +7,13 @@ from collections.abc import AsyncIterable, AsyncIterator, Callable
 from typing import Any
 
 import anyio
-import msgspec
 from starlette.background import BackgroundTask
 from starlette.responses import Response, StreamingResponse
 from starlette.types import Send
 
 from app.drain import Drain
 from app.errors import ProxyError, ShuttingDown
-from app.http.errors import error_line, openai_error
+from app.http.errors import JSON_ENCODER, JSON_MEDIA_TYPE, error_line, openai_error
 
 __all__ = [
     "ClosingStreamingResponse",
@@ -27,15 +26,12 @@ __all__ = [
     "ndjson_lines",
     "ndjson_response",
     "sse_lines",
-    "sse_response",
 ]
 
-JSON_MEDIA_TYPE = "application/json; charset=utf-8"
 NDJSON_MEDIA_TYPE = "application/x-ndjson"
 SSE_MEDIA_TYPE = "text/event-stream"
 
-_encoder = msgspec.json.Encoder()
-_encode = _encoder.encode
+_encode = JSON_ENCODER.encode
 
 
 def json_response(body: Any, status_code: int = 200, background: BackgroundTask | None = None) -> Response:
@@ -64,7 +60,7 @@ async def ndjson_lines(bursts: AsyncIterable[list[Any]], on_error: OnError, drai
     with drain.track():
         try:
             async for replies in bursts:
-                yield _encoder.encode_lines(replies)
+                yield JSON_ENCODER.encode_lines(replies)
         except Exception as exc:  # the status is already sent: tell the client in-band
             on_error(exc)
             yield _encode(error_line(exc)) + b"\n"
@@ -103,7 +99,3 @@ def ended_by_shutdown(drain: Drain) -> bool:
 
 def ndjson_response(lines: AsyncIterable[bytes], background: BackgroundTask | None = None) -> Response:
     return ClosingStreamingResponse(lines, media_type=NDJSON_MEDIA_TYPE, background=background)
-
-
-def sse_response(lines: AsyncIterable[bytes]) -> Response:
-    return ClosingStreamingResponse(lines, media_type=SSE_MEDIA_TYPE, headers={"cache-control": "no-cache"})

@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from app.bounds import Bounds
-from app.errors import InvalidRequest, ModelNotFound
+from app.errors import InvalidRequest, ModelNotFound, ModelRequired
 from app.generation import Generations, generations_of
 from app.http.body import parse_body
 from app.http.responses import json_response
@@ -54,7 +54,7 @@ async def chat(request: Request) -> Response:
     body = await parse_body(request, ChatRequest)
     check_top_logprobs(body.top_logprobs)
     if not body.model:
-        raise InvalidRequest("model is required")
+        raise ModelRequired()
     unload = keep_alive_seconds(body.keep_alive) == 0
     generations = generations_of(request)
     messages, bounds = body.messages or [], generations.settings.bounds
@@ -78,7 +78,7 @@ async def generate(request: Request) -> Response:
     body = await parse_body(request, GenerateRequest)
     check_top_logprobs(body.top_logprobs)
     if not body.model:
-        raise InvalidRequest("model is required")
+        raise ModelRequired()
     unload = keep_alive_seconds(body.keep_alive) == 0
     generations = generations_of(request)
     _check(generations.settings.bounds, [Message(role="user", images=body.images)], body.options)
@@ -118,7 +118,7 @@ async def embed(request: Request) -> Response:
     start = time.perf_counter_ns()
     body = await parse_body(request, EmbedRequest)
     if not body.model:
-        raise InvalidRequest("model is required")
+        raise ModelRequired()
     if body.dimensions is not None and body.dimensions <= 0:
         raise InvalidRequest("dimensions must be a positive number")
     inputs = [body.input] if isinstance(body.input, str) else body.input or []
@@ -135,6 +135,6 @@ async def embed(request: Request) -> Response:
 async def embeddings(request: Request) -> Response:
     body = await parse_body(request, EmbeddingsRequest)
     if not body.model:
-        raise InvalidRequest("model is required")
+        raise ModelRequired()
     vectors = _vectors(await _embed(generations_of(request), body.model, [body.prompt] if body.prompt else []), None)
     return json_response(EmbeddingsResponse(embedding=vectors[0] if vectors else []))

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from starlette.requests import Request
 from starlette.responses import Response
 
-from app.errors import InvalidRequest, ModelNotFound, NotSupported
+from app.errors import InvalidRequest, ModelNotFound, ModelRequired, NotSupported
 from app.generation import Generations, generations_of
 from app.http.body import parse_body
 from app.http.responses import json_response, ndjson_response
@@ -22,7 +22,7 @@ _MANAGED = "models are managed by mistral.rs, not through this API"
 async def _named(request: Request) -> tuple[Generations, ModelRequest]:
     body = await parse_body(request, ModelRequest)
     if not (body.model or body.name):
-        raise InvalidRequest("model is required")
+        raise ModelRequired()
     return generations_of(request), body
 
 
