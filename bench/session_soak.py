@@ -45,11 +45,10 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider  # noqa: E402
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult  # noqa: E402
 from opentelemetry.trace import SpanKind  # noqa: E402
 
-from app.main import create_app  # noqa: E402
+from app.main import create_app, make_upstream  # noqa: E402
 from app.settings import Settings  # noqa: E402
 from app.upstream import Upstream  # noqa: E402
 from app.upstream.embedded import EmbeddedUpstream  # noqa: E402
-from app.upstream.factory import make_upstream  # noqa: E402
 from otel.setup import configure  # noqa: E402
 from tests.emulator import Emulator, Reply  # noqa: E402
 from tests.otel.helpers import values  # noqa: E402

@@ -20,10 +20,9 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from starlette.applications import Starlette
 
 from app.generation import Generations
-from app.main import create_app
+from app.main import create_app, make_upstream
 from app.settings import Settings
 from app.upstream.embedded import EmbeddedUpstream
-from app.upstream.factory import make_upstream
 from otel.telemetry import Telemetry
 from tests.emulator import Emulator, Reply
 from tests.otel.helpers import values, wait_idle

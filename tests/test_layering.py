@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -69,6 +70,37 @@ def test_sdk_and_exporters_only_in_otel_setup(path: Path) -> None:
 def test_only_the_entry_points_configure_telemetry() -> None:
     users = {_name(path) for path in (ROOT / "app").rglob("*.py") if "otel.setup" in _imports(path)}
     assert users == {"app.commands.serve", "app.commands.worker"}
+
+
+ARCHITECTURE = ROOT / "ARCHITECTURE.md"
+
+
+def _layers() -> list[tuple[str, ...]]:
+    """The rows of ARCHITECTURE.md's layer table, top to bottom, each as the module prefixes it names."""
+    table = ARCHITECTURE.read_text().split("| layer | what it is |", 1)[1].split("\n\n", 1)[0]
+    rows = [line.split("|")[1] for line in table.splitlines() if line.startswith("| `")]
+    return [tuple(path.removesuffix("/").removesuffix(".py").replace("/", ".")
+                  for path in re.findall(r"`([\w/.]+)`", row)) for row in rows]  # fmt: skip
+
+
+def _row(module: str, layers: list[tuple[str, ...]]) -> int | None:
+    found = [(len(prefix), index) for index, row in enumerate(layers) for prefix in row if _matches(module, prefix)]
+    return max(found)[1] if found else None
+
+
+def test_the_layer_table_covers_every_module() -> None:
+    layers = _layers()
+    assert layers[0] == ("app.commands",) and layers[-1] == ("otel",)
+    assert [_name(path) for path in MODULES if _row(_name(path), layers) is None] == ["app"]  # app/__init__.py
+
+
+@pytest.mark.parametrize("path", MODULES, ids=_name)
+def test_each_module_imports_only_its_row_and_the_rows_below(path: Path) -> None:
+    layers = _layers()
+    own = _row(_name(path), layers)
+    above = {name: row for name in _imports(path) if (row := _row(name, layers)) is not None and own is not None
+             and row < own}  # fmt: skip
+    assert above == {}, f"{_name(path)} (row {own}) imports rows above it"
 
 
 def test_only_the_commands_import_the_composition_root() -> None:

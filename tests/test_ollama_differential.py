@@ -22,11 +22,10 @@ from typing import Any
 import httpx
 import pytest
 
-from app.main import create_app
+from app.main import create_app, make_upstream
 from app.ollama.translate.options import OLLAMA_DEFAULTS
 from app.settings import Settings
 from app.upstream.embedded import default_cache_dir, resolve
-from app.upstream.factory import make_upstream
 from otel.telemetry import disabled
 from scripts.stack import free_port
 from tests.programs import programs

@@ -16,9 +16,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from app.main import create_app
+from app.main import create_app, make_upstream
 from app.settings import Settings
-from app.upstream.factory import make_upstream
 from otel.telemetry import disabled
 from tests.programs import programs
 from tests.servers import Server, serve_in_thread

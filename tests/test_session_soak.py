@@ -30,11 +30,10 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from app.main import create_app
+from app.main import create_app, make_upstream
 from app.settings import Settings
 from app.upstream import Upstream
 from app.upstream.embedded import EmbeddedUpstream
-from app.upstream.factory import make_upstream
 from otel.telemetry import Telemetry
 from tests.emulator import Emulator, Reply
 from tests.otel.helpers import values, wait_idle

@@ -22,10 +22,9 @@ from hypercorn.config import Config
 from hypercorn.run import run as hypercorn_run
 
 from app.http.server import install as install_closing_tcp_server
-from app.main import create_app
+from app.main import create_app, make_upstream
 from app.settings import Settings
 from app.upstream import Upstream
-from app.upstream.factory import make_upstream
 from otel.setup import TelemetryConfigError, configure
 from otel.telemetry import Telemetry
 

@@ -1,6 +1,6 @@
 """Everything about reaching mistral.rs: the contract (``base``), its wire shapes (``wire``), the server client
-(``http``), the in-process engine (``embedded``) and ``factory.make_upstream``, which picks one from the settings
-(imported from there: this package does not import the settings)."""
+(``http``), the in-process engine (``embedded``), several servers as one (``pool``). Which one runs is the composition
+root's choice (``app.main.make_upstream``): nothing here reads the settings."""
 
 from __future__ import annotations
 
