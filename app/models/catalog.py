@@ -57,15 +57,19 @@ class ModelCatalog:
             await self._refresh(self._fetched)
         return self._entries
 
-    async def resolve(self, name: str) -> Entry:
+    async def resolve(self, name: str, missing: str | None = None) -> Entry:
+        """The entry of ``name``, else ``ModelNotFound`` (with ``missing`` as its message: routes word it as
+        Ollama does on each)."""
+        if (entry := await self.find(name)) is None:
+            raise ModelNotFound(name, missing)
+        return entry
+
+    async def find(self, name: str) -> Entry | None:
         await self.entries()
         key = normalize(name)
         if key not in self._lookup and self._clock() - self._fetched > _MIN_REFRESH_INTERVAL:
             await self._refresh(self._fetched)
-        try:
-            return self._lookup[key]
-        except KeyError:
-            raise ModelNotFound(name) from None
+        return self._lookup.get(key)
 
     def set_status(self, model_id: str, status: str) -> None:
         for entry in self._entries:

@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from app.bounds import Bounds
-from app.errors import InvalidRequest, ModelNotFound, ModelRequired
+from app.errors import InvalidRequest, ModelRequired
 from app.generation import Generations, generations_of
 from app.http.body import parse_body
 from app.http.responses import json_response
@@ -95,11 +95,8 @@ async def generate(request: Request) -> Response:
 
 
 async def _embed(generations: Generations, model: str, inputs: list[str]) -> EmbeddingResponse:
-    try:
-        entry = await generations.catalog.resolve(model)
-        return await generations.embed(entry, inputs) if inputs else EmbeddingResponse(data=[])
-    except ModelNotFound:
-        raise ModelNotFound(model, f'model "{model}" not found, try pulling it first') from None
+    entry = await generations.catalog.resolve(model, f'model "{model}" not found, try pulling it first')
+    return await generations.embed(entry, inputs) if inputs else EmbeddingResponse(data=[])
 
 
 def _vectors(response: EmbeddingResponse, dimensions: int | None) -> list[list[float]]:

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from starlette.requests import Request
 from starlette.responses import Response
 
-from app.errors import InvalidRequest, ModelNotFound, ModelRequired, NotSupported
+from app.errors import InvalidRequest, ModelRequired, NotSupported
 from app.generation import Generations, generations_of
 from app.http.body import parse_body
 from app.http.responses import json_response, ndjson_response
@@ -53,10 +53,7 @@ async def pull(request: Request) -> Response:
     """mistral.rs already serves the model, so ``ollama pull``/``run`` flows succeed at once."""
     generations, body = await _named(request)
     name = body.model or body.name
-    try:
-        await generations.catalog.resolve(name)
-    except ModelNotFound:
-        raise ModelNotFound(name, f"model '{name}' not found: this server cannot pull models; {_MANAGED}") from None
+    await generations.catalog.resolve(name, f"model '{name}' not found: this server cannot pull models; {_MANAGED}")
     if body.stream is False:
         return json_response({"status": "success"})
     return ndjson_response(_pull_progress())

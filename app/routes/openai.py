@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from app.bounds import Bounds
-from app.errors import InvalidRequest, ModelNotFound
+from app.errors import InvalidRequest
 from app.generation import generations_of
 from app.http.body import parse_body
 from app.http.responses import json_response
@@ -98,9 +98,7 @@ async def manage_model(request: Request) -> Response:
     action: ModelAction = request.url.path.rsplit("/", 1)[1]  # type: ignore[assignment]  # the route names it
     body = await parse_body(request, _ModelId)
     generations = generations_of(request)
-    try:
-        entry = await generations.catalog.resolve(body.model_id)
-    except ModelNotFound:
+    if (entry := await generations.catalog.find(body.model_id)) is None:
         return json_response({"model_id": body.model_id, "status": "not_found"})
     state = await generations.upstream.manage_model(action, entry.id)
     generations.catalog.set_status(entry.id, state.status)

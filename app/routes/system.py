@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
 from app.generation import generations_of
 from app.http.responses import json_response
 from app.routes.openapi import document
+from app.upstream.watch import answers
 
 __all__ = ["health", "openapi", "ready", "root", "version"]
 
@@ -26,11 +25,7 @@ async def health(request: Request) -> Response:
 
 async def ready(request: Request) -> Response:
     """Readiness: can mistral.rs (or the in-process model) serve right now?"""
-    try:
-        async with asyncio.timeout(_READY_TIMEOUT):
-            up = await generations_of(request).upstream.health()
-    except Exception:  # unreachable, timed out or failing: all mean "not ready"
-        up = False
+    up = await answers(generations_of(request).upstream.health, _READY_TIMEOUT)
     body = {"status": "ready" if up else "not ready", "upstream": "up" if up else "down"}
     return json_response(body, 200 if up else 503)
 
