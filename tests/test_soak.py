@@ -91,7 +91,7 @@ def test_soak(proxy: Server, emulator: Emulator, upstream: Server, metric_reader
 
 # Tasks that live as long as the server, not a request.
 _SERVER_TASKS = ("Lifespan.handle_lifespan", "raise_shutdown", "serve_in_thread.<locals>.run", "watch_upstream",
-                 "worker_serve")  # fmt: skip
+                 "watch_event_loop", "worker_serve")  # fmt: skip
 
 
 async def _other_tasks() -> list[str]:
