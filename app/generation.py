@@ -48,7 +48,9 @@ from app.settings import Settings
 from app.upstream import OPERATIONS, PayloadStream, Route, Upstream
 from app.upstream.timeouts import Silence
 from app.upstream.wire import ChatCompletionChunk, Completion, EmbeddingResponse
-from otel.genai import Chunk, Clock, GenAIObserver, Invocation, error_type_of, observe
+from otel.chunks import Chunk, observe
+from otel.clock import Clock
+from otel.genai import GenAIObserver, Invocation, error_type_of
 
 __all__ = ["GenerationStream", "Generations", "Run", "generations_of"]
 

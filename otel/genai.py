@@ -1,39 +1,38 @@
 """The GenAI span and metrics of one generation, fed by the chunks the proxy relays.
 
 ``GenAIObserver.start`` opens a CLIENT span ``{operation} {model}`` (semconv v1.41.1) before mistral.rs is
-called, so that the upstream HTTP span nests under it; ``observe`` watches the chunk stream, marking the
-generation's ``Clock``; ``Invocation.stop``/``fail`` end the span and record the GenAI and ``mistral_generate_*``
-metrics exactly once. The application's generation lifecycle (``app.generation``) is the one caller of those.
+called, so that the upstream HTTP span nests under it; ``otel.chunks.observe`` feeds it the chunk stream, marking
+the generation's ``Clock`` (``otel.clock``); ``Invocation.stop``/``fail`` end the span and record the GenAI and
+``mistral_generate_*`` metrics exactly once. The application's generation lifecycle (``app.generation``) is the
+one caller of those.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
-import dataclasses
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
-from typing import Any, Protocol, TypeVar
+from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.instrumentation.utils import suppress_instrumentation
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, TracerProvider
 
+from otel.chunks import Chunk, Usage
+from otel.clock import Clock
 from otel.metrics import ModelLabels, ProxyMetrics
 from otel.record import current_record
 from otel.semconv import ERROR_TYPE, MODEL, PROVIDER, SERVER_ADDRESS, SERVER_PORT, UPSTREAM, GenAI
 
 __all__ = [
     "CLIENT_DISCONNECTED",
-    "Chunk",
-    "Clock",
     "GenAIObserver",
     "Invocation",
     "error_type_of",
-    "observe",
     "place",
     "untraced",
 ]
@@ -51,63 +50,6 @@ _REQUEST_ATTRIBUTES = {
     "seed": GenAI.REQUEST_SEED,
     "stream": GenAI.REQUEST_STREAM,
 }
-
-
-class _Usage(Protocol):
-    @property
-    def prompt_tokens(self) -> int: ...
-    @property
-    def completion_tokens(self) -> int: ...
-
-
-class _Delta(Protocol):
-    @property
-    def content(self) -> str | None: ...
-    @property
-    def reasoning_content(self) -> str | None: ...
-    @property
-    def tool_calls(self) -> Sequence[Any] | None: ...
-
-
-class _Choice(Protocol):
-    @property
-    def delta(self) -> _Delta | None: ...
-    @property
-    def text(self) -> str | None: ...
-    @property
-    def finish_reason(self) -> str | None: ...
-
-
-class Chunk(Protocol):
-    """An OpenAI-shaped streamed chunk, as mistral.rs sends it."""
-
-    @property
-    def id(self) -> str: ...
-    @property
-    def model(self) -> str: ...
-    @property
-    def choices(self) -> Sequence[_Choice]: ...
-    @property
-    def usage(self) -> _Usage | None: ...
-
-
-T = TypeVar("T")
-
-
-@dataclasses.dataclass(slots=True)
-class Clock:
-    """The ``perf_counter_ns`` marks of one generation: telemetry's token times and Ollama's durations alike."""
-
-    start: int = dataclasses.field(default_factory=time.perf_counter_ns)  # the request arrived
-    load: int = 0  # how long a model load it triggered took (a duration)
-    upstream: int = 0  # mistral.rs was called
-    first: int = 0  # the first token arrived
-    last: int = 0  # the latest token arrived
-
-    def mark(self) -> None:
-        """A token arrived now."""
-        self.last = time.perf_counter_ns()
-        self.first = self.first or self.last
 
 
 def untraced() -> AbstractContextManager[None]:
@@ -178,7 +120,7 @@ class Invocation:
                 self.finish_reasons.append(choice.finish_reason)
 
     def on_response(
-        self, response_id: str, model: str, finish_reasons: list[str], usage: _Usage | None, text: str | None
+        self, response_id: str, model: str, finish_reasons: list[str], usage: Usage | None, text: str | None
     ) -> None:
         """A whole (non-streamed) answer: no first-token time to learn, only what it reports."""
         self.response_id, self.response_model = response_id, model
@@ -330,18 +272,3 @@ class GenAIObserver:
         if error_type is None and invocation.operation != GenAI.EMBEDDINGS:
             seconds = ((last or now) - invocation.started) / 1e9
             metrics.generate_duration.record(seconds, mistral, context=context)
-
-
-async def observe(
-    bursts: AsyncIterator[list[T]], invocation: Invocation, chunk_of: Callable[[T], Chunk | None] | None = None
-) -> AsyncIterator[list[T]]:
-    """Pass bursts of items through, feeding the invocation; whoever owns the invocation finalises it.
-
-    ``chunk_of`` reads a chunk out of each item (relayed raw payloads are decoded for telemetry only).
-    """
-    async for items in bursts:
-        for item in items:
-            chunk = item if chunk_of is None else chunk_of(item)
-            if chunk is not None:
-                invocation.on_chunk(chunk)  # type: ignore[arg-type]
-        yield items

@@ -33,7 +33,7 @@ from app.ollama.translate.requests import (
     requested_top_logprobs,
 )
 from app.upstream.wire import EmbeddingResponse
-from otel.genai import Clock
+from otel.clock import Clock
 
 __all__ = ["chat", "embed", "embeddings", "generate"]
 

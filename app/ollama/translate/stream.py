@@ -29,7 +29,7 @@ from app.errors import UpstreamProtocolError
 from app.ollama import AssistantMessage, ChatResponse, FunctionCallOut, GenerateResponse, Logprob, ToolCallOut
 from app.ollama.translate import context, logprobs
 from app.upstream.wire import ChatCompletionChunk, ToolCallDelta, Usage
-from otel.genai import Clock
+from otel.clock import Clock
 
 __all__ = ["Kind", "OllamaStream", "Reply", "decode_chunks", "rfc3339_utc", "to_ollama"]
 

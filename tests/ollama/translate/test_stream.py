@@ -10,7 +10,7 @@ import pytest
 
 from app.errors import UpstreamProtocolError
 from app.ollama.translate.stream import OllamaStream, decode_chunks, rfc3339_utc, to_ollama
-from otel.genai import Clock
+from otel.clock import Clock
 
 HEAD = b'{"id":"8","choices":[{"finish_reason":'
 TAIL = b'"created":1761475201,"model":"Qwen/Qwen3-4B","system_fingerprint":"local","object":"chat.completion.chunk",'
