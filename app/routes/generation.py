@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Generic, Protocol, TypeVar
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -13,6 +16,7 @@ from app.errors import InvalidRequest, ModelRequired
 from app.generation import Generations, generations_of
 from app.http.body import parse_body
 from app.http.responses import json_response
+from app.models import Entry
 from app.ollama import (
     ChatRequest,
     EmbeddingsRequest,
@@ -23,6 +27,7 @@ from app.ollama import (
     Message,
     Options,
 )
+from app.ollama.common import KeepAlive, Think
 from app.ollama.translate.options import keep_alive_seconds, model_options
 from app.ollama.translate.requests import (
     chat_request_to_openai,
@@ -49,48 +54,77 @@ def _check(bounds: Bounds, messages: list[Message], options: Options | None) -> 
     bounds.check_images(image for message in messages for image in message.images or ())
 
 
-async def chat(request: Request) -> Response:
+class _Generation(Protocol):
+    """What chat and generate requests share, read before either is translated."""
+
+    @property
+    def model(self) -> str: ...
+    @property
+    def keep_alive(self) -> KeepAlive: ...
+    @property
+    def options(self) -> Options | None: ...
+    @property
+    def think(self) -> Think: ...
+    @property
+    def top_logprobs(self) -> int | None: ...
+
+
+G = TypeVar("G", bound=_Generation)
+
+
+@dataclass(frozen=True)
+class _Opened(Generic[G]):
+    body: G
+    clock: Clock
+    generations: Generations
+    entry: Entry
+    unload: bool  # keep_alive 0: unload the model once answered
+
+
+async def _open(
+    request: Request, kind: type[G], messages: Callable[[G], list[Message]], tools: Callable[[G], int]
+) -> _Opened[G]:
+    """Chat's and generate's preamble: decode, check what is cheap, bound every list, then resolve the model."""
     clock = Clock()
-    body = await parse_body(request, ChatRequest)
+    body = await parse_body(request, kind)
     check_top_logprobs(body.top_logprobs)
     if not body.model:
         raise ModelRequired()
     unload = keep_alive_seconds(body.keep_alive) == 0
     generations = generations_of(request)
-    messages, bounds = body.messages or [], generations.settings.bounds
-    bounds.count("tools", len(body.tools or ()), bounds.tools)
-    _check(bounds, messages, body.options)
+    bounds = generations.settings.bounds
+    bounds.count("tools", tools(body), bounds.tools)
+    _check(bounds, messages(body), body.options)
     entry = await generations.catalog.resolve(body.model)
     check_thinking(body.think, body.model, entry.id)
-    if not messages:
-        return await generations.load_or_unload("chat", entry, body.model, unload, clock)
+    return _Opened(body, clock, generations, entry, unload)
+
+
+async def chat(request: Request) -> Response:
+    opened = await _open(request, ChatRequest, lambda body: body.messages or [], lambda body: len(body.tools or ()))
+    body, generations, entry = opened.body, opened.generations, opened.entry
+    if not body.messages:
+        return await generations.load_or_unload("chat", entry, body.model, opened.unload, opened.clock)
     defaults, renders_tools = model_options(entry.card.parameters), entry.card.tools is not False
     upstream_body = chat_request_to_openai(body, entry.id, defaults, renders_tools=renders_tools)
     return await generations.ollama(
-        request, kind="chat", route="chat", entry=entry, body=upstream_body,
-        requested=body.model, stream=body.stream is not False, unload_after=unload, clock=clock,
+        request, kind="chat", route="chat", entry=entry, body=upstream_body, requested=body.model,
+        stream=body.stream is not False, unload_after=opened.unload, clock=opened.clock,
         top_logprobs=requested_top_logprobs(body),
     )  # fmt: skip
 
 
 async def generate(request: Request) -> Response:
-    clock = Clock()
-    body = await parse_body(request, GenerateRequest)
-    check_top_logprobs(body.top_logprobs)
-    if not body.model:
-        raise ModelRequired()
-    unload = keep_alive_seconds(body.keep_alive) == 0
-    generations = generations_of(request)
-    _check(generations.settings.bounds, [Message(role="user", images=body.images)], body.options)
-    entry = await generations.catalog.resolve(body.model)
-    check_thinking(body.think, body.model, entry.id)
+    opened = await _open(request, GenerateRequest, lambda body: [Message(role="user", images=body.images)],
+                         lambda _: 0)  # fmt: skip
+    body, generations, entry = opened.body, opened.generations, opened.entry
     if not body.prompt and not body.suffix and not body.images:
-        return await generations.load_or_unload("generate", entry, body.model, unload, clock)
+        return await generations.load_or_unload("generate", entry, body.model, opened.unload, opened.clock)
     route, upstream_body = generate_request_to_openai(body, entry.id, model_options(entry.card.parameters))
     return await generations.ollama(
         request, kind="generate", route=route, entry=entry, body=upstream_body, requested=body.model,
-        stream=body.stream is not False, unload_after=unload, clock=clock, conversation=generate_conversation(body),
-        top_logprobs=requested_top_logprobs(body),
+        stream=body.stream is not False, unload_after=opened.unload, clock=opened.clock,
+        conversation=generate_conversation(body), top_logprobs=requested_top_logprobs(body),
     )  # fmt: skip
 
 
