@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -215,11 +214,6 @@ class Generations:
     def run(self, *, route: Route, entry: Entry, body: dict[str, Any], clock: Clock | None = None) -> Run:
         return Run(self, route, entry, body, clock or Clock())
 
-    @property
-    def logprob_scale(self) -> float:
-        """What turns the upstream's logprobs into natural logarithms; the in-process engine's already are."""
-        return math.log(self.settings.mistral_logprob_base) if self.settings.remote else 1.0
-
     async def ollama(
         self,
         request: Request,
@@ -239,7 +233,7 @@ class Generations:
         run = self.run(route=route, entry=entry, body=body, clock=clock)
         # ``requested``: the name as the client sent it; ``conversation``: what a generate's ``context`` carries;
         # ``top_logprobs``: None unless the client asked for log probabilities.
-        translation = OllamaStream(requested, kind, clock, conversation, top_logprobs, self.logprob_scale)
+        translation = OllamaStream(requested, kind, clock, conversation, top_logprobs, self.upstream.logprob_scale)
         after = BackgroundTask(self.unload, entry) if unload_after else None
         if stream:
 

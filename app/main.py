@@ -133,6 +133,7 @@ def make_upstream(
                 transport=transport or make_transport(settings.upstream_transport),
                 tracer_provider=telemetry.tracer_provider,
                 name=endpoint.label,
+                logprob_base=settings.mistral_logprob_base,
             )
             for endpoint in endpoints
         ]

@@ -46,6 +46,8 @@ class _Payloads:
 
 
 class _Upstream:
+    logprob_scale = 1.0
+
     def __init__(self, *, refuse: bool = False, hang: bool = False) -> None:
         self.refuse, self.hang = refuse, hang
         self.streams: list[_Payloads] = []

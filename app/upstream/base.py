@@ -35,6 +35,9 @@ class PayloadStream(Protocol):
 class Upstream(Protocol):
     """What the proxy needs from mistral.rs, whether reached over HTTP or run in-process."""
 
+    # What turns this upstream's logprobs into natural logarithms (mistral.rs servers before 0.9.1 report base 10).
+    logprob_scale: float
+
     async def list_models(self) -> list[ModelCard]: ...
 
     async def manage_model(self, action: ModelAction, model_id: str) -> ModelState: ...

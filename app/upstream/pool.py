@@ -98,6 +98,7 @@ class UpstreamPool:
         if len({member.name for member in members}) != len(members):
             raise ValueError("every upstream needs its own name")
         self.members = list(members)
+        self.logprob_scale = self.members[0].client.logprob_scale  # one setting for every server
 
     # --- the catalog ------------------------------------------------------------------------------------------------
 

@@ -13,6 +13,8 @@ from app.upstream import ModelAction, ModelCard, ModelState, Route
 
 
 class _Upstream:
+    logprob_scale = 1.0
+
     def __init__(self, ids: list[str]) -> None:
         self.ids, self.listings = ids, 0
 

@@ -75,6 +75,8 @@ def engine_error(exc: BaseException) -> ProxyError:
 class EmbeddedUpstream:
     """One model in a ``mistralrs.Runner``. Every Runner call holds one lock (the Runner is not thread-safe)."""
 
+    logprob_scale = 1.0  # the library's logprobs are natural logarithms already
+
     def __init__(
         self,
         spec: ModelSpec,

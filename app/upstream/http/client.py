@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -86,7 +87,9 @@ class HTTPUpstream:
         tracer_provider: TracerProvider | None = None,
         retries: int = 2,
         name: str = "",
+        logprob_base: float = math.e,
     ) -> None:
+        self.logprob_scale = math.log(logprob_base)
         self.base_url = base_url.rstrip("/")
         self.name = name or self.base_url  # the ``upstream`` label
         self._stream_timeouts, self._retries = stream_timeouts, retries
