@@ -26,6 +26,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from app.bounds import Bounds
 from app.drain import Drain
 from app.errors import ModelNotFound, ShuttingDown, UpstreamError, UpstreamProtocolError
 from app.http.disconnect import cancel_on_disconnect
@@ -51,7 +52,7 @@ from otel.chunks import Chunk, observe
 from otel.clock import Clock
 from otel.genai import GenAIObserver, Invocation, error_type_of
 
-__all__ = ["GenerationStream", "Generations", "Run", "generations_of"]
+__all__ = ["Services", "GenerationStream", "Generations", "Run", "services_of"]
 
 T = TypeVar("T")
 _decode_chunk = msgspec.json.Decoder(ChatCompletionChunk).decode
@@ -320,10 +321,20 @@ class Generations:
             self.catalog.set_status(entry.id, "loaded")
 
 
-def generations_of(request: Request) -> Generations:
-    """The generations service the lifespan put on the application's state."""
-    generations: Generations = request.app.state.generations
-    return generations
+@dataclass(frozen=True, slots=True)
+class Services:
+    """What the routes use, each part named and typed; the lifespan puts one on the application's state."""
+
+    generations: Generations  # runs every generation and relay
+    catalog: ModelCatalog  # Ollama names to mistral.rs models
+    upstream: Upstream  # its health and model management, for the routes that pass them on
+    bounds: Bounds  # how much one request may carry
+    ollama_version: str  # what /api/version says
+
+
+def services_of(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
 
 
 def _observe_answer(invocation: Invocation, raw: bytes, route: Route) -> None:

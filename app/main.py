@@ -15,7 +15,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 
 from app.drain import Drain
-from app.generation import Generations
+from app.generation import Generations, Services
 from app.http.auth import AuthMiddleware
 from app.http.body_limit import BodyLimitMiddleware
 from app.http.errors import EXCEPTION_HANDLERS
@@ -84,7 +84,8 @@ def create_app(
         catalog = ModelCatalog(client, settings.model_aliases, settings.model_cache_ttl)
         limiter = Limiter(settings.max_concurrent, settings.max_queue, settings.queue_timeout)
         observer = telemetry.observer(*_observed(settings))
-        app.state.generations = Generations(settings, client, catalog, observer, limiter, drain)
+        generations = Generations(settings, client, catalog, observer, limiter, drain)
+        app.state.services = Services(generations, catalog, client, settings.bounds, settings.ollama_version)
         interval = settings.health_interval
         watchers = [
             asyncio.create_task(watch_upstream(name, check, _reporter(telemetry.metrics, name), interval))

@@ -129,7 +129,7 @@ class Pair:
 
     @property
     def limiters(self) -> tuple[Limiter, Limiter]:
-        return self.main.state.generations.limiter, self.strict.state.generations.limiter
+        return self.main.state.services.generations.limiter, self.strict.state.services.generations.limiter
 
 
 # Adjusts a planned call (options, the reply an emulator gives) from the user's random generator.

@@ -48,7 +48,7 @@ class Proxy:
 
     @property
     def generations(self) -> Generations:
-        generations: Generations = self.app.state.generations
+        generations: Generations = self.app.state.services.generations
         return generations
 
 

@@ -13,7 +13,7 @@ from starlette.responses import Response
 
 from app.bounds import Bounds
 from app.errors import InvalidRequest, ModelRequired
-from app.generation import Generations, generations_of
+from app.generation import Generations, Services, services_of
 from app.http.body import parse_body
 from app.http.responses import json_response
 from app.models import Entry
@@ -91,13 +91,13 @@ async def _open(
     if not body.model:
         raise ModelRequired()
     unload = keep_alive_seconds(body.keep_alive) == 0
-    generations = generations_of(request)
-    bounds = generations.settings.bounds
+    services = services_of(request)
+    bounds = services.bounds
     bounds.count("tools", tools(body), bounds.tools)
     _check(bounds, messages(body), body.options)
-    entry = await generations.catalog.resolve(body.model)
+    entry = await services.catalog.resolve(body.model)
     check_thinking(body.think, body.model, entry.id)
-    return _Opened(body, clock, generations, entry, unload)
+    return _Opened(body, clock, services.generations, entry, unload)
 
 
 async def chat(request: Request) -> Response:
@@ -128,9 +128,9 @@ async def generate(request: Request) -> Response:
     )  # fmt: skip
 
 
-async def _embed(generations: Generations, model: str, inputs: list[str]) -> EmbeddingResponse:
-    entry = await generations.catalog.resolve(model, f'model "{model}" not found, try pulling it first')
-    return await generations.embed(entry, inputs) if inputs else EmbeddingResponse(data=[])
+async def _embed(services: Services, model: str, inputs: list[str]) -> EmbeddingResponse:
+    entry = await services.catalog.resolve(model, f'model "{model}" not found, try pulling it first')
+    return await services.generations.embed(entry, inputs) if inputs else EmbeddingResponse(data=[])
 
 
 def _vectors(response: EmbeddingResponse, dimensions: int | None) -> list[list[float]]:
@@ -153,9 +153,9 @@ async def embed(request: Request) -> Response:
     if body.dimensions is not None and body.dimensions <= 0:
         raise InvalidRequest("dimensions must be a positive number")
     inputs = [body.input] if isinstance(body.input, str) else body.input or []
-    generations = generations_of(request)
-    generations.settings.bounds.count("inputs", len(inputs), generations.settings.bounds.inputs)
-    response = await _embed(generations, body.model, inputs)
+    services = services_of(request)
+    services.bounds.count("inputs", len(inputs), services.bounds.inputs)
+    response = await _embed(services, body.model, inputs)
     reply = EmbedResponse(model=body.model, embeddings=_vectors(response, body.dimensions))
     reply.total_duration = time.perf_counter_ns() - start
     if response.usage is not None:
@@ -167,5 +167,5 @@ async def embeddings(request: Request) -> Response:
     body = await parse_body(request, EmbeddingsRequest)
     if not body.model:
         raise ModelRequired()
-    vectors = _vectors(await _embed(generations_of(request), body.model, [body.prompt] if body.prompt else []), None)
+    vectors = _vectors(await _embed(services_of(request), body.model, [body.prompt] if body.prompt else []), None)
     return json_response(EmbeddingsResponse(embedding=vectors[0] if vectors else []))

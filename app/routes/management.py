@@ -8,7 +8,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from app.errors import InvalidRequest, ModelRequired, NotSupported
-from app.generation import Generations, generations_of
+from app.generation import Services, services_of
 from app.http.body import parse_body
 from app.http.responses import json_response, ndjson_response
 from app.ollama import CopyRequest, ListResponse, ModelRequest, ProcessResponse
@@ -19,28 +19,28 @@ __all__ = ["blob", "copy", "create", "delete", "list_tags", "list_running", "pul
 _MANAGED = "models are managed by mistral.rs, not through this API"
 
 
-async def _named(request: Request) -> tuple[Generations, ModelRequest]:
+async def _named(request: Request) -> tuple[Services, ModelRequest]:
     body = await parse_body(request, ModelRequest)
     if not (body.model or body.name):
         raise ModelRequired()
-    return generations_of(request), body
+    return services_of(request), body
 
 
 async def list_tags(request: Request) -> Response:
-    entries = await generations_of(request).catalog.entries(fresh=True)
+    entries = await services_of(request).catalog.entries(fresh=True)
     return json_response(ListResponse(models=[tag_model(entry) for entry in entries]))
 
 
 async def list_running(request: Request) -> Response:
-    generations = generations_of(request)
-    entries = await generations.catalog.entries(fresh=True)
-    where = generations.upstream.locations
+    services = services_of(request)
+    entries = await services.catalog.entries(fresh=True)
+    where = services.upstream.locations
     return json_response(ProcessResponse(models=[process_model(e, where(e.id)) for e in entries if e.loaded]))
 
 
 async def show(request: Request) -> Response:
-    generations, body = await _named(request)
-    entry = await generations.catalog.resolve(body.model or body.name)
+    services, body = await _named(request)
+    entry = await services.catalog.resolve(body.model or body.name)
     return json_response(show_response(entry))
 
 
@@ -51,16 +51,16 @@ async def _pull_progress() -> AsyncIterator[bytes]:  # nothing to download: mist
 
 async def pull(request: Request) -> Response:
     """mistral.rs already serves the model, so ``ollama pull``/``run`` flows succeed at once."""
-    generations, body = await _named(request)
+    services, body = await _named(request)
     name = body.model or body.name
-    await generations.catalog.resolve(name, f"model '{name}' not found: this server cannot pull models; {_MANAGED}")
+    await services.catalog.resolve(name, f"model '{name}' not found: this server cannot pull models; {_MANAGED}")
     if body.stream is False:
         return json_response({"status": "success"})
     return ndjson_response(_pull_progress())
 
 
 async def _refuse_known(request: Request, name: str, action: str) -> Response:
-    await generations_of(request).catalog.resolve(name)
+    await services_of(request).catalog.resolve(name)
     raise NotSupported(f"{action} is not supported: {_MANAGED}")
 
 

@@ -10,7 +10,7 @@ from starlette.responses import Response
 
 from app.bounds import Bounds
 from app.errors import InvalidRequest
-from app.generation import generations_of
+from app.generation import services_of
 from app.http.body import parse_body
 from app.http.responses import json_response
 from app.models import Entry
@@ -58,11 +58,11 @@ async def _relay(request: Request, route: Route) -> Response:
     name = body.get("model", "default")
     if not isinstance(name, str) or not name:
         raise InvalidRequest("model must be a non-empty string")
-    generations = generations_of(request)
-    _check(generations.settings.bounds, body)
-    entry = await generations.catalog.resolve(name)
+    services = services_of(request)
+    _check(services.bounds, body)
+    entry = await services.catalog.resolve(name)
     body["model"] = entry.id
-    return await generations.relay(request, route=route, entry=entry, body=body)
+    return await services.generations.relay(request, route=route, entry=entry, body=body)
 
 
 async def chat_completions(request: Request) -> Response:
@@ -82,13 +82,13 @@ def _model(entry: Entry) -> dict[str, Any]:
 
 
 async def list_models(request: Request) -> Response:
-    entries = await generations_of(request).catalog.entries(fresh=True)
+    entries = await services_of(request).catalog.entries(fresh=True)
     return json_response({"object": "list", "data": [_model(entry) for entry in entries]})
 
 
 async def retrieve_model(request: Request) -> Response:
     """OpenAI's ``models.retrieve``, as Ollama serves it (ids may hold a slash: ``Qwen/Qwen3-4B``)."""
-    entry = await generations_of(request).catalog.resolve(request.path_params["model"])
+    entry = await services_of(request).catalog.resolve(request.path_params["model"])
     return json_response(_model(entry))
 
 
@@ -97,10 +97,10 @@ async def manage_model(request: Request) -> Response:
     in for a mistral.rs server."""
     action: ModelAction = request.url.path.rsplit("/", 1)[1]  # type: ignore[assignment]  # the route names it
     body = await parse_body(request, _ModelId)
-    generations = generations_of(request)
-    if (entry := await generations.catalog.find(body.model_id)) is None:
+    services = services_of(request)
+    if (entry := await services.catalog.find(body.model_id)) is None:
         return json_response({"model_id": body.model_id, "status": "not_found"})
-    state = await generations.upstream.manage_model(action, entry.id)
-    generations.catalog.set_status(entry.id, state.status)
+    state = await services.upstream.manage_model(action, entry.id)
+    services.catalog.set_status(entry.id, state.status)
     answer = {"model_id": body.model_id, "status": state.status}
     return json_response(answer if state.error is None else {**answer, "error": state.error})

@@ -5,7 +5,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
-from app.generation import generations_of
+from app.generation import services_of
 from app.http.responses import json_response
 from app.routes.openapi import document
 from app.upstream.watch import answers
@@ -25,7 +25,7 @@ async def health(request: Request) -> Response:
 
 async def ready(request: Request) -> Response:
     """Readiness: can mistral.rs (or the in-process model) serve right now?"""
-    up = await answers(generations_of(request).upstream.health, _READY_TIMEOUT)
+    up = await answers(services_of(request).upstream.health, _READY_TIMEOUT)
     body = {"status": "ready" if up else "not ready", "upstream": "up" if up else "down"}
     return json_response(body, 200 if up else 503)
 
@@ -35,4 +35,4 @@ async def openapi(request: Request) -> Response:
 
 
 async def version(request: Request) -> Response:
-    return json_response({"version": generations_of(request).settings.ollama_version})
+    return json_response({"version": services_of(request).ollama_version})

@@ -293,7 +293,7 @@ def test_a_load_marks_loaded_only_the_server_that_loaded(tmp_path_factory: pytes
         httpx.Client(base_url=pool.proxy.url) as http,
     ):
         assert http.post("/api/generate", json={"model": "twin"}).json()["done_reason"] == "load"
-        members = pool.app.state.generations.upstream.members
+        members = pool.app.state.services.upstream.members
         reloaded = {name: [r.path for r in e.requests].count("/v1/models/reload") for name, e in pool.emulators.items()}
     assert reloaded == {"gpu-a": 0, "gpu-b": 1, "gpu-c": 0}
     assert {member.name: member.loaded("twin") for member in members} == {"gpu-a": False, "gpu-b": True, "gpu-c": False}
