@@ -6,7 +6,6 @@ import math
 import os
 import re
 import resource
-import shutil
 import signal
 import subprocess
 import time
@@ -18,31 +17,15 @@ import pytest
 
 from app.commands import main
 from app.commands.serve import BACKLOG
-from scripts.stack import free_port
+from tests.processes import cli, finish, free_port
 from tests.servers import Server
-
-_free_port = free_port  # the other tests import it from here
-
-
-def _command() -> str:
-    command = shutil.which("mistral-ollama-proxy")
-    assert command, "the console script is installed by `pip install .`"
-    return command
-
-
-def _finish(process: subprocess.Popen[str], timeout: float = 30) -> int:
-    """The exit code of a process told to stop, with its stdout pipe closed."""
-    code = process.wait(timeout=timeout)
-    assert process.stdout is not None
-    process.stdout.close()
-    return code
 
 
 def test_serve_answers_ollama_clients_and_stops_on_sigterm(upstream: Server) -> None:
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "MISTRAL_URL": upstream.url}
     process = subprocess.Popen(
-        [_command(), "serve", "--bind", f"127.0.0.1:{port}", "--model-aliases", "mistral:latest=mistral-7b"],
+        [cli(), "serve", "--bind", f"127.0.0.1:{port}", "--model-aliases", "mistral:latest=mistral-7b"],
         env=env,
         stdout=subprocess.PIPE,
         text=True,
@@ -75,7 +58,7 @@ def test_a_model_that_cannot_load_is_a_message_and_a_nonzero_exit(tmp_path: Path
     broken = tmp_path / "broken"
     broken.mkdir()
     (broken / "config.json").write_text("{}")
-    command = [_command(), "serve", "--model", str(broken), "--bind", f"127.0.0.1:{_free_port()}"]
+    command = [cli(), "serve", "--model", str(broken), "--bind", f"127.0.0.1:{free_port()}"]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 1
     assert done.stderr.startswith("mistral-ollama-proxy: mistral.rs could not load broken: ")
@@ -86,7 +69,7 @@ def test_a_corrupt_gguf_is_one_line_even_with_rust_backtraces_on(tmp_path: Path)
     env = {**{k: v for k, v in os.environ.items() if k != "MISTRAL_URL"}, "RUST_BACKTRACE": "1"}
     corrupt = tmp_path / "corrupt.gguf"
     corrupt.write_bytes(b"GGUF" + bytes(range(256)) * 8)
-    command = [_command(), "serve", "--model", str(corrupt), "--bind", f"127.0.0.1:{_free_port()}"]
+    command = [cli(), "serve", "--model", str(corrupt), "--bind", f"127.0.0.1:{free_port()}"]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 1
     assert done.stderr.startswith("mistral-ollama-proxy: mistral.rs could not load corrupt: ")
@@ -95,7 +78,7 @@ def test_a_corrupt_gguf_is_one_line_even_with_rust_backtraces_on(tmp_path: Path)
 
 def test_a_missing_model_says_how_to_provide_one(tmp_path: Path) -> None:
     env = {key: value for key, value in os.environ.items() if key != "MISTRAL_URL"}
-    done = subprocess.run([_command(), "serve", "--model", str(tmp_path / "nothing.gguf")], env=env,
+    done = subprocess.run([cli(), "serve", "--model", str(tmp_path / "nothing.gguf")], env=env,
                           capture_output=True, text=True, timeout=60)  # fmt: skip
     assert done.returncode == 1
     assert done.stderr == (
@@ -107,7 +90,7 @@ def test_a_missing_model_says_how_to_provide_one(tmp_path: Path) -> None:
 
 def test_invalid_configuration_is_a_message_not_a_traceback() -> None:
     env = {**os.environ, "MISTRAL_URL": "http://x", "REQUEST_TIMEOUT_SECS": "soon"}
-    done = subprocess.run([_command(), "serve"], env=env, capture_output=True, text=True, timeout=30)
+    done = subprocess.run([cli(), "serve"], env=env, capture_output=True, text=True, timeout=30)
     assert done.returncode == 2
     assert done.stderr.startswith("mistral-ollama-proxy: invalid configuration: ")
     assert "Traceback" not in done.stderr
@@ -115,7 +98,7 @@ def test_invalid_configuration_is_a_message_not_a_traceback() -> None:
 
 def test_a_mistral_url_without_a_scheme_is_refused_at_start() -> None:
     env = {**os.environ, "MISTRAL_URL": "localhost:8080"}
-    done = subprocess.run([_command(), "serve"], env=env, capture_output=True, text=True, timeout=30)
+    done = subprocess.run([cli(), "serve"], env=env, capture_output=True, text=True, timeout=30)
     assert (done.returncode, done.stdout) == (2, "")
     assert done.stderr == (
         "mistral-ollama-proxy: invalid configuration: MISTRAL_URL must be an http:// or https:// URL with a host, "
@@ -124,13 +107,13 @@ def test_a_mistral_url_without_a_scheme_is_refused_at_start() -> None:
 
 
 def test_the_open_files_limit_is_raised_to_the_hard_limit_and_said(upstream: Server) -> None:
-    port = _free_port()
+    port = free_port()
 
     def low_soft_limit() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (256, 4096))
 
     env = {**os.environ, "MISTRAL_URL": upstream.url}
-    process = subprocess.Popen([_command(), "serve", "--bind", f"127.0.0.1:{port}"], env=env, stdout=subprocess.PIPE,
+    process = subprocess.Popen([cli(), "serve", "--bind", f"127.0.0.1:{port}"], env=env, stdout=subprocess.PIPE,
                                stderr=subprocess.DEVNULL, text=True, preexec_fn=low_soft_limit)  # fmt: skip
     try:
         assert process.stdout is not None
@@ -140,13 +123,13 @@ def test_the_open_files_limit_is_raised_to_the_hard_limit_and_said(upstream: Ser
         assert httpx.get(f"http://127.0.0.1:{port}/").text == "Ollama is running"
     finally:
         process.send_signal(signal.SIGTERM)
-        assert _finish(process) == 0
+        assert finish(process) == 0
 
 
 def test_busy_port_is_a_clear_error(upstream: Server) -> None:
     env = {**os.environ, "MISTRAL_URL": upstream.url}
     done = subprocess.run(
-        [_command(), "serve", "--bind", f"127.0.0.1:{upstream.port}"],
+        [cli(), "serve", "--bind", f"127.0.0.1:{upstream.port}"],
         env=env,
         capture_output=True,
         text=True,
@@ -161,7 +144,7 @@ def test_busy_port_is_a_clear_error(upstream: Server) -> None:
 
 def test_several_workers_without_otlp_metrics_refuse_to_start(upstream: Server) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")} | {"MISTRAL_URL": upstream.url}
-    done = subprocess.run([_command(), "serve", "--workers", "2"], env=env, capture_output=True, text=True, timeout=30)
+    done = subprocess.run([cli(), "serve", "--workers", "2"], env=env, capture_output=True, text=True, timeout=30)
     assert done.returncode == 2
     assert done.stderr == (
         "mistral-ollama-proxy: invalid configuration: 2 workers need metrics pushed by OTLP (set "
@@ -171,9 +154,9 @@ def test_several_workers_without_otlp_metrics_refuse_to_start(upstream: Server) 
 
 
 def test_several_workers_push_metrics_and_serve_no_pull_endpoint(upstream: Server) -> None:
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "MISTRAL_URL": upstream.url, "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9"}
-    command = [_command(), "serve", "--workers", "2", "--bind", f"127.0.0.1:{port}", "--log-level", "error"]
+    command = [cli(), "serve", "--workers", "2", "--bind", f"127.0.0.1:{port}", "--log-level", "error"]
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
         assert process.stdout is not None
@@ -227,9 +210,9 @@ def test_the_logprob_base_of_a_server_is_e_or_10(value: str, base: float) -> Non
 
 
 def test_serve_says_when_telemetry_is_off(upstream: Server) -> None:
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "MISTRAL_URL": upstream.url, "OTEL_SDK_DISABLED": "true"}
-    process = subprocess.Popen([_command(), "serve", "--bind", f"127.0.0.1:{port}"], env=env, stdout=subprocess.PIPE,
+    process = subprocess.Popen([cli(), "serve", "--bind", f"127.0.0.1:{port}"], env=env, stdout=subprocess.PIPE,
                                text=True)  # fmt: skip
     try:
         assert process.stdout is not None
@@ -238,7 +221,7 @@ def test_serve_says_when_telemetry_is_off(upstream: Server) -> None:
             assert http.get("/metrics").status_code == 404
     finally:
         process.send_signal(signal.SIGTERM)
-        code = _finish(process, timeout=10)
+        code = finish(process, timeout=10)
     assert code == 0
 
 

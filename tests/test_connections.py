@@ -12,8 +12,8 @@ import hypercorn.asyncio.run
 
 from app.http.server import ClosingTCPServer
 from tests.emulator import Emulator
+from tests.processes import cli, finish, free_port
 from tests.servers import Server, serve_in_thread
-from tests.test_cli import _command, _finish, _free_port
 from tests.waiting import eventually
 
 CLOSE_WAIT = "08"  # the state's code in /proc/net/tcp
@@ -37,9 +37,9 @@ def _short_connections(port: int, count: int) -> None:
 
 
 def test_the_proxy_closes_a_connection_as_soon_as_its_idle_client_hangs_up(upstream: Server) -> None:
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "MISTRAL_URL": upstream.url}
-    process = subprocess.Popen([_command(), "serve", "--bind", f"127.0.0.1:{port}"], env=env, stdout=subprocess.PIPE,
+    process = subprocess.Popen([cli(), "serve", "--bind", f"127.0.0.1:{port}"], env=env, stdout=subprocess.PIPE,
                                stderr=subprocess.DEVNULL, text=True)  # fmt: skip
     try:
         assert process.stdout is not None
@@ -49,7 +49,7 @@ def test_the_proxy_closes_a_connection_as_soon_as_its_idle_client_hangs_up(upstr
         eventually(lambda: _close_wait(port) == 0, within=1.0, every=0.05)  # keep_alive_timeout is 75 s
     finally:
         process.send_signal(signal.SIGTERM)
-        assert _finish(process) == 0
+        assert finish(process) == 0
 
 
 def test_stock_hypercorn_keeps_them_until_its_keep_alive_timeout() -> None:

@@ -23,8 +23,8 @@ from app.settings import Settings
 from otel.telemetry import Telemetry
 from tests.emulator import Emulator, Reply
 from tests.otel.helpers import finished_spans, values, wait_idle
+from tests.processes import free_port
 from tests.servers import Server, serve_in_thread
-from tests.test_cli import _free_port
 from tests.waiting import eventually
 
 HI = [{"role": "user", "content": "hi"}]
@@ -354,7 +354,7 @@ def test_generations_are_never_retried(configure: Any, emulator: Emulator) -> No
 
 
 def test_mistralrs_restarting_between_requests(telemetry: Telemetry, metric_reader: InMemoryMetricReader) -> None:
-    emulator, port = Emulator(), _free_port()
+    emulator, port = Emulator(), free_port()
     body = {"model": "mistral-7b", "messages": HI, "stream": False}
     first = serve_in_thread(emulator.app, port=port)
     first.__enter__()

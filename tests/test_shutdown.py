@@ -18,8 +18,8 @@ import pytest
 
 from tests.emulator import Emulator, Reply
 from tests.otel.otlp_receiver import Received, http_receiver
+from tests.processes import finish, free_port
 from tests.servers import Server
-from tests.test_cli import _finish, _free_port
 from tests.tiny_model import build_tiny_model
 from tests.waiting import eventually
 
@@ -37,7 +37,7 @@ def _serve(
 ) -> tuple[subprocess.Popen[str], str]:
     command = shutil.which("mistral-ollama-proxy")
     assert command
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "MISTRAL_URL": upstream.url, "GRACEFUL_TIMEOUT_SECS": str(grace),
            "OTEL_EXPORTER_OTLP_ENDPOINT": otlp, "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf"}  # fmt: skip
     process = subprocess.Popen([command, "serve", "--bind", f"127.0.0.1:{port}", "--log-level", "warning"],
@@ -64,7 +64,7 @@ def test_streams_in_flight_finish_and_telemetry_is_flushed(
             rest = [json.loads(line) for line in lines]
     finally:
         process.send_signal(signal.SIGTERM)
-        code = _finish(process)
+        code = finish(process)
     assert first["message"]["content"] == "a"
     assert rest[-1]["done"] is True and rest[-1]["done_reason"] == "stop"
     assert code == 0
@@ -85,7 +85,7 @@ def test_streams_past_the_grace_period_end_with_an_error_line(
             process.send_signal(signal.SIGTERM)
             rest = [json.loads(line) for line in lines]
     finally:
-        code = _finish(process)
+        code = finish(process)
     assert rest[-1] == {"error": "the server is shutting down"}
     assert not any(line.get("done") for line in rest)
     assert len(rest) < 20  # ended after about half a second, not after the 40 words
@@ -96,13 +96,13 @@ def test_streams_past_the_grace_period_end_with_an_error_line(
 def test_an_unreachable_collector_does_not_hold_the_exit(upstream: Server, tmp_path: Path) -> None:
     log = tmp_path / "stderr.log"
     with log.open("w") as stderr:
-        process, url = _serve(upstream, 1.0, f"http://127.0.0.1:{_free_port()}", stderr)
+        process, url = _serve(upstream, 1.0, f"http://127.0.0.1:{free_port()}", stderr)
         try:
             assert httpx.post(f"{url}/api/chat", json={**CHAT, "stream": False}, timeout=30).status_code == 200
         finally:
             process.send_signal(signal.SIGTERM)
             # The OTLP exporters retry each batch for 10 s; before the flush had a time limit this took 25 s.
-            code = _finish(process, timeout=10)
+            code = finish(process, timeout=10)
     assert code == 0
     warning = "telemetry not flushed within 5 s (is the OTLP endpoint reachable?); going on"
     assert warning in log.read_text()
@@ -116,7 +116,7 @@ def test_a_whole_answer_in_process_past_the_grace_period_is_a_503_and_the_exit_i
     model = build_tiny_model(tmp_path / "tiny")
     command = shutil.which("mistral-ollama-proxy")
     assert command
-    port = _free_port()
+    port = free_port()
     env = {key: value for key, value in os.environ.items() if key not in ("MISTRAL_URL", "RUST_LOG")}
     env |= {"MODEL": str(model), "GRACEFUL_TIMEOUT_SECS": "0.5", "OTEL_TRACES_EXPORTER": "none",
             "OTEL_METRICS_EXPORTER": "prometheus", "OTEL_LOGS_EXPORTER": "none"}  # fmt: skip
@@ -138,7 +138,7 @@ def test_a_whole_answer_in_process_past_the_grace_period_is_a_503_and_the_exit_i
     finally:
         if not stopping:  # a second SIGTERM while it drains would end it without its clean exit
             process.send_signal(signal.SIGTERM)
-        code = _finish(process)
+        code = finish(process)
     assert (response.status_code, response.json()) == (503, {"error": "the server is shutting down"})
     assert response.headers["retry-after"] == "5"
     assert code == 0

@@ -18,8 +18,8 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.processes import cli, free_port
 from tests.servers import Server
-from tests.test_cli import _command, _free_port
 from tests.waiting import eventually
 
 
@@ -35,9 +35,9 @@ class Proxy:
 
 @pytest.fixture
 def proxy(upstream: Server) -> Iterator[Proxy]:
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "MISTRAL_URL": upstream.url}
-    command = [_command(), "serve", "--bind", f"127.0.0.1:{port}", "--model-aliases", "mistral:latest=mistral-7b"]
+    command = [cli(), "serve", "--bind", f"127.0.0.1:{port}", "--model-aliases", "mistral:latest=mistral-7b"]
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         eventually(lambda: _answers(port), within=30.0)

@@ -18,9 +18,9 @@ import yaml
 
 from app.commands.check import Check, run_check
 from tests.emulator import Emulator, Reply
+from tests.processes import free_port
 from tests.programs import program
 from tests.servers import Server
-from tests.test_cli import _free_port
 from tests.waiting import eventually
 
 ROOT = Path(__file__).parent.parent.parent
@@ -52,7 +52,7 @@ def _config(proxy: Server, upstream: Server) -> dict[str, Any]:
 def prometheus(proxy: Server, upstream: Server, tmp_path: Path) -> Iterator[str]:
     binary = program("prometheus")  # Prometheus 3, built at the version compose runs
     (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(_config(proxy, upstream)))
-    port = _free_port()
+    port = free_port()
     command = [binary, f"--config.file={tmp_path / 'prometheus.yml'}", f"--storage.tsdb.path={tmp_path / 'data'}",
                f"--web.listen-address=127.0.0.1:{port}", "--enable-feature=exemplar-storage"]  # fmt: skip
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -163,7 +163,7 @@ def test_the_check_command_passes_against_the_live_stack(proxy: Server, promethe
 def test_the_check_command_exits_non_zero_when_prometheus_is_missing(proxy: Server) -> None:
     command = shutil.which("mistral-ollama-proxy")
     assert command
-    dead = f"http://127.0.0.1:{_free_port()}"
+    dead = f"http://127.0.0.1:{free_port()}"
     done = subprocess.run([command, "check", "--proxy", proxy.url, "--prometheus", dead, "--timeout", "2"],
                           capture_output=True, text=True, timeout=60, env=dict(os.environ))  # fmt: skip
     assert done.returncode == 1

@@ -20,8 +20,8 @@ from app.settings import Settings
 from app.upstream.embedded import EmbeddedUpstream, resolve
 from app.upstream.embedded.spec import DEFAULT_MODEL, default_cache_dir
 from otel.telemetry import disabled
+from tests.processes import free_port
 from tests.servers import serve_in_thread
-from tests.test_cli import _free_port
 from tests.waiting import eventually
 
 
@@ -29,7 +29,7 @@ from tests.waiting import eventually
 def test_serve_runs_the_default_model_for_the_official_client() -> None:
     command = shutil.which("mistral-ollama-proxy")
     assert command, "the console script is installed by `pip install .`"
-    port = _free_port()
+    port = free_port()
     env = {key: value for key, value in os.environ.items() if key not in ("MISTRAL_URL", "RUST_LOG")}
     process = subprocess.Popen(
         [command, "serve", "--bind", f"127.0.0.1:{port}", "--log-level", "warning"],
