@@ -26,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from tempfile import TemporaryDirectory
+from typing import Any
 
 import httpx
 
@@ -40,25 +41,31 @@ CHAT = {"model": "default", "messages": [{"role": "user", "content": "hi"}], "st
 
 @dataclass
 class Observer:
-    """The well-behaved client: one chat every 50 ms, errors and latencies recorded."""
+    """A well-behaved client, errors and latencies recorded: by default one chat every 50 ms; as the poller of the
+    hostile phase, ``GET /api/version`` back to back (its worst wait is the proxy's stall)."""
 
     url: str
+    path: str = "/api/chat"
+    body: dict[str, Any] | None = field(default_factory=lambda: CHAT)  # None: a GET
+    pause: float = 0.05
+    timeout: float = 10.0
     errors: list[str] = field(default_factory=list)
     latencies: list[float] = field(default_factory=list)
     stop: threading.Event = field(default_factory=threading.Event)
 
     def run(self) -> None:
-        with httpx.Client(base_url=self.url, timeout=10) as http:
+        with httpx.Client(base_url=self.url, timeout=self.timeout) as http:
             while not self.stop.is_set():
                 started = time.perf_counter()
                 try:
-                    status = http.post("/api/chat", json=CHAT).status_code
-                    if status != 200:
-                        self.errors.append(str(status))
+                    answer = http.get(self.path) if self.body is None else http.post(self.path, json=self.body)
+                    if answer.status_code != 200:
+                        self.errors.append(str(answer.status_code))
                 except httpx.HTTPError as exc:
                     self.errors.append(type(exc).__name__)
                 self.latencies.append(time.perf_counter() - started)
-                self.stop.wait(0.05)
+                if self.pause:
+                    self.stop.wait(self.pause)
 
     def summary(self) -> str:
         ordered = sorted(self.latencies) or [0.0]
@@ -172,25 +179,9 @@ def _hostile_bodies(size: int = 40_000) -> dict[str, tuple[str, bytes]]:
     return encoded
 
 
-@dataclass
-class Poller:
-    """Another client, asking ``GET /api/version`` back to back; its worst wait is the proxy's stall."""
-
-    url: str
-    waits: list[float] = field(default_factory=list)
-    stop: threading.Event = field(default_factory=threading.Event)
-
-    def run(self) -> None:
-        with httpx.Client(base_url=self.url, timeout=30) as http:
-            while not self.stop.is_set():
-                started = time.perf_counter()
-                http.get("/api/version")
-                self.waits.append(time.perf_counter() - started)
-
-
 def _polled(url: str, action: Callable[[], None]) -> float:
-    """The poller's worst wait while ``action`` runs."""
-    poller = Poller(url)
+    """Another client's worst wait while ``action`` runs."""
+    poller = Observer(url, path="/api/version", body=None, pause=0.0, timeout=30.0)
     thread = threading.Thread(target=poller.run)
     thread.start()
     time.sleep(0.2)
@@ -199,7 +190,7 @@ def _polled(url: str, action: Callable[[], None]) -> float:
     finally:
         poller.stop.set()
         thread.join()
-    return max(poller.waits)
+    return max(poller.latencies)
 
 
 def hostile(url: str, repeats: int = 20) -> list[str]:
