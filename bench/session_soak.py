@@ -97,11 +97,11 @@ IN_PROCESS = Leg(
         background_odds=(0.75, 0.15, 0.0, 0.1),
     ),
     strict_timeout=20.0,
-    capacity=2,
+    capacity=4,
     service="mistralrs chat",
     shared=True,
     description="`Settings()` without MISTRAL_URL: the default model (SmolLM2-135M-Instruct Q4_1 GGUF) in-process, "
-    "two engine slots (the GGUF default; one prompt read at a time), every other setting on its default (a wait "
+    "four engine slots (the GGUF default; one prompt read at a time), every other setting on its default (a wait "
     "for the engine's slot ends at the request's deadline, REQUEST_TIMEOUT_SECS, 300 s, as a 504); the deadline "
     "proxy on the same engine with REQUEST_TIMEOUT_SECS=20. 2 users, a long history being 8 messages; a client "
     "that gives up waits up to 60 s; Open WebUI's bodies as they are (no options on chats, follow-ups and tags; the "

@@ -29,7 +29,6 @@ def test_a_held_loop_is_recorded_at_least_as_late_as_it_was_held() -> None:
     lags = asyncio.run(session())
     # The timer fell due at most one interval into the hold, and ran only after it.
     assert max(lags) >= HELD - 0.05
-    assert min(lags) >= 0.0
 
 
 def test_the_proxy_records_its_loop_from_the_start(proxy: Server, metric_reader: InMemoryMetricReader) -> None:
