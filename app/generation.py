@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
 from types import TracebackType
@@ -147,9 +147,15 @@ class Run:
 Framing = Callable[[AsyncIterator[list[Any]], OnError, Drain], AsyncIterator[bytes]]
 
 
-class GenerationStream(Response, Generic[T]):
+class GenerationStream(ClosingStreamingResponse, Generic[T]):
     """A streamed answer that runs its generation while it is sent: ``bursts`` turns the upstream stream into
-    bursts of replies, ``framing`` writes them (NDJSON lines or SSE events)."""
+    bursts of replies, ``framing`` writes them (NDJSON lines or SSE events).
+
+    The run is entered and left in one place, the body's ``async with``: its first line is read before the
+    response starts (a failure until then is an ordinary HTTP error), and the run is left when the lines end, before
+    the response's last message, so the server span contains the generation's and its metrics are recorded by the
+    time a client has read the whole answer. However the body stops (its end, an error, its client gone, a
+    cancellation), leaving the ``async with`` is what closes the run."""
 
     def __init__(
         self,
@@ -162,43 +168,27 @@ class GenerationStream(Response, Generic[T]):
         headers: dict[str, str] | None = None,
         background: BackgroundTask | None = None,
     ) -> None:
-        self._run, self._bursts, self._framing, self._drain, self._extra = run, bursts, framing, drain, headers
-        self.status_code, self.media_type, self.background = 200, media_type, background
+        self._run, self._bursts, self._framing, self._drain = run, bursts, framing, drain
+        self._body = self._lines()
+        super().__init__(self._body, media_type=media_type, headers=headers, background=background)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        # The run is left when its lines end, before the response's last message: the server span (which ends with
-        # that message) then contains the generation's, and its metrics are recorded by the time a client has read
-        # the whole answer. The close after the response only matters if the lines never started.
         # Until its first line, a client that leaves ends the wait (for a slot, for mistral.rs) at once; afterwards
         # the streaming response notices it at its next write.
-        started: list[Run] = []
         try:
-            run, bursts, first = await cancel_on_disconnect(receive, partial(self._start, started))
-        except BaseException as exc:
-            if started:  # the client left as the first line became ready: the run was entered, so leave it
-                await started[0].close(exc)
+            await cancel_on_disconnect(receive, partial(anext, self._body))
+        except BaseException:
+            await self._body.aclose()  # the client left as the first line became ready: leave the run
             raise
-        try:
-            lines = self._framing(_prepend(first, bursts), run.fail, self._drain)
-            response = ClosingStreamingResponse(_closing(run, lines), media_type=self.media_type, headers=self._extra)
-            await response(scope, receive, send)
-        except BaseException as exc:
-            await run.close(exc)
-            raise
-        await run.close(None)
-        if self.background is not None:
-            await self.background()
+        await super().__call__(scope, receive, send)
 
-    async def _start(self, started: list[Run]) -> tuple[Run, AsyncIterator[list[T]], list[T]]:
-        run = await self._run.__aenter__()
-        try:
+    async def _lines(self) -> AsyncGenerator[bytes, None]:
+        async with self._run as run:
             bursts = self._bursts(run, await run.open())
-            first = await anext(bursts)  # a failure before this is still an ordinary HTTP error
-        except BaseException as exc:
-            await run.close(exc)
-            raise
-        started.append(run)
-        return run, bursts, first
+            first = await anext(bursts)
+            yield b""  # ready: the first line is there (taken by ``__call__``, never sent)
+            async for line in self._framing(_prepend(first, bursts), run.fail, self._drain):
+                yield line
 
 
 @dataclass(frozen=True, slots=True)
@@ -382,16 +372,6 @@ def _done_reply(kind: Kind, model: str, reason: str) -> Reply:
         return GenerateResponse(model=model, created_at=created_at, response="", done=True, done_reason=reason)
     message = AssistantMessage(role="assistant", content="")
     return ChatResponse(model=model, created_at=created_at, message=message, done=True, done_reason=reason)
-
-
-async def _closing(run: Run, lines: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    try:
-        async for line in lines:
-            yield line
-    except BaseException as exc:  # the client left (GeneratorExit) or the task was cancelled
-        await run.close(exc)
-        raise
-    await run.close(None)
 
 
 async def _prepend(first: T, rest: AsyncIterator[T]) -> AsyncIterator[T]:

@@ -97,7 +97,7 @@ class Settings:
     workers: int = 1
     model: str | None = None  # the embedded engine's model, when there is no MISTRAL_URL
     model_cache_dir: str | None = None
-    engine_concurrency: int = 0  # 0: 4 for GGUF models (one prompt read at a time: a mistralrs 0.9.5 bug), 8 otherwise
+    engine_concurrency: int = 0  # 0: the engine's default, 8
     engine_max_queue: int = 64
     ollama_version: str = OLLAMA_API_VERSION
     access_log: bool = True  # one structured line per request (logger mistral_ollama_proxy.access)

@@ -90,11 +90,13 @@ class EmbeddedUpstream:
         self._tracer = (tracer_provider or trace.get_tracer_provider()).get_tracer("mistral-ollama-proxy.engine")
         # A request queued for a slot waits behind work that moves (unlike a silent server, which the first-byte
         # timeout is for), as in Ollama's queue: only its own deadline bounds the wait.
-        self.slots = Limiter(concurrency or (4 if spec.kind == "gguf" else 8), max_queue, None)
+        # Eight slots: Open WebUI sends up to three background requests per message (a title, tags, follow-ups), and
+        # on a small model some ramble on to their deadline while the user sends the next messages; a chat must share
+        # the cores with them rather than queue behind them for minutes. Batched decoding on a CPU costs each
+        # sequence speed, not the engine throughput.
+        self.slots = Limiter(concurrency or 8, max_queue, None)
         # mistralrs 0.9.5 fails GGUF sequences of equal length prefilled together on CPU: a GGUF sequence starts
-        # once no other is reading its prompt. Four slots, as many as Open WebUI sends at once per message (the chat,
-        # its title, tags and follow-ups): a chat shares the cores with a rambling background request rather than
-        # queueing behind it for minutes. On a CPU the tokens per second of all sequences together barely change.
+        # once no other is reading its prompt.
         self._prompts = asyncio.Semaphore(1) if spec.kind == "gguf" else None
         self.active_streams = 0  # engine streams whose producer thread has not finished
         self._runner: Any = None
