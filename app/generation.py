@@ -17,7 +17,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, 
 from dataclasses import dataclass
 from functools import partial
 from types import TracebackType
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 import anyio
 import msgspec
@@ -26,6 +26,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from app.anthropic import MessageEvents, message_id, to_message
 from app.bounds import Bounds
 from app.drain import Drain
 from app.errors import ModelNotFound, ShuttingDown, UpstreamError, UpstreamProtocolError
@@ -38,6 +39,7 @@ from app.http.responses import (
     ended_by_shutdown,
     json_response,
     ndjson_lines,
+    sse_events,
     sse_lines,
 )
 from app.limiter import Limiter
@@ -235,6 +237,34 @@ class Generations:
         # One JSON answer from mistral.rs costs far less to relay than a stream of chunks.
         answer = await self._whole(request, run, _decode_answer)
         return json_response(translation.whole(answer), background=after)
+
+    async def anthropic(
+        self,
+        request: Request,
+        *,
+        entry: Entry,
+        body: dict[str, Any],
+        requested: str,
+        stream: bool,
+        clock: Clock,
+        estimated_input: int,
+    ) -> Response:
+        """An Anthropic message: the Ollama chat it translates to, its replies as Anthropic's events or message."""
+        run = self.run(route="chat", entry=entry, body=body, clock=clock)
+        translation = OllamaStream(requested, "chat", clock, None, None, self.upstream.logprob_scale)
+        message = message_id()
+        if stream:
+            converter = MessageEvents(message, requested, estimated_input)
+
+            async def events(run: Run, payloads: PayloadStream) -> AsyncIterator[list[tuple[str, Any]]]:
+                async for replies in to_ollama(run.observe(decode_chunks(payloads)), translation):
+                    if burst := [event for reply in replies for event in converter.events(cast(ChatResponse, reply))]:
+                        yield burst
+
+            headers = {"cache-control": "no-cache"}
+            return GenerationStream(run, events, sse_events, SSE_MEDIA_TYPE, self.drain, headers=headers)
+        answer = await self._whole(request, run, _decode_answer)
+        return json_response(to_message(message, cast(ChatResponse, translation.whole(answer))))
 
     async def relay(self, request: Request, *, route: Route, entry: Entry, body: dict[str, Any]) -> Response:
         """The OpenAI pass-through: mistral.rs's bytes go out as they came, observed on the way."""

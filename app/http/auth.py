@@ -1,4 +1,5 @@
-"""Bearer API keys, off unless keys are configured; compared in constant time, never logged or traced."""
+"""API keys, off unless keys are configured: ``Authorization: Bearer`` or Anthropic's ``x-api-key`` (Claude Code
+sends that one); compared in constant time, never logged or traced."""
 
 from __future__ import annotations
 
@@ -37,15 +38,20 @@ class AuthMiddleware:
             return
         path = scope["path"]
         keys = self._metrics if path in METRICS_PATHS else None if path in PUBLIC_PATHS else self._keys
-        if keys is None or _matches(_bearer(scope), keys):
+        if keys is None or any(_matches(presented, keys) for presented in _presented(scope)):
             await self.app(scope, receive, send)
             return
         await render_error(scope, Unauthorized())(scope, receive, send)
 
 
-def _bearer(scope: Scope) -> bytes:
+def _presented(scope: Scope) -> list[bytes]:
+    """The credentials the request carries: a bearer token, an ``x-api-key``, or both."""
+    found = []
     for name, value in scope["headers"]:
         if name == b"authorization":
             scheme, _, token = value.partition(b" ")
-            return token.strip() if scheme.lower() == b"bearer" else b""
-    return b""
+            if scheme.lower() == b"bearer" and token.strip():
+                found.append(token.strip())
+        elif name == b"x-api-key" and value.strip():
+            found.append(value.strip())
+    return found

@@ -1,13 +1,14 @@
 """Error rendering, in one place: every error answer, and the request's ``error_type`` for the HTTP telemetry.
 
-A ``ProxyError`` is Ollama's ``{"error": "..."}`` with its status and headers, or OpenAI's envelope on ``/v1/``
-routes; an unknown path or method is the plain text Ollama's router (gin) answers. Once a response has started,
-``error_line`` is what a stream writes instead.
+A ``ProxyError`` is Ollama's ``{"error": "..."}`` with its status and headers, Anthropic's error object on
+``/v1/messages``, or OpenAI's envelope on the other ``/v1/`` routes; an unknown path or method is the plain text
+Ollama's router (gin) answers. Once a response has started, ``error_line`` is what a stream writes instead.
 """
 
 from __future__ import annotations
 
 import logging
+import secrets
 from typing import Any
 
 import msgspec
@@ -20,19 +21,38 @@ from app.errors import NotSupported, ProxyError, truncate
 from otel.genai import CLIENT_DISCONNECTED
 from otel.record import record_error
 
-__all__ = ["EXCEPTION_HANDLERS", "JSON_ENCODER", "JSON_MEDIA_TYPE", "error_line", "openai_error", "render_error"]
+__all__ = [
+    "EXCEPTION_HANDLERS",
+    "JSON_ENCODER",
+    "JSON_MEDIA_TYPE",
+    "anthropic_error",
+    "error_line",
+    "openai_error",
+    "render_error",
+]
 
 _log = logging.getLogger(__name__)
 # The one JSON encoder and media type of the HTTP layer (responses.py frames with them too).
 JSON_ENCODER = msgspec.json.Encoder()
 JSON_MEDIA_TYPE = "application/json; charset=utf-8"
 _HTTP_ERROR_TYPES = {404: "not_found", 405: "method_not_allowed"}
+# Anthropic's error types by status, as Ollama's /v1/messages names them (anthropic.NewError).
+_ANTHROPIC_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
+                    404: "not_found_error", 413: "request_too_large", 429: "rate_limit_error",
+                    503: "overloaded_error", 529: "overloaded_error"}  # fmt: skip
+_ANTHROPIC_PATH = "/v1/messages"
 
 
 def render_error(scope: Scope, exc: ProxyError) -> Response:
     """The answer to ``exc``, and ``exc.error_type`` on the request's record (the first error wins)."""
     record_error(scope, exc.error_type)
-    body = openai_error(exc) if scope["path"].startswith("/v1/") else {"error": truncate(exc.message)}
+    path: str = scope["path"]
+    if path == _ANTHROPIC_PATH or path.startswith(_ANTHROPIC_PATH + "/"):
+        body = anthropic_error(exc)
+    elif path.startswith("/v1/"):
+        body = openai_error(exc)
+    else:
+        body = {"error": truncate(exc.message)}
     return Response(JSON_ENCODER.encode(body), exc.status_code, headers=exc.headers, media_type=JSON_MEDIA_TYPE)
 
 
@@ -47,6 +67,12 @@ def error_line(exc: BaseException) -> dict[str, str]:
 def openai_error(exc: ProxyError, kind: str | None = None) -> dict[str, Any]:
     kind = kind or ("invalid_request_error" if exc.status_code < 500 else "api_error")
     return {"error": {"message": truncate(exc.message), "type": kind, "param": None, "code": None}}
+
+
+def anthropic_error(exc: ProxyError) -> dict[str, Any]:
+    kind = _ANTHROPIC_TYPES.get(exc.status_code, "api_error")
+    error = {"type": kind, "message": truncate(exc.message)}
+    return {"type": "error", "error": error, "request_id": "req_" + secrets.token_hex(12)}
 
 
 async def _proxy_error(request: Request, exc: Exception) -> Response:

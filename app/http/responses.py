@@ -13,7 +13,7 @@ from starlette.types import Send
 
 from app.drain import Drain
 from app.errors import ProxyError, ShuttingDown
-from app.http.errors import JSON_ENCODER, JSON_MEDIA_TYPE, error_line, openai_error
+from app.http.errors import JSON_ENCODER, JSON_MEDIA_TYPE, anthropic_error, error_line, openai_error
 
 __all__ = [
     "ClosingStreamingResponse",
@@ -25,6 +25,7 @@ __all__ = [
     "json_response",
     "ndjson_lines",
     "ndjson_response",
+    "sse_events",
     "sse_lines",
 ]
 
@@ -86,6 +87,30 @@ async def sse_lines(bursts: AsyncIterable[list[bytes]], on_error: OnError, drain
             message = error_line(failure)["error"]
             yield b"data: " + _encode(openai_error(ProxyError(message), "server_error")) + b"\n\n"
         yield b"data: [DONE]\n\n"
+
+
+async def sse_events(
+    bursts: AsyncIterable[list[tuple[str, Any]]], on_error: OnError, drain: Drain
+) -> AsyncIterator[bytes]:
+    """Named SSE events (Anthropic's ``event:`` and ``data:`` pairs), a burst per write; a failure becomes an
+    ``error`` event, Anthropic's in-band error, and ends the stream."""
+    with drain.track():
+        try:
+            async for events in bursts:
+                yield b"".join([_event(name, data) for name, data in events])
+        except (Exception, asyncio.CancelledError) as exc:
+            if isinstance(exc, asyncio.CancelledError) and not ended_by_shutdown(drain):
+                raise
+            failure = exc if isinstance(exc, Exception) else ShuttingDown()
+            on_error(failure)
+            error = failure if isinstance(failure, ProxyError) else ProxyError(error_line(failure)["error"])
+            body = anthropic_error(error)
+            del body["request_id"]  # the stream's own error event carries none
+            yield _event("error", body)
+
+
+def _event(name: str, data: Any) -> bytes:
+    return b"event: " + name.encode() + b"\ndata: " + _encode(data) + b"\n\n"
 
 
 def ended_by_shutdown(drain: Drain) -> bool:

@@ -7,6 +7,7 @@ from typing import get_args
 
 from starlette.routing import BaseRoute
 
+from app.anthropic import MessagesRequest, MessagesResponse
 from app.http.responses import NDJSON_MEDIA_TYPE, SSE_MEDIA_TYPE
 from app.ollama import (
     ChatRequest,
@@ -23,7 +24,7 @@ from app.ollama import (
     ProcessResponse,
     ShowResponse,
 )
-from app.routes import generation, management, openai, system
+from app.routes import anthropic, generation, management, openai, system
 from app.routes.openapi import OBJECT, Doc, DocumentedRoute, Error, Readiness, Version
 from app.upstream import ModelAction
 
@@ -68,6 +69,9 @@ ROUTES: list[BaseRoute] = [
            Doc("OpenAI completions, passed through to mistral.rs", OBJECT, OBJECT, SSE_MEDIA_TYPE)),
     _Route("/v1/embeddings", openai.embeddings, ["POST"],
            Doc("OpenAI embeddings, passed through to mistral.rs", OBJECT, OBJECT)),
+    _Route("/v1/messages", anthropic.messages, ["POST"],
+           Doc("Anthropic Messages, run as an Ollama chat; streamed as Anthropic's SSE events if `stream` is true",
+               MessagesRequest, MessagesResponse, SSE_MEDIA_TYPE)),
     _Route("/v1/models", openai.list_models, ["GET"], Doc("mistral.rs's model list, as it sends it", response=OBJECT)),
     # Explicit paths, as mistral.rs's own: OpenAPI counts /v1/models/{action} and /v1/models/{model} as one path.
     *(_Route(f"/v1/models/{action}", openai.manage_model, ["POST"],

@@ -40,10 +40,10 @@ from app.ollama.translate.requests import (
 from app.upstream.wire import EmbeddingResponse
 from otel.clock import Clock
 
-__all__ = ["chat", "embed", "embeddings", "generate"]
+__all__ = ["chat", "check_bounds", "embed", "embeddings", "generate"]
 
 
-def _check(bounds: Bounds, messages: list[Message], options: Options | None) -> None:
+def check_bounds(bounds: Bounds, messages: list[Message], options: Options | None) -> None:
     """Counts first, each cheap, and only then the images' sizes."""
     bounds.count("messages", len(messages), bounds.messages)
     bounds.count("images", sum(len(message.images or ()) for message in messages), bounds.images)
@@ -94,7 +94,7 @@ async def _open(
     services = services_of(request)
     bounds = services.bounds
     bounds.count("tools", tools(body), bounds.tools)
-    _check(bounds, messages(body), body.options)
+    check_bounds(bounds, messages(body), body.options)
     entry = await services.catalog.resolve(body.model)
     check_thinking(body.think, body.model, entry.id)
     return _Opened(body, clock, services.generations, entry, unload)

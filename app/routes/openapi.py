@@ -42,6 +42,19 @@ class OpenAIError(msgspec.Struct):
     error: OpenAIErrorBody
 
 
+class AnthropicErrorBody(msgspec.Struct):
+    type: str
+    message: str
+
+
+class AnthropicError(msgspec.Struct):
+    """Every error answer of ``/v1/messages``, as Anthropic's clients read it."""
+
+    type: str
+    error: AnthropicErrorBody
+    request_id: str
+
+
 class Version(msgspec.Struct):
     version: str
 
@@ -103,7 +116,7 @@ def document() -> dict[str, Any]:
     structs = sorted(
         {doc.request for _, _, doc in operations if isinstance(doc.request, type)}
         | {doc.response for _, _, doc in operations if isinstance(doc.response, type)}
-        | {Error, OpenAIError},
+        | {Error, OpenAIError, AnthropicError},
         key=lambda struct: struct.__name__,
     )
     refs, components = msgspec.json.schema_components(structs, ref_template=_REF)
@@ -140,7 +153,7 @@ def _operation(path: str, op: Doc, schema_of: Callable[[Any], dict[str, Any]]) -
 
 
 def _responses(path: str, op: Doc, schema_of: Callable[[Any], dict[str, Any]]) -> dict[str, Any]:
-    shape = OpenAIError if path.startswith("/v1/") else Error
+    shape = AnthropicError if path.startswith("/v1/messages") else OpenAIError if path.startswith("/v1/") else Error
     error = {"description": "An error", "content": {"application/json": {"schema": schema_of(shape)}}}
     if op.response is Error:  # a bad body or an unknown model is still answered first
         return {"4XX": error, "501": {**error, "description": "Not supported by mistral.rs"}}

@@ -1,0 +1,45 @@
+"""``/v1/messages``: Anthropic's Messages API, run as the Ollama chat it translates to (Ollama's own design)."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from app.anthropic import MessagesRequest, estimate_input_tokens, to_chat_request
+from app.errors import InvalidRequest, ModelRequired
+from app.generation import services_of
+from app.http.body import parse_body
+from app.ollama.translate.options import model_options
+from app.ollama.translate.requests import chat_request_to_openai
+from app.ollama.translate.show import capabilities
+from app.routes.generation import check_bounds
+from otel.clock import Clock
+
+__all__ = ["messages"]
+
+
+async def messages(request: Request) -> Response:
+    clock = Clock()
+    body = await parse_body(request, MessagesRequest)
+    if not body.model:
+        raise ModelRequired()
+    if body.max_tokens <= 0:
+        raise InvalidRequest("max_tokens is required and must be positive")
+    if not body.messages:
+        raise InvalidRequest("messages is required")
+    services = services_of(request)
+    bounds = services.bounds
+    bounds.count("tools", len(body.tools or ()), bounds.tools)
+    bounds.count("messages", len(body.messages), bounds.messages)
+    for message in body.messages:
+        bounds.count("content blocks", 0 if isinstance(message.content, str) else len(message.content),
+                     bounds.content_parts)  # fmt: skip
+    entry = await services.catalog.resolve(body.model)
+    chat = to_chat_request(body, can_think="thinking" in capabilities(entry.id))
+    check_bounds(bounds, chat.messages or [], chat.options)
+    defaults, renders_tools = model_options(entry.card.parameters), entry.card.tools is not False
+    upstream_body = chat_request_to_openai(chat, entry.id, defaults, renders_tools=renders_tools)
+    return await services.generations.anthropic(
+        request, entry=entry, body=upstream_body, requested=body.model, stream=body.stream is True, clock=clock,
+        estimated_input=estimate_input_tokens(body),
+    )  # fmt: skip
