@@ -46,6 +46,7 @@ from app.limiter import Limiter
 from app.models import Entry, ModelCatalog
 from app.ollama import AssistantMessage, ChatResponse, GenerateResponse
 from app.ollama.translate.stream import Kind, OllamaStream, Reply, decode_chunks, rfc3339_utc, to_ollama
+from app.openai import ResponseEvents, ResponsesRequest, response_id, to_response
 from app.settings import Settings
 from app.upstream import OPERATIONS, PayloadStream, Route, Upstream
 from app.upstream.timeouts import Silence
@@ -265,6 +266,28 @@ class Generations:
             return GenerationStream(run, events, sse_events, SSE_MEDIA_TYPE, self.drain, headers=headers)
         answer = await self._whole(request, run, _decode_answer)
         return json_response(to_message(message, cast(ChatResponse, translation.whole(answer))))
+
+    async def responses(
+        self, request: Request, *, entry: Entry, body: dict[str, Any], asked: ResponsesRequest, clock: Clock
+    ) -> Response:
+        """An OpenAI response: the Ollama chat it translates to, its replies as the Responses API's events or
+        response object."""
+        run = self.run(route="chat", entry=entry, body=body, clock=clock)
+        translation = OllamaStream(asked.model, "chat", clock, None, None, self.upstream.logprob_scale)
+        response = response_id()
+        if asked.stream is True:
+            converter = ResponseEvents(asked, response)
+
+            async def events(run: Run, payloads: PayloadStream) -> AsyncIterator[list[tuple[str, Any]]]:
+                async for replies in to_ollama(run.observe(decode_chunks(payloads)), translation):
+                    if burst := [event for reply in replies for event in converter.events(cast(ChatResponse, reply))]:
+                        yield burst
+
+            framing = partial(sse_events, failed=converter.failed)
+            headers = {"cache-control": "no-cache"}
+            return GenerationStream(run, events, framing, SSE_MEDIA_TYPE, self.drain, headers=headers)
+        answer = await self._whole(request, run, _decode_answer)
+        return json_response(to_response(asked, response, cast(ChatResponse, translation.whole(answer))))
 
     async def relay(self, request: Request, *, route: Route, entry: Entry, body: dict[str, Any]) -> Response:
         """The OpenAI pass-through: mistral.rs's bytes go out as they came, observed on the way."""

@@ -90,10 +90,14 @@ async def sse_lines(bursts: AsyncIterable[list[bytes]], on_error: OnError, drain
 
 
 async def sse_events(
-    bursts: AsyncIterable[list[tuple[str, Any]]], on_error: OnError, drain: Drain
+    bursts: AsyncIterable[list[tuple[str, Any]]],
+    on_error: OnError,
+    drain: Drain,
+    *,
+    failed: Callable[[ProxyError], tuple[str, Any]] | None = None,
 ) -> AsyncIterator[bytes]:
-    """Named SSE events (Anthropic's ``event:`` and ``data:`` pairs), a burst per write; a failure becomes an
-    ``error`` event, Anthropic's in-band error, and ends the stream."""
+    """Named SSE events (``event:`` and ``data:`` pairs, as Anthropic's and the Responses API's streams), a burst per
+    write; a failure becomes the protocol's error event (``failed``; Anthropic's by default), which ends it."""
     with drain.track():
         try:
             async for events in bursts:
@@ -104,9 +108,13 @@ async def sse_events(
             failure = exc if isinstance(exc, Exception) else ShuttingDown()
             on_error(failure)
             error = failure if isinstance(failure, ProxyError) else ProxyError(error_line(failure)["error"])
-            body = anthropic_error(error)
-            del body["request_id"]  # the stream's own error event carries none
-            yield _event("error", body)
+            yield _event(*(failed or _anthropic_failure)(error))
+
+
+def _anthropic_failure(error: ProxyError) -> tuple[str, Any]:
+    body = anthropic_error(error)
+    del body["request_id"]  # the stream's own error event carries none
+    return "error", body
 
 
 def _event(name: str, data: Any) -> bytes:

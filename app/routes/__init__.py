@@ -24,7 +24,8 @@ from app.ollama import (
     ProcessResponse,
     ShowResponse,
 )
-from app.routes import anthropic, generation, management, openai, system
+from app.openai import ResponsesRequest
+from app.routes import anthropic, generation, management, openai, responses, system
 from app.routes.openapi import OBJECT, Doc, DocumentedRoute, Error, Readiness, Version
 from app.upstream import ModelAction
 
@@ -72,6 +73,9 @@ ROUTES: list[BaseRoute] = [
     _Route("/v1/messages", anthropic.messages, ["POST"],
            Doc("Anthropic Messages, run as an Ollama chat; streamed as Anthropic's SSE events if `stream` is true",
                MessagesRequest, MessagesResponse, SSE_MEDIA_TYPE)),
+    _Route("/v1/responses", responses.responses, ["POST"],
+           Doc("OpenAI Responses, run as an Ollama chat; streamed as its SSE events if `stream` is true",
+               ResponsesRequest, OBJECT, SSE_MEDIA_TYPE)),
     _Route("/v1/models", openai.list_models, ["GET"], Doc("mistral.rs's model list, as it sends it", response=OBJECT)),
     # Explicit paths, as mistral.rs's own: OpenAPI counts /v1/models/{action} and /v1/models/{model} as one path.
     *(_Route(f"/v1/models/{action}", openai.manage_model, ["POST"],

@@ -1,0 +1,35 @@
+"""``/v1/responses``: OpenAI's Responses API, run as the Ollama chat it translates to (Ollama's own design)."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from app.errors import ModelRequired
+from app.generation import services_of
+from app.http.body import parse_body
+from app.ollama.translate.options import model_options
+from app.ollama.translate.requests import chat_request_to_openai, check_thinking
+from app.openai import ResponsesRequest, to_chat_request
+from app.routes.generation import check_bounds
+from otel.clock import Clock
+
+__all__ = ["responses"]
+
+
+async def responses(request: Request) -> Response:
+    clock = Clock()
+    body = await parse_body(request, ResponsesRequest)
+    if not body.model:
+        raise ModelRequired()
+    services = services_of(request)
+    bounds = services.bounds
+    bounds.count("tools", len(body.tools or ()), bounds.tools)
+    bounds.count("input items", len(body.input) if isinstance(body.input, list) else 0, bounds.messages)
+    chat = to_chat_request(body)
+    check_bounds(bounds, chat.messages or [], chat.options)
+    entry = await services.catalog.resolve(body.model)
+    check_thinking(chat.think, body.model, entry.id)
+    defaults, renders_tools = model_options(entry.card.parameters), entry.card.tools is not False
+    upstream_body = chat_request_to_openai(chat, entry.id, defaults, renders_tools=renders_tools)
+    return await services.generations.responses(request, entry=entry, body=upstream_body, asked=body, clock=clock)
