@@ -39,7 +39,9 @@ def to_chat_request(request: MessagesRequest, *, can_think: bool) -> ChatRequest
         messages.extend(_messages(message))
     options = Options(num_predict=request.max_tokens, temperature=request.temperature, top_p=request.top_p,
                       top_k=request.top_k, stop=request.stop_sequences or None)  # fmt: skip
-    tools = [_tool(tool) for tool in request.tools or ()]
+    # Server tools (web search) run at ollama.com in Ollama; here there is nothing to run them, so the model never sees
+    # them.
+    tools = [_tool(tool) for tool in request.tools or () if not (tool.type or "").startswith("web_search")]
     if request.tool_choice is not None and request.tool_choice.type == "none":
         tools = []  # Anthropic's "none": the model must not call any
     return ChatRequest(model=request.model, messages=messages, tools=tools or None, stream=request.stream is True,
@@ -116,8 +118,6 @@ def _result(block: ContentBlock) -> Message:
 
 
 def _tool(tool: Any) -> dict[str, Any]:
-    if tool.type and tool.type.startswith("web_search"):
-        raise InvalidRequest(f"{tool.type} tools are not supported: the proxy serves local models, with no web search")
     parameters = tool.input_schema if tool.input_schema is not None else {}
     function = {"name": tool.name, "description": tool.description or "", "parameters": parameters}
     return {"type": "function", "function": function}

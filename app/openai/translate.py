@@ -102,7 +102,9 @@ def _conversation(items: list[Any]) -> list[Message]:
             thinking = item.encrypted_content or ""
         elif isinstance(item, InputMessage):
             content, images = _content(item.content)
-            message = Message(role=item.role, content=content, images=images or None)
+            # OpenAI's "developer" is what its older models called "system" (Codex sends its instructions so).
+            role = "system" if item.role == "developer" else item.role
+            message = Message(role=role, content=content, images=images or None)
             if item.role == "assistant" and thinking:
                 message.thinking, thinking = thinking, ""
             answered = items[index + 1].call_id if index + 1 < len(items) and isinstance(
@@ -176,7 +178,7 @@ def _image(url: str) -> str:
 
 def _tools(tool: ResponsesTool, prefix: str = "") -> list[dict[str, Any]]:
     if tool.type == "web_search":
-        raise InvalidRequest("web_search tools are not supported: the proxy serves local models, with no web search")
+        return []  # Ollama runs the search through ollama.com; here there is none to run (Codex sends it by default)
     if tool.type == "namespace":
         inner = f"{prefix}{tool.name}." if tool.name else prefix
         return [converted for member in tool.tools or () for converted in _tools(member, inner)]
