@@ -58,7 +58,7 @@ def test_show_reports_details_capabilities_and_model_info(client: ollama.Client)
         "general.basename": "qwen3-4b",
         "general.parameter_count": 4_000_000_000,
     }
-    assert shown.capabilities == ["completion", "tools", "thinking"]
+    assert shown.capabilities == ["completion", "thinking"]  # a mistral.rs server does not show its template
     assert shown.template == "{{ .Prompt }}"
     # Ollama's defaults, which the proxy applies when a request gives no options (the model carries none)
     assert shown.parameters == (

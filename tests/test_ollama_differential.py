@@ -102,7 +102,6 @@ KNOWN: dict[tuple[str, str], str] = {
                                              "JSON in every `show`)",
     ("chat_tools", "status"): "SmolLM2's template renders no tools: Ollama refuses them (400), the proxy answers "
                               "without them, as Open WebUI's chats carry tools by default (see Tools above)",
-    ("ps", "body.models[].context_length"): "mistral.rs reports no context length for a loaded model",
     ("malformed_body", "body.error"): "the message is msgspec's, not Go's encoding/json's; clients read the "
                                       "status (400) and show the text",
     ("embed", "status"): "the in-process engine (mistralrs 0.9.5) computes no embeddings with a chat model: 400 "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from msgspec import Struct
+from msgspec import UNSET, Struct, UnsetType
 
 __all__ = [
     "CopyRequest",
@@ -59,6 +59,8 @@ class ProcessModel(Struct, omit_defaults=True):
     details: Details
     expires_at: str
     size_vram: int
+    # The model's context, where its files say (the in-process engine's); a mistral.rs server does not say.
+    context_length: int | UnsetType = UNSET
     # Not Ollama's: the mistral.rs servers (by name) that have it loaded, when the proxy has several.
     upstreams: list[str] | None = None
 

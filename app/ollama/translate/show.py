@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
+from msgspec import UNSET
+
 from app.models.catalog import Entry
 from app.models.names import digest
 from app.ollama import Details, ProcessModel, ShowResponse, TagModel
@@ -67,11 +69,13 @@ def details(model_id: str, metadata: ModelMetadata | None = None) -> Details:
 
 
 def capabilities(model_id: str, renders_tools: bool | None = None) -> list[str]:
-    """From the id, and from the model's own template where it is known (``renders_tools``)."""
+    """``tools`` from the model's own chat template (``renders_tools``), claimed only where the template is known
+    (a mistral.rs server does not say: its models are not claimed to take tools, though tools pass through);
+    the rest from the id."""
     lowered = model_id.lower()
     if any(hint in lowered for hint in _EMBEDDING):
         return ["embedding"]
-    found = ["completion", "tools"] if renders_tools is not False else ["completion"]
+    found = ["completion", "tools"] if renders_tools is True else ["completion"]
     if any(hint in lowered for hint in _VISION):
         found.append("vision")
     if any(hint in lowered for hint in _THINKING):
@@ -96,6 +100,7 @@ def tag_model(entry: Entry) -> TagModel:
 
 
 def process_model(entry: Entry, upstreams: list[str] | None = None) -> ProcessModel:
+    metadata = entry.card.metadata
     return ProcessModel(
         name=entry.name,
         model=entry.name,
@@ -104,6 +109,7 @@ def process_model(entry: Entry, upstreams: list[str] | None = None) -> ProcessMo
         details=details(entry.id, entry.card.metadata),
         expires_at=(datetime.now().astimezone() + _FOREVER).isoformat(),
         size_vram=0,
+        context_length=metadata.context_length if metadata and metadata.context_length else UNSET,
         upstreams=upstreams or None,
     )
 

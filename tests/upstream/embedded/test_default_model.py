@@ -104,3 +104,9 @@ def test_a_chat_is_answered_beside_seven_long_generations(smollm2: tuple[Embedde
         assert (answer.status_code, answer.json()["eval_count"]) == (200, 4)
         assert engine.active_streams == 7  # answered while the long ones still run
     eventually(lambda: (engine.slots.held, engine.active_streams) == (0, 0), within=30)
+
+
+def test_ps_gives_the_context_length_of_the_gguf_file(smollm2: tuple[EmbeddedUpstream, httpx.Client]) -> None:
+    _, http = smollm2
+    [running] = http.get("/api/ps").json()["models"]
+    assert (running["name"], running["context_length"]) == ("smollm2:135m", 8192)
