@@ -224,3 +224,29 @@ def test_a_shutdown_past_its_grace_period_ends_the_work_in_flight(
     ended = ("/api/chat", "200" if stream else "503", "shutting_down")
     assert _counts(metric_reader) == {ended: 1}
     assert values(metric_reader, "mistral_active_requests") == {(): 0}
+
+
+def _agent_body(route: str, proxy: Proxy) -> dict[str, Any]:
+    if route == "/v1/messages":
+        return {"model": proxy.model, "max_tokens": LONG, "messages": HI, "stream": True}
+    return {"model": proxy.model, "max_output_tokens": LONG, "input": "hi", "stream": True}
+
+
+@pytest.mark.parametrize("route", ["/v1/messages", "/v1/responses"])
+def test_a_client_that_leaves_an_agent_route_ends_the_work_and_frees_every_slot(
+    start: Callable[..., Proxy], emulator: Emulator, metric_reader: InMemoryMetricReader, route: str
+) -> None:
+    # Claude Code and Codex stop streams as users interrupt them: the same end as a chat's, on both engines.
+    proxy = start()
+    _long(proxy, emulator, stream=True)
+    payload = json.dumps(_agent_body(route, proxy)).encode()
+    head = f"POST {route} HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {len(payload)}"
+    with socket.create_connection(("127.0.0.1", proxy.server.port), timeout=60) as sock:
+        sock.sendall(head.encode() + b"\r\n\r\n" + payload)
+        received = b""
+        while b"delta" not in received:  # a first token: content_block_delta, or response.output_text.delta
+            chunk = sock.recv(65536)
+            assert chunk, received
+            received += chunk
+    eventually(lambda: proxy.generations.limiter.held == 0, within=10)
+    _the_next_is_answered_and_each_counted_once(proxy, emulator, metric_reader, (route, "200", "client_disconnected"))

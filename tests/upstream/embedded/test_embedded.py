@@ -230,3 +230,19 @@ def test_raw_generate_with_logprobs_is_a_clear_error_in_process(http: httpx.Clie
     answer = http.post("/api/generate", json={"model": "tiny", "prompt": "x", "raw": True, "logprobs": True})
     assert (answer.status_code, answer.json()) == (400, {
         "error": "the in-process engine returns logprobs for templated prompts only, not raw or suffix"})  # fmt: skip
+
+
+def test_anthropic_and_responses_answer_as_the_chat_they_translate_to(http: httpx.Client) -> None:
+    # Greedy, so the three routes must give the same text and counts for the same conversation.
+    hi = [{"role": "user", "content": "hi"}]
+    options = {"num_predict": 5, "temperature": 0}
+    chat = http.post("/api/chat", json={"model": "tiny", "messages": hi, "stream": False, "options": options}).json()
+    message = http.post("/v1/messages", json={"model": "tiny", "max_tokens": 5, "temperature": 0,
+                                              "messages": [{"role": "user", "content": "hi"}]}).json()  # fmt: skip
+    assert [(block["type"], block["text"]) for block in message["content"]] == [("text", chat["message"]["content"])]
+    assert message["usage"] == {"input_tokens": chat["prompt_eval_count"], "output_tokens": 5}
+    assert message["stop_reason"] == "max_tokens"
+    response = http.post("/v1/responses", json={"model": "tiny", "max_output_tokens": 5, "temperature": 0,
+                                                "input": "hi"}).json()  # fmt: skip
+    assert response["output"][0]["content"][0]["text"] == chat["message"]["content"]
+    assert (response["usage"]["input_tokens"], response["usage"]["output_tokens"]) == (chat["prompt_eval_count"], 5)
