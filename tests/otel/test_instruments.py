@@ -32,11 +32,10 @@ def _sample_names() -> set[str]:
 def test_each_specification_is_one_attribute_of_the_kind_it_says() -> None:
     telemetry = configure("test", environ={})
     metrics = telemetry.metrics
-    assert [spec.attribute for spec in INSTRUMENTS] == [
-        "http_requests", "http_request_duration", "active_requests", "generate_duration", "generate_tokens",
-        "streaming_chunks", "model_load_duration", "upstream_up", "event_loop_lag", "token_usage", "operation_duration",
-        "time_to_first_token", "time_per_output_token",
-    ]  # fmt: skip
+    # Which instruments there are is the README's table (test below), not a second list here: adding a metric is
+    # its specification, its recording site and its row (ARCHITECTURE.md, tests/test_recipes.py).
+    declared = [name for name, value in vars(ProxyMetrics).items() if isinstance(value, Instrument)]
+    assert [spec.attribute for spec in INSTRUMENTS] == declared
     kinds = {"counter": "Counter", "in_flight": "InFlight", "histogram": "Histogram", "gauge": "Gauge"}
     for spec in INSTRUMENTS:
         built = getattr(metrics, spec.attribute)
@@ -50,14 +49,6 @@ def test_the_series_names_are_the_exporters() -> None:
     for spec in INSTRUMENTS:
         expected = spec.series + ("_bucket" if spec.kind == "histogram" else "")
         assert expected in samples, (spec.name, sorted(samples))
-    assert {spec.series for spec in INSTRUMENTS} == {
-        "mistral_http_requests_total", "mistral_http_request_duration_seconds", "mistral_active_requests",
-        "mistral_generate_duration_seconds", "mistral_generate_tokens_total", "mistral_streaming_chunks_total",
-        "mistral_model_load_duration_seconds", "mistral_upstream_up", "mistral_event_loop_lag_seconds",
-        "gen_ai_client_token_usage",
-        "gen_ai_client_operation_duration_seconds", "gen_ai_server_time_to_first_token_seconds",
-        "gen_ai_server_time_per_output_token_seconds",
-    }  # fmt: skip
 
 
 def test_the_readme_table_lists_every_series_and_nothing_else() -> None:
