@@ -95,14 +95,14 @@ async def echo(request: Request) -> Response:
     return json_response(EchoResponse(model=body.model))
 '''
 
-_ECHO_TEST = '''import httpx
+_ECHO_TEST = """import httpx
 
 
 def test_echo(http: httpx.Client) -> None:
     assert http.post("/api/echo", json={"model": "m"}).json() == {"model": "m"}
     assert http.post("/api/echo", content=b"{").status_code == 400
     assert "post" in http.get("/api/openapi.json").json()["paths"]["/api/echo"]
-'''
+"""
 
 
 @pytest.mark.timeout(900)
@@ -126,13 +126,13 @@ def test_adding_a_route_touches_the_four_files_the_recipe_names(scratch: Scratch
     assert "README's route table" in recipe
 
 
-_METRIC_TEST = '''import httpx
+_METRIC_TEST = """import httpx
 
 
 def test_scratch_metric(http: httpx.Client) -> None:
     http.get("/api/version")
     assert 'mistral_scratch_events_total{endpoint="/api/version"} 1.0' in http.get("/metrics").text
-'''
+"""
 
 
 @pytest.mark.timeout(900)
@@ -211,7 +211,7 @@ class ScratchUpstream:
         pass
 '''
 
-_UPSTREAM_TEST = '''from collections.abc import Iterator
+_UPSTREAM_TEST = """from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -234,7 +234,7 @@ def test_scratch_upstream(http: httpx.Client) -> None:
     lines = http.post("/api/chat", json={"model": "scratch", "messages": [{"role": "user", "content": "hi"}]})
     assert [line["message"]["content"] for line in map(__import__("json").loads, lines.text.splitlines())][0] == (
         "scratch")
-'''
+"""
 
 
 @pytest.mark.timeout(900)
