@@ -73,7 +73,13 @@ class ProcessResponse(Struct):
     models: list[ProcessModel]
 
 
-class ShowResponse(Struct):
+class Tensor(Struct):
+    name: str
+    type: str
+    shape: list[int]
+
+
+class ShowResponse(Struct, omit_defaults=True):
     modelfile: str
     parameters: str
     template: str
@@ -81,3 +87,4 @@ class ShowResponse(Struct):
     model_info: dict[str, Any]
     capabilities: list[str]
     modified_at: str
+    tensors: list[Tensor] | UnsetType = UNSET  # the model file's, where the proxy reads it (the in-process engine)

@@ -41,7 +41,7 @@ async def list_running(request: Request) -> Response:
 async def show(request: Request) -> Response:
     services, body = await _named(request)
     entry = await services.catalog.resolve(body.model or body.name)
-    return json_response(show_response(entry))
+    return json_response(show_response(entry, verbose=body.verbose is True))
 
 
 async def _pull_progress() -> AsyncIterator[bytes]:  # nothing to download: mistral.rs has the model

@@ -24,6 +24,7 @@ __all__ = [
     "ModelList",
     "ModelMetadata",
     "ModelState",
+    "TensorInfo",
     "ToolCallDelta",
     "TopLogprob",
     "Usage",
@@ -121,6 +122,12 @@ class Completion(msgspec.Struct):
         return ChatCompletionChunk(self.id, self.model, choices, self.usage)
 
 
+class TensorInfo(msgspec.Struct):
+    name: str
+    type: str  # ggml's name for it: F32, Q4_1, Q8_0…
+    shape: list[int]
+
+
 class ModelMetadata(msgspec.Struct):
     """What the in-process engine reads from its model file (a mistral.rs server reports none of it)."""
 
@@ -130,8 +137,10 @@ class ModelMetadata(msgspec.Struct):
     file_type: str  # the quantization, as Ollama names it
     context_length: int | None
     size: int  # bytes
-    info: dict[str, Any]  # the header's scalar general.* and architecture keys
+    info: dict[str, Any]  # the header's scalar keys, but for the name and the chat template
     chat_template: str | None = None  # tokenizer.chat_template: what the engine renders messages with
+    arrays: dict[str, list[Any]] = msgspec.field(default_factory=dict)  # its arrays: tokenizer tables, languages
+    tensors: list[TensorInfo] = msgspec.field(default_factory=list)
 
 
 class ModelCard(msgspec.Struct):

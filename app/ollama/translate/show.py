@@ -19,6 +19,7 @@ from msgspec import UNSET
 from app.models.catalog import Entry
 from app.models.names import digest
 from app.ollama import Details, ProcessModel, ShowResponse, TagModel
+from app.ollama.manage import Tensor
 from app.ollama.translate.options import model_options
 from app.upstream.wire import ModelMetadata
 
@@ -122,8 +123,12 @@ def _model_info(model_id: str, info: Details) -> dict[str, Any]:
     return model_info
 
 
-def _file_info(metadata: ModelMetadata) -> dict[str, Any]:
-    return {**metadata.info, "general.parameter_count": metadata.parameter_count}
+def _file_info(metadata: ModelMetadata, verbose: bool) -> dict[str, Any]:
+    """Every key of the file's header, in Go's order (sorted); its arrays (tokenizer tables, even a one-item list
+    of languages) are null unless ``verbose`` asks for them, as Ollama shows them."""
+    arrays = metadata.arrays if verbose else dict.fromkeys(metadata.arrays)
+    found = {**metadata.info, **arrays, "general.parameter_count": metadata.parameter_count}
+    return dict(sorted(found.items()))
 
 
 def _number(value: float) -> str:
@@ -143,8 +148,9 @@ def _parameter_lines(options: Mapping[str, float | list[str]]) -> list[tuple[str
     return lines
 
 
-def show_response(entry: Entry) -> ShowResponse:
-    info = details(entry.id, entry.card.metadata)
+def show_response(entry: Entry, verbose: bool = False) -> ShowResponse:
+    metadata = entry.card.metadata
+    info = details(entry.id, metadata)
     # What the model samples with when a request gives no options (the proxy applies them as Ollama does).
     parameters = _parameter_lines(model_options(entry.card.parameters))
     modelfile = (
@@ -160,7 +166,8 @@ def show_response(entry: Entry) -> ShowResponse:
         # mistral.rs applies the model's own chat template; the proxy sends it messages, not a prompt.
         template="{{ .Prompt }}",
         details=info,
-        model_info=_model_info(entry.id, info) if entry.card.metadata is None else _file_info(entry.card.metadata),
+        model_info=_model_info(entry.id, info) if metadata is None else _file_info(metadata, verbose),
         capabilities=capabilities(entry.id, entry.card.tools),
         modified_at=_local_time(entry.card.created),
+        tensors=[Tensor(tensor.name, tensor.type, tensor.shape) for tensor in metadata.tensors] if metadata else UNSET,
     )

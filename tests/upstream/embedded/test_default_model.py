@@ -110,3 +110,20 @@ def test_ps_gives_the_context_length_of_the_gguf_file(smollm2: tuple[EmbeddedUps
     _, http = smollm2
     [running] = http.get("/api/ps").json()["models"]
     assert (running["name"], running["context_length"]) == ("smollm2:135m", 8192)
+
+
+def test_show_lists_the_header_as_ollama_does(smollm2: tuple[EmbeddedUpstream, httpx.Client]) -> None:
+    # The values real Ollama 0.24 shows for this file (the differential test compares the rest).
+    _, http = smollm2
+    shown = http.post("/api/show", json={"model": "smollm2:135m"}).json()
+    info = shown["model_info"]
+    assert list(info) == sorted(info)
+    assert "general.name" not in info and "tokenizer.chat_template" not in info
+    assert (info["llama.attention.layer_norm_rms_epsilon"], info["tokenizer.ggml.eos_token_id"]) == (1e-05, 2)
+    arrays = ("general.languages", "tokenizer.ggml.merges", "tokenizer.ggml.token_type", "tokenizer.ggml.tokens")
+    assert [info[key] for key in arrays] == [None] * 4  # even a one-item list, unless verbose
+    assert (len(shown["tensors"]), shown["tensors"][0]) == (
+        272, {"name": "token_embd.weight", "type": "Q8_0", "shape": [576, 49152]})  # fmt: skip
+    verbose = http.post("/api/show", json={"model": "smollm2:135m", "verbose": True}).json()["model_info"]
+    assert (verbose["general.languages"], len(verbose["tokenizer.ggml.tokens"])) == (["en"], 49152)
+    assert verbose["tokenizer.ggml.tokens"][:3] == ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
