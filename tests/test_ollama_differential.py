@@ -86,6 +86,24 @@ CASES = [
     Case("embed", "POST", "/api/embed", {"model": MODEL, "input": "hello"}),
     Case("openai_chat", "POST", "/v1/chat/completions", {"model": MODEL, "messages": HI, "max_tokens": 3}),
     Case("openai_models", "GET", "/v1/models"),
+    Case("messages", "POST", "/v1/messages", {"model": MODEL, "max_tokens": 1, "temperature": 0, "messages": HI}),
+    Case("messages_stream", "POST", "/v1/messages",
+         {"model": MODEL, "max_tokens": 1, "temperature": 0, "messages": HI, "stream": True}),
+    Case("messages_system_blocks", "POST", "/v1/messages", {"model": MODEL, "max_tokens": 1, "temperature": 0,
+         "system": [{"type": "text", "text": "Be brief."}], "messages": HI}),
+    Case("messages_unknown_model", "POST", "/v1/messages", {"model": "no-such-model", "max_tokens": 1, "messages": HI}),
+    Case("messages_no_max_tokens", "POST", "/v1/messages", {"model": MODEL, "messages": HI}),
+    Case("messages_url_image", "POST", "/v1/messages", {"model": MODEL, "max_tokens": 1, "messages": [{"role": "user",
+         "content": [{"type": "image", "source": {"type": "url", "url": "https://example.com/a.png"}}]}]}),
+    Case("responses", "POST", "/v1/responses", {"model": MODEL, "max_output_tokens": 1, "temperature": 0,
+         "input": "Say hello."}),
+    Case("responses_stream", "POST", "/v1/responses", {"model": MODEL, "max_output_tokens": 1, "temperature": 0,
+         "input": "Say hello.", "stream": True}),
+    Case("responses_items", "POST", "/v1/responses", {"model": MODEL, "max_output_tokens": 1, "temperature": 0,
+         "instructions": "Be brief.", "input": [{"role": "user", "content": [{"type": "input_text",
+                                                                                 "text": "Say hello."}]}]}),
+    Case("responses_unknown_model", "POST", "/v1/responses", {"model": "no-such-model", "input": "Hi"}),
+    Case("responses_bad_item", "POST", "/v1/responses", {"model": MODEL, "input": [{"type": "computer_call"}]}),
     Case("generate_unload", "POST", "/api/generate", {"model": MODEL, "keep_alive": 0}),
     Case("ps_after_unload", "GET", "/api/ps"),
 ]  # fmt: skip
@@ -214,6 +232,16 @@ def _parameters(body: dict[str, Any]) -> list[tuple[str, str]]:
     return sorted((name, value.strip()) for name, value in (line.split(None, 1) for line in lines))
 
 
+def _events(text: str) -> list[tuple[str, Any]]:
+    """An SSE body's named events, in order."""
+    events = []
+    for block in text.split("\n\n"):
+        fields = dict(line.split(": ", 1) for line in block.splitlines() if ": " in line)
+        if "data" in fields:
+            events.append((fields.get("event", ""), json.loads(fields["data"])))
+    return events
+
+
 def _lines(text: str) -> list[Any]:
     return [json.loads(line) for line in text.splitlines() if line.strip()]
 
@@ -237,6 +265,15 @@ def differences(ours: httpx.Response, theirs: httpx.Response) -> list[str]:
         found += _shape_diff(mine, real, "body")
         if isinstance(mine, dict) and isinstance(real, dict):
             found += _values(mine, real, "body")
+    elif kind_theirs == "text/event-stream" and kind_ours == kind_theirs:
+        mine_events, real_events = _events(ours.text), _events(theirs.text)
+        if [name for name, _ in mine_events] != [name for name, _ in real_events]:
+            names = [name for name, _ in mine_events], [name for name, _ in real_events]
+            found.append(f"events: {names[0]} in the proxy, {names[1]} in Ollama")
+        for index, ((name, mine_data), (_, real_data)) in enumerate(zip(mine_events, real_events, strict=False)):
+            found += _shape_diff(mine_data, real_data, f"event {name}")
+            if index == len(real_events) - 1:
+                found += _values(mine_data, real_data, f"event {name}")
     elif ours.text != theirs.text:
         found.append(f"body: {ours.text[:80]!r} in the proxy, {theirs.text[:80]!r} in Ollama")
     return found

@@ -66,7 +66,7 @@ def test_unknown_model_is_an_openai_404(http: httpx.Client) -> None:
     response = http.post("/v1/chat/completions", json={"model": "nope", "messages": []})
     assert response.status_code == 404
     assert response.json() == {
-        "error": {"message": "model 'nope' not found", "type": "invalid_request_error", "param": None, "code": None}
+        "error": {"message": "model 'nope' not found", "type": "not_found_error", "param": None, "code": None}
     }
 
 
@@ -160,7 +160,8 @@ def test_one_model_is_retrieved_in_the_openai_shape_as_ollama_serves_it(http: ht
         assert set(response.json()) == {"id", "object", "created", "owned_by"}
     assert http.get("/v1/models/mistral-7b").json() == listed["mistral-7b:latest"]  # the id finds its own entry
     missing = http.get("/v1/models/llama3")
-    assert (missing.status_code, missing.json()) == (404, _invalid("model 'llama3' not found"))
+    not_found = {"message": "model 'llama3' not found", "type": "not_found_error", "param": None, "code": None}
+    assert (missing.status_code, missing.json()) == (404, {"error": not_found})  # openai.NewError's type for 404
 
 
 def test_the_openai_client_retrieves_a_model(proxy: Server) -> None:

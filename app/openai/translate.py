@@ -75,9 +75,14 @@ def _think(request: ResponsesRequest) -> bool | str | None:
     if not effort:
         return None
     if effort not in _EFFORTS:
-        raise InvalidRequest(f'invalid reasoning value: "{truncate(effort, 64)}" (must be "minimal", "low", "medium", '
+        raise InvalidRequest(f'invalid reasoning value: {_quoted(effort)} (must be "minimal", "low", "medium", '
                              '"high", "xhigh", "ultra", "max", or "none")')  # fmt: skip
     return _EFFORTS[effort]
+
+
+def _quoted(text: str) -> str:
+    """As Go's ``%q`` quotes it (Ollama's messages do), cut to a readable length."""
+    return _encode(truncate(text, 64)).decode()
 
 
 def _item(index: int, raw: dict[str, Any]) -> Any:
@@ -85,7 +90,7 @@ def _item(index: int, raw: dict[str, Any]) -> Any:
     if not kind:
         raise InvalidRequest(f"input[{index}]: input item missing required 'type' field")
     if not isinstance(kind, str) or kind not in _ITEMS:
-        raise InvalidRequest(f"input[{index}]: unknown input item type: {truncate(str(kind), 64)!r}")
+        raise InvalidRequest(f"input[{index}]: unknown input item type: {_quoted(str(kind))}")
     try:
         return msgspec.convert(raw, _ITEMS[kind])
     except msgspec.ValidationError as exc:

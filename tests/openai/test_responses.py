@@ -160,7 +160,7 @@ def test_an_upstream_failure_mid_stream_is_an_error_event(http: httpx.Client, em
         ({"model": "mistral", "input": [{"content": "hi"}]}, 400,
          "input[0]: input item missing required 'type' field"),
         ({"model": "mistral", "input": [{"type": "computer_call"}]}, 400,
-         "input[0]: unknown input item type: 'computer_call'"),
+         'input[0]: unknown input item type: "computer_call"'),
         ({"model": "mistral", "input": "hi", "reasoning": {"effort": "huge"}}, 400,
          'invalid reasoning value: "huge" (must be "minimal", "low", "medium", "high", "xhigh", "ultra", "max", or '
          '"none")'),
