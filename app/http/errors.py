@@ -67,8 +67,13 @@ def error_line(exc: BaseException) -> dict[str, str]:
 def openai_error(exc: ProxyError, kind: str | None = None) -> dict[str, Any]:
     # As Ollama's /v1 routes type them (openai.NewError), but a client error other than 404 stays a request error.
     if kind is None:
-        kind = "not_found_error" if exc.status_code == 404 else "invalid_request_error" if exc.status_code < 500 else (
-            "api_error")
+        kind = (
+            "not_found_error"
+            if exc.status_code == 404
+            else "invalid_request_error"
+            if exc.status_code < 500
+            else ("api_error")
+        )
     return {"error": {"message": truncate(exc.message), "type": kind, "param": None, "code": None}}
 
 
