@@ -3,10 +3,11 @@
 The proxy is ``mistral-ollama-proxy serve`` on the in-process default model (SmolLM2). Open WebUI is the pinned PyPI
 release in a virtual environment of its own (``scripts/build-programs.sh open-webui``: several GB, torch included),
 offline and otherwise on its defaults: title, follow-up and tag generation stay on, so each chat shares the engine
-with up to three more requests, and with those of earlier messages that still run (the engine has eight slots). Debian's Chromium, driven by Playwright
-from that environment (tests/open_webui_session.py), holds a conversation: two answers, a third stopped mid-stream and
-regenerated, and a last one that must come. Screenshots of each step and both servers' logs go to
-tests/artifacts/open-webui/, with ``requests.txt``: what Open WebUI asked of the proxy, from its access log.
+with up to three more requests, and with those of earlier messages that still run (the engine has eight slots).
+Debian's Chromium, driven by Playwright from that environment (tests/open_webui_session.py), holds a conversation:
+two answers, a third stopped mid-stream and regenerated, and a last one that must come. Screenshots of each step and
+both servers' logs go to tests/artifacts/open-webui/, with ``requests.txt``: what Open WebUI asked of the proxy, from
+its access log.
 
 Each message gets a slot beside the requests Open WebUI sent before it: its title, which SmolLM2 often writes to
 its 1000-token limit, and its tags, which it sometimes writes on to the request's deadline (300 s). The message
