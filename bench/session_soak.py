@@ -122,7 +122,7 @@ HTTP = Leg(
     capacity=4,
     service="chat mistral-7b",
     shared=False,
-    description="the mistral.rs emulator (tests/emulator.py) over HTTP, answering as a model of 50 tokens/s would "
+    description="the mistral.rs emulator (tests/emulator/) over HTTP, answering as a model of 50 tokens/s would "
     "(chats 20-200 words, titles 4-10, tags 5-15, follow-ups 30-80; a first byte after 50 ms plus 1 ms per 20 "
     "prompt words); the proxy with MAX_CONCURRENT_REQUESTS=4, else its defaults; the deadline proxy with "
     "REQUEST_TIMEOUT_SECS=2. 8 users; a client that gives up waits up to 3 s.",
