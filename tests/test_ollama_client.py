@@ -91,6 +91,7 @@ def test_chat_not_streamed(client: ollama.Client, emulator: Emulator) -> None:
         "top_k": 40,  # the options not given: Ollama's defaults
         "top_p": 0.9,
         "repetition_penalty": 1.1,
+        "truncate_sequence": True,  # Ollama's truncate, on by default
     }
 
 
@@ -118,7 +119,8 @@ def test_generate_raw_uses_text_completions(client: ollama.Client, emulator: Emu
     assert reply.response == "Hello from the emulator."
     sent = emulator.requests[-1]
     assert sent.path == "/v1/completions"
-    assert sent.body == {"model": "mistral-7b", "stream": False, "prompt": "[INST] hi [/INST]", **OLLAMA_DEFAULTS}
+    assert sent.body == {"model": "mistral-7b", "stream": False, "prompt": "[INST] hi [/INST]", **OLLAMA_DEFAULTS,
+                         "truncate_sequence": True}  # fmt: skip
     assert reply.eval_count == 4 and reply.prompt_eval_count == 3  # the emulator counts the prompt's words
 
 
@@ -134,7 +136,8 @@ def test_generate_suffix_is_fill_in_the_middle(client: ollama.Client, emulator: 
     sent = emulator.requests[-1]
     assert sent.path == "/v1/completions"
     assert sent.body == {
-        "model": "mistral-7b", "stream": False, "prompt": "def add(a, b):", "suffix": "    return c", **OLLAMA_DEFAULTS
+        "model": "mistral-7b", "stream": False, "prompt": "def add(a, b):", "suffix": "    return c", **OLLAMA_DEFAULTS,
+        "truncate_sequence": True,
     }  # fmt: skip
 
 

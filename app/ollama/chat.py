@@ -22,6 +22,8 @@ class ChatRequest(Struct):
     think: Think = None
     logprobs: bool | None = None
     top_logprobs: Int64 | None = None
+    truncate: bool | None = None  # Ollama's default: a prompt longer than the context is cut to fit
+    shift: bool | None = None  # Ollama's default: a full context slides on during generation
 
 
 class AssistantMessage(Struct):

@@ -27,6 +27,8 @@ class GenerateRequest(Struct):
     think: Think = None
     logprobs: bool | None = None
     top_logprobs: Int64 | None = None
+    truncate: bool | None = None  # as chat's
+    shift: bool | None = None
 
 
 class GenerateResponse(Struct):

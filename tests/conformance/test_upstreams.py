@@ -152,14 +152,28 @@ def test_bad_parameters_are_a_clean_4xx(proxy_http: httpx.Client, model: str, ba
     assert message.startswith("Failed to deserialize the JSON body into the target type: ") and "{" not in message
 
 
-@pytest.mark.parametrize("route", ["/api/chat", "/v1/chat/completions"])
-def test_a_prompt_longer_than_the_context_is_ollamas_400(proxy_http: httpx.Client, model: str, route: str) -> None:
+@pytest.mark.parametrize(("route", "truncate"), [("/api/chat", False), ("/v1/chat/completions", None)])
+def test_a_prompt_longer_than_the_context_is_ollamas_400_unless_truncated(
+    proxy_http: httpx.Client, model: str, route: str, truncate: bool | None
+) -> None:
     long = [{"role": "user", "content": " ".join(["word"] * 9000)}]
-    answer = proxy_http.post(route, json={"model": model, "messages": long, "stream": False})
+    body = {"model": model, "messages": long, "stream": False}
+    if truncate is not None:
+        body["truncate"] = truncate
+    answer = proxy_http.post(route, json=body)
     assert answer.status_code == 400
     error = answer.json()["error"]
     message = error if isinstance(error, str) else error["message"]
     assert message.startswith("Prompt sequence length is greater than 8192"), message
+
+
+def test_a_prompt_longer_than_the_context_is_cut_to_fit_by_default(proxy_http: httpx.Client, model: str) -> None:
+    # Ollama's truncate defaults to true: a long conversation is answered, not refused.
+    long = [{"role": "user", "content": " ".join(["word"] * 9000)}]
+    body = {"model": model, "messages": long, "stream": False, "options": {"num_predict": 2}}
+    answer = proxy_http.post("/api/chat", json=body)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["prompt_eval_count"] <= 8192
 
 
 def test_embeddings_from_a_chat_model_are_a_clean_400(proxy_http: httpx.Client, model: str) -> None:

@@ -127,6 +127,15 @@ class Emulator:
 
     # ------------------------------------------------------------------------ generation
 
+    @staticmethod
+    def _fitted(prompt_tokens: int, entry: ModelEntry, body: dict[str, Any]) -> int:
+        """A prompt longer than the context: refused, or with ``truncate_sequence`` cut to the context's length."""
+        if prompt_tokens <= entry.context_length:
+            return prompt_tokens
+        if body.get("truncate_sequence") is True:
+            return entry.context_length
+        raise _Reject(_json({"message": _too_long(entry)}, 422))
+
     async def _chat(self, request: Request) -> ASGIApp:
         body = await _read_json(request, "ChatCompletionRequest", ("messages",))
         entry = await self._admit(body)
@@ -137,9 +146,7 @@ class Emulator:
             and any(isinstance(m, dict) and isinstance(m.get("content"), list) for m in messages)
         ):  # a GGUF chat template (SmolLM2's) concatenates content as a string
             raise _error(500, _TEMPLATE_ERROR)
-        prompt_tokens = _chat_prompt_tokens(messages)
-        if prompt_tokens > entry.context_length:
-            raise _Reject(_json({"message": _too_long(entry)}, 422))
+        prompt_tokens = self._fitted(_chat_prompt_tokens(messages), entry, body)
         reply = self._reply(body)
         if reply.status is not None:
             return self._held(reply, self._status_reply(reply))
@@ -157,12 +164,11 @@ class Emulator:
             problem = f"prompt: invalid type: {_serde_kind(prompt)}, expected a string"
             raise _Reject(_text(f"Failed to deserialize the JSON body into the target type: {problem}", 422))
         entry = await self._admit(body)
-        if _words(prompt) > entry.context_length:
-            raise _Reject(_json({"message": _too_long(entry)}, 422))
+        prompt_tokens = self._fitted(_words(prompt), entry, body)
         reply = self._reply(body)
         if reply.status is not None:
             return self._held(reply, self._status_reply(reply))
-        plan = _plan(reply, _words(prompt), body, chat=False)
+        plan = _plan(reply, prompt_tokens, body, chat=False)
         head = self._head(entry, plan)
         if body.get("stream") is True:
             payloads = _completion_payloads(head, plan, reply)

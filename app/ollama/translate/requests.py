@@ -65,7 +65,15 @@ def chat_request_to_openai(
         **think_to_openai(request.think),
         **options_to_openai(request.options, defaults),
         **_logprobs_to_openai(request, "chat"),
+        **_truncation(request),
     }
+
+
+def _truncation(request: ChatRequest | GenerateRequest) -> dict[str, Any]:
+    """Ollama cuts a prompt longer than the context unless ``truncate`` is false (then it refuses it, as mistral.rs
+    does by default). mistral.rs cuts by tokens from the start of the prompt, where Ollama drops whole messages
+    (keeping the system prompt); ``shift`` cannot be had: at a full context both engines end the answer (length)."""
+    return {} if request.truncate is False else {"truncate_sequence": True}
 
 
 def generate_request_to_openai(
@@ -77,6 +85,7 @@ def generate_request_to_openai(
         **format_to_openai(request.format),
         **think_to_openai(request.think),
         **options_to_openai(request.options, defaults),
+        **_truncation(request),
     }
     if request.raw:
         if request.system or request.template or request.context:

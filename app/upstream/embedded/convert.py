@@ -63,6 +63,8 @@ def _sampling(body: dict[str, Any]) -> dict[str, Any]:
         fields["stop_seqs"] = [stop] if isinstance(stop, str) else list(stop)
     if isinstance(fields.get("max_tokens"), int) and fields["max_tokens"] < 1:
         raise InvalidRequest("max_tokens must be at least 1")
+    if body.get("truncate_sequence") is True:  # a prompt longer than the context is cut to fit, as a server does
+        fields["truncate_sequence"] = True
     return fields
 
 

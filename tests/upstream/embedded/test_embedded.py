@@ -246,3 +246,14 @@ def test_anthropic_and_responses_answer_as_the_chat_they_translate_to(http: http
                                                 "input": "hi"}).json()  # fmt: skip
     assert response["output"][0]["content"][0]["text"] == chat["message"]["content"]
     assert (response["usage"]["input_tokens"], response["usage"]["output_tokens"]) == (chat["prompt_eval_count"], 5)
+
+
+def test_a_prompt_longer_than_the_context_is_cut_unless_truncate_is_false(http: httpx.Client) -> None:
+    long = [{"role": "user", "content": " ".join(["word"] * 3000)}]  # the tiny model's context is 2,048 tokens
+    body = {"model": "tiny", "messages": long, "stream": False, "options": {"num_predict": 2, "temperature": 0}}
+    cut = http.post("/api/chat", json=body)
+    assert cut.status_code == 200, cut.text
+    assert cut.json()["prompt_eval_count"] <= 2048
+    refused = http.post("/api/chat", json={**body, "truncate": False})
+    assert refused.status_code == 400
+    assert refused.json()["error"].startswith("Prompt sequence length is greater than 2048")
