@@ -4,8 +4,8 @@ on the in-process engine with the default model (SmolLM2) and over HTTP in front
     python bench/session_soak.py [--duration 300] [--legs in-process,http] [--seed 21]
                                  [--output bench/results-session-soak.md]
 
-Each leg serves two proxies on one server, as tests/test_session_soak.py does: the users' requests go to one on its
-defaults (over HTTP with MAX_CONCURRENT_REQUESTS=4, so that requests queue in it), those drawn to meet a deadline to
+Each leg serves two proxies on one server, as tests/faults/test_session_soak.py does: the users' requests go to one on
+its defaults (over HTTP with MAX_CONCURRENT_REQUESTS=4, so that requests queue in it), those drawn to meet a deadline to
 one whose REQUEST_TIMEOUT_SECS is short. The users chat as Open WebUI does, beside its title, tags and follow-up
 requests, and give up on some at random points. When the time is up no one starts a request; what is in flight ends
 as it would. Reported per leg: the requests by fate and by what their clients saw, what the proxy counted, how long

@@ -4,7 +4,7 @@
 # Usage: scripts/ollama-integration.sh [proxy host:port, default 127.0.0.1:11434] [model, default smollm2:135m]
 #        [go test flags, e.g. -test.run 'TestAPI/api-chat']
 # The suite is compiled once from the pinned module (OLLAMA_VERSION in monitoring/versions.env) and cached
-# (scripts/build-programs.sh ollama-integration); tests/test_ollama_integration.py runs the part that applies.
+# (scripts/build-programs.sh ollama-integration); tests/clients/test_ollama_integration.py runs the part that applies.
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 host=${1:-127.0.0.1:11434} model=${2:-smollm2:135m}

@@ -1,7 +1,7 @@
 """A user's session in Open WebUI, in Debian's Chromium driven by Playwright, against the proxy.
 
-Run by the Open WebUI environment's python (tests/test_open_webui.py starts it), which has Playwright; the proxy's
-own environment has none. ``python open_webui_session.py URL CHROMIUM SHOTS``: opens the UI at URL, closes
+Run by the Open WebUI environment's python (tests/clients/test_open_webui.py starts it), which has Playwright; the
+proxy's own environment has none. ``python open_webui_session.py URL CHROMIUM SHOTS``: opens the UI at URL, closes
 the "What's New" pop-up, reads the model selector, sends a message, a second one, a third whose answer it stops
 mid-stream and regenerates, and a last one; a screenshot of each step goes to SHOTS. What the user saw is printed
 as one JSON object, the last line of stdout. A step that never shows what it waits for raises Playwright's

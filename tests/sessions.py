@@ -1,4 +1,4 @@
-"""Simulated Open WebUI users, for soaks (tests/test_session_soak.py, bench/session_soak.py): the requests a chat
+"""Simulated Open WebUI users, for soaks (tests/faults/test_session_soak.py, bench/session_soak.py): the requests a chat
 session makes, in Open WebUI's shapes, from clients that give up as people do.
 
 A user holds chat sessions: a chat (streamed, or now and then not) carrying the whole history, half the sessions

@@ -1,7 +1,7 @@
 """The generation lifecycle: whatever happens, one span and one set of records per generation, and the slot freed.
 
-The upstream here is the contract's other side in memory (``app.upstream.base.Upstream``); end-to-end runs of the
-same paths, against the emulator over HTTP, are in ``test_routes.py``, ``test_reliability.py`` and ``otel/``.
+The upstream here is the contract's other side in memory (``app.upstream.base.Upstream``); end-to-end runs of the same
+paths, against the emulator over HTTP, are in ``routes/test_routes.py``, ``faults/test_reliability.py`` and ``otel/``.
 """
 
 from __future__ import annotations

@@ -116,7 +116,7 @@ def test_adding_a_route_touches_the_four_files_the_recipe_names(scratch: Scratch
     line = '    _Route("/api/echo", echo.echo, ["POST"], Doc("Echo", EchoRequest, EchoResponse)),'
     scratch.edit("app/routes/__init__.py", "\n]  # fmt: skip", f"\n{line}\n]  # fmt: skip")
     (scratch.root / "tests" / "test_scratch_echo.py").write_text(_ECHO_TEST)
-    scratch.passes("tests/test_scratch_echo.py", "tests/test_openapi.py")
+    scratch.passes("tests/test_scratch_echo.py", "tests/routes/test_openapi.py")
     assert scratch.check("tests/test_readme_contract.py").returncode == 1  # the README's row is what it asks for
     row = "| `POST /v1/chat/completions`"
     scratch.edit("README.md", row, "| `POST /api/echo` | a scratch route |\n" + row)

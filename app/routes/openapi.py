@@ -1,7 +1,7 @@
 """A machine-readable description of the served API (OpenAPI 3.1), built from the route table's ``Doc`` entries
 and the msgspec structs that parse requests.
 
-Served at ``GET /api/openapi.json``; ``tests/test_openapi.py`` checks that every route is described.
+Served at ``GET /api/openapi.json``; ``tests/routes/test_openapi.py`` checks that every route is described.
 """
 
 from __future__ import annotations

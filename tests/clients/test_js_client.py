@@ -12,7 +12,7 @@ import pytest
 
 from tests.servers import Server
 
-SCRIPT = Path(__file__).parent / "js" / "client.mjs"
+SCRIPT = Path(__file__).parents[1] / "js" / "client.mjs"
 DURATIONS = ("total_duration", "load_duration", "prompt_eval_duration", "eval_duration")
 
 

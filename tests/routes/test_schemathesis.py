@@ -1,6 +1,6 @@
 """schemathesis against /api/openapi.json, with the proxy in front of the emulator: no server error, and every
 status, content type and body as described. Repeatable: fixed examples per operation, deterministic generation
-(tests/schemathesis.toml)."""
+(tests/routes/schemathesis.toml)."""
 
 from __future__ import annotations
 

@@ -36,9 +36,10 @@ from scripts.stack import ROOT, free_port
 from tests.waiting import eventually
 
 MODEL = "smollm2:135m"
-SESSION = Path(__file__).with_name("open_webui_session.py")
+TESTS = Path(__file__).parents[1]
+SESSION = TESTS / "open_webui_session.py"
 VERSIONS = ROOT / "monitoring" / "versions.env"
-ARTIFACTS = Path(__file__).with_name("artifacts") / "open-webui"
+ARTIFACTS = TESTS / "artifacts" / "open-webui"
 # The browser itself first: /usr/bin/chromium is Debian's wrapper script around it.
 CHROMIUM = (Path("/usr/lib/chromium/chromium"), Path("/usr/bin/chromium"))
 # Open WebUI offline (open-webui.md): no model hub, no update check, no OpenAI connection; no sign-in.

@@ -19,7 +19,7 @@ from otel.setup import Telemetry
 from tests.emulator import Emulator
 from tests.servers import Server, serve_in_thread
 
-BIN = Path(__file__).parent / "js" / "node_modules" / ".bin"
+BIN = Path(__file__).parents[1] / "js" / "node_modules" / ".bin"
 KEY = "agent-test-key"
 HELLO = "Hello from the emulator."
 

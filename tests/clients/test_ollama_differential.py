@@ -331,7 +331,7 @@ def test_the_proxy_answers_as_ollama_does(ollama: httpx.Client, proxy: httpx.Cli
 
 
 def test_the_readme_prints_the_known_differences() -> None:
-    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
     table = readme.split("### Compared with the real Ollama", 1)[1].split("| case | where | kind | why |", 1)[1]
     rows = [line for line in table.split("\n\n", 1)[0].splitlines()[1:] if line.startswith("| `")]
     reasons = []

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from app.bounds import Bounds
 
-_BENCH = Path(__file__).parents[1] / "bench"
+_BENCH = Path(__file__).parents[2] / "bench"
 _spec = importlib.util.spec_from_file_location("abuse", _BENCH / "abuse.py")
 assert _spec is not None and _spec.loader is not None
 abuse = sys.modules["abuse"] = importlib.util.module_from_spec(_spec)
