@@ -17,11 +17,7 @@ INTERVAL = 0.25
 
 async def watch_event_loop(record: Callable[[float], None], interval: float = INTERVAL) -> None:
     loop = asyncio.get_running_loop()
-    # The first sample at once (a callback's wait for the next turn of the loop): the series exists from start-up,
-    # as the monitoring check and a first scrape expect, not a quarter of a second later.
-    delay = 0.0
     while True:
-        due = loop.time() + delay
-        await asyncio.sleep(delay)
+        due = loop.time() + interval
+        await asyncio.sleep(interval)
         record(max(0.0, loop.time() - due))
-        delay = interval
