@@ -164,6 +164,8 @@ def test_the_check_command_exits_non_zero_when_prometheus_is_missing(proxy: Serv
     command = shutil.which("mistral-ollama-proxy")
     assert command
     dead = f"http://127.0.0.1:{free_port()}"
+    # The event-loop lag's first sample comes a quarter of a second after start-up: only Prometheus may be missing.
+    eventually(lambda: "mistral_event_loop_lag_seconds" in httpx.get(f"{proxy.url}/metrics").text, within=30)
     done = subprocess.run([command, "check", "--proxy", proxy.url, "--prometheus", dead, "--timeout", "2"],
                           capture_output=True, text=True, timeout=60, env=dict(os.environ))  # fmt: skip
     assert done.returncode == 1
