@@ -29,7 +29,7 @@ from starlette.types import Receive, Scope, Send
 from app.anthropic import MessageEvents, message_id, to_message
 from app.bounds import Bounds
 from app.drain import Drain
-from app.errors import ModelNotFound, ShuttingDown, UpstreamError, UpstreamProtocolError
+from app.errors import ModelNotFound, ProxyError, ShuttingDown, UpstreamError, UpstreamProtocolError
 from app.http.disconnect import cancel_on_disconnect
 from app.http.responses import (
     NDJSON_MEDIA_TYPE,
@@ -251,43 +251,53 @@ class Generations:
         estimated_input: int,
     ) -> Response:
         """An Anthropic message: the Ollama chat it translates to, its replies as Anthropic's events or message."""
-        run = self.run(route="chat", entry=entry, body=body, clock=clock)
-        translation = OllamaStream(requested, "chat", clock, None, None, self.upstream.logprob_scale)
         message = message_id()
-        if stream:
-            converter = MessageEvents(message, requested, estimated_input)
-
-            async def events(run: Run, payloads: PayloadStream) -> AsyncIterator[list[tuple[str, Any]]]:
-                async for replies in to_ollama(run.observe(decode_chunks(payloads)), translation):
-                    if burst := [event for reply in replies for event in converter.events(cast(ChatResponse, reply))]:
-                        yield burst
-
-            headers = {"cache-control": "no-cache"}
-            return GenerationStream(run, events, sse_events, SSE_MEDIA_TYPE, self.drain, headers=headers)
-        answer = await self._whole(request, run, _decode_answer)
-        return json_response(to_message(message, cast(ChatResponse, translation.whole(answer))))
+        events = MessageEvents(message, requested, estimated_input).events if stream else None
+        return await self._as_chat(request, entry=entry, body=body, requested=requested, clock=clock, events=events,
+                                   failed=None, answer=partial(to_message, message))  # fmt: skip
 
     async def responses(
         self, request: Request, *, entry: Entry, body: dict[str, Any], asked: ResponsesRequest, clock: Clock
     ) -> Response:
         """An OpenAI response: the Ollama chat it translates to, its replies as the Responses API's events or
         response object."""
-        run = self.run(route="chat", entry=entry, body=body, clock=clock)
-        translation = OllamaStream(asked.model, "chat", clock, None, None, self.upstream.logprob_scale)
         response = response_id()
-        if asked.stream is True:
-            converter = ResponseEvents(asked, response)
+        converter = ResponseEvents(asked, response) if asked.stream is True else None
+        return await self._as_chat(
+            request, entry=entry, body=body, requested=asked.model, clock=clock,
+            events=converter.events if converter else None, failed=converter.failed if converter else None,
+            answer=partial(to_response, asked, response),
+        )  # fmt: skip
 
-            async def events(run: Run, payloads: PayloadStream) -> AsyncIterator[list[tuple[str, Any]]]:
+    async def _as_chat(
+        self,
+        request: Request,
+        *,
+        entry: Entry,
+        body: dict[str, Any],
+        requested: str,
+        clock: Clock,
+        events: Callable[[ChatResponse], list[tuple[str, Any]]] | None,
+        failed: Callable[[ProxyError], tuple[str, Any]] | None,
+        answer: Callable[[ChatResponse], Any],
+    ) -> Response:
+        """Another API's request run as the Ollama chat it translates to: streamed, each reply becomes that API's
+        named SSE events (``events``; ``failed``, its in-band error); whole, the chat's answer becomes its answer."""
+        run = self.run(route="chat", entry=entry, body=body, clock=clock)
+        translation = OllamaStream(requested, "chat", clock, None, None, self.upstream.logprob_scale)
+        if events is not None:
+            convert = events
+
+            async def bursts(run: Run, payloads: PayloadStream) -> AsyncIterator[list[tuple[str, Any]]]:
                 async for replies in to_ollama(run.observe(decode_chunks(payloads)), translation):
-                    if burst := [event for reply in replies for event in converter.events(cast(ChatResponse, reply))]:
+                    if burst := [event for reply in replies for event in convert(cast(ChatResponse, reply))]:
                         yield burst
 
-            framing = partial(sse_events, failed=converter.failed)
+            framing = sse_events if failed is None else partial(sse_events, failed=failed)
             headers = {"cache-control": "no-cache"}
-            return GenerationStream(run, events, framing, SSE_MEDIA_TYPE, self.drain, headers=headers)
-        answer = await self._whole(request, run, _decode_answer)
-        return json_response(to_response(asked, response, cast(ChatResponse, translation.whole(answer))))
+            return GenerationStream(run, bursts, framing, SSE_MEDIA_TYPE, self.drain, headers=headers)
+        whole = await self._whole(request, run, _decode_answer)
+        return json_response(answer(cast(ChatResponse, translation.whole(whole))))
 
     async def relay(self, request: Request, *, route: Route, entry: Entry, body: dict[str, Any]) -> Response:
         """The OpenAI pass-through: mistral.rs's bytes go out as they came, observed on the way."""
