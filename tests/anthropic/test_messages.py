@@ -19,6 +19,7 @@ from otel.setup import Telemetry
 from tests.emulator import Emulator, Reply
 from tests.otel.helpers import finished_spans, points, wait_idle
 from tests.servers import Server, serve_in_thread
+from tests.sse import chat_counts, named_events
 
 HELLO = "Hello from the emulator."
 USER = [{"role": "user", "content": "hi"}]
@@ -28,22 +29,6 @@ USER = [{"role": "user", "content": "hi"}]
 def sdk(proxy: Server) -> Iterator[anthropic.Anthropic]:
     with anthropic.Anthropic(base_url=proxy.url, api_key="unused", max_retries=0) as client:
         yield client
-
-
-def _events(text: str) -> list[tuple[str, dict[str, Any]]]:
-    """An SSE body as (event, data) pairs, checking each event's framing."""
-    events = []
-    for block in text.split("\n\n")[:-1]:
-        name, data = block.split("\n")
-        events.append((name.removeprefix("event: "), json.loads(data.removeprefix("data: "))))
-    assert text.endswith("\n\n")
-    return events
-
-
-def _ollama_counts(http: httpx.Client, messages: list[dict[str, Any]], **options: Any) -> tuple[int, int]:
-    body = {"model": "mistral", "messages": messages, "stream": False, "options": options}
-    answer = http.post("/api/chat", json=body).json()
-    return answer["prompt_eval_count"], answer["eval_count"]
 
 
 def test_a_message_is_answered_as_the_ollama_chat_it_translates_to(
@@ -62,7 +47,7 @@ def test_a_message_is_answered_as_the_ollama_chat_it_translates_to(
     assert (message.type, message.role, message.model) == ("message", "assistant", "mistral")
     assert [(block.type, block.text) for block in message.content if block.type == "text"] == [("text", HELLO)]
     assert (message.stop_reason, message.stop_sequence) == ("end_turn", None)
-    prompt, output = _ollama_counts(http, [{"role": "system", "content": "Be brief."}, *USER], num_predict=64)
+    prompt, output = chat_counts(http, [{"role": "system", "content": "Be brief."}, *USER], num_predict=64)
     assert (message.usage.input_tokens, message.usage.output_tokens) == (prompt, output)
 
 
@@ -88,7 +73,7 @@ def test_a_stream_is_anthropics_event_sequence(http: httpx.Client) -> None:
     response = http.post("/v1/messages", json=body)
     assert response.headers["content-type"].startswith("text/event-stream")
     assert response.headers["cache-control"] == "no-cache"
-    events = _events(response.text)
+    events = named_events(response.text)
     names = [name for name, _ in events]
     deltas = names.count("content_block_delta")
     assert deltas > 1
@@ -104,7 +89,7 @@ def test_a_stream_is_anthropics_event_sequence(http: httpx.Client) -> None:
     assert text == HELLO
     assert {data["delta"]["type"] for name, data in events if name == "content_block_delta"} == {"text_delta"}
     assert events[-3][1] == {"type": "content_block_stop", "index": 0}
-    prompt, output = _ollama_counts(http, USER, num_predict=64)
+    prompt, output = chat_counts(http, USER, num_predict=64)
     assert events[-2][1] == {"type": "message_delta", "delta": {"stop_reason": "end_turn"},
                              "usage": {"input_tokens": prompt, "output_tokens": output}}  # fmt: skip
 
@@ -121,7 +106,7 @@ def test_the_sdk_streams_and_assembles_the_message(sdk: anthropic.Anthropic) -> 
 def test_thinking_streams_as_a_thinking_block_before_the_text(http: httpx.Client, emulator: Emulator) -> None:
     emulator.script(Reply(content="Paris.", reasoning="France's capital"))
     body = {"model": "mistral", "max_tokens": 64, "messages": USER, "stream": True}
-    events = _events(http.post("/v1/messages", json=body).text)
+    events = named_events(http.post("/v1/messages", json=body).text)
     blocks = [data["content_block"] for name, data in events if name == "content_block_start"]
     assert blocks == [{"type": "thinking", "thinking": ""}, {"type": "text", "text": ""}]
     thought = "".join(d["delta"]["thinking"] for n, d in events if n == "content_block_delta" and d["index"] == 0)
@@ -160,7 +145,7 @@ def test_a_streamed_tool_use_is_one_block_with_its_json(http: httpx.Client, emul
     emulator.script(Reply(content="", tool_calls=[("get_weather", '{"city": "Paris"}')]))
     body = {"model": "mistral", "max_tokens": 64, "messages": USER, "stream": True,
             "tools": [{"name": "get_weather", "input_schema": {"type": "object"}}]}  # fmt: skip
-    events = _events(http.post("/v1/messages", json=body).text)
+    events = named_events(http.post("/v1/messages", json=body).text)
     names = [name for name, _ in events]
     assert names == ["message_start", "content_block_start", "content_block_delta", "content_block_stop",
                      "message_delta", "message_stop"]  # fmt: skip
@@ -221,7 +206,7 @@ def test_the_sdk_raises_its_own_error_types(sdk: anthropic.Anthropic) -> None:
 def test_an_upstream_failure_mid_stream_is_an_error_event(http: httpx.Client, emulator: Emulator) -> None:
     emulator.script(Reply(content="a b c", error_after=1, error_message="boom"))
     body = {"model": "mistral", "max_tokens": 64, "messages": USER, "stream": True}
-    events = _events(http.post("/v1/messages", json=body).text)
+    events = named_events(http.post("/v1/messages", json=body).text)
     assert [name for name, _ in events][:3] == ["message_start", "content_block_start", "content_block_delta"]
     assert events[-1] == ("error", {"type": "error", "error": {"type": "api_error", "message": "mistral.rs: boom"}})
 

@@ -13,6 +13,7 @@ import pytest
 
 from tests.emulator import Emulator, Reply
 from tests.servers import Server
+from tests.sse import chat_counts, named_events
 
 HELLO = "Hello from the emulator."
 
@@ -21,21 +22,6 @@ HELLO = "Hello from the emulator."
 def sdk(proxy: Server) -> Iterator[openai.OpenAI]:
     with openai.OpenAI(base_url=f"{proxy.url}/v1", api_key="unused", max_retries=0) as client:
         yield client
-
-
-def _events(text: str) -> list[tuple[str, dict[str, Any]]]:
-    events = []
-    for block in text.split("\n\n")[:-1]:
-        name, data = block.split("\n")
-        events.append((name.removeprefix("event: "), json.loads(data.removeprefix("data: "))))
-    assert text.endswith("\n\n")
-    return events
-
-
-def _ollama_counts(http: httpx.Client, messages: list[dict[str, Any]], **options: Any) -> tuple[int, int]:
-    body = {"model": "mistral", "messages": messages, "stream": False, "options": options}
-    answer = http.post("/api/chat", json=body).json()
-    return answer["prompt_eval_count"], answer["eval_count"]
 
 
 def test_a_string_input_is_answered_as_the_ollama_chat_it_translates_to(
@@ -55,7 +41,7 @@ def test_a_string_input_is_answered_as_the_ollama_chat_it_translates_to(
     echoed = (response.instructions, response.store, response.temperature, response.top_p)
     assert echoed == ("Be brief.", False, 1.0, 0.5)
     conversation = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "hi"}]
-    prompt, output = _ollama_counts(http, conversation, num_predict=32, temperature=1.0, top_p=0.5)
+    prompt, output = chat_counts(http, conversation, num_predict=32, temperature=1.0, top_p=0.5)
     assert response.usage is not None
     assert (response.usage.input_tokens, response.usage.output_tokens, response.usage.total_tokens) == (
         prompt, output, prompt + output)  # fmt: skip
@@ -104,7 +90,7 @@ def test_a_function_call_round_trip(sdk: openai.OpenAI, emulator: Emulator) -> N
 def test_a_stream_is_the_responses_event_sequence(http: httpx.Client) -> None:
     response = http.post("/v1/responses", json={"model": "mistral", "input": "hi", "stream": True})
     assert response.headers["content-type"].startswith("text/event-stream")
-    events = _events(response.text)
+    events = named_events(response.text)
     names = [name for name, _ in events]
     deltas = names.count("response.output_text.delta")
     assert deltas > 1
@@ -119,7 +105,7 @@ def test_a_stream_is_the_responses_event_sequence(http: httpx.Client) -> None:
     done = events[-1][1]["response"]
     assert (done["status"], done["output"][0]["content"][0]["text"]) == ("completed", HELLO)
     assert done["output"][0]["id"] == events[2][1]["item"]["id"]
-    prompt, output = _ollama_counts(http, [{"role": "user", "content": "hi"}], temperature=1.0)
+    prompt, output = chat_counts(http, [{"role": "user", "content": "hi"}], temperature=1.0)
     assert (done["usage"]["input_tokens"], done["usage"]["output_tokens"]) == (prompt, output)
 
 
@@ -132,7 +118,7 @@ def test_the_sdk_streams(sdk: openai.OpenAI) -> None:
 
 def test_reasoning_streams_as_a_reasoning_item_first(http: httpx.Client, emulator: Emulator) -> None:
     emulator.script(Reply(content="Paris.", reasoning="France's capital"))
-    events = _events(http.post("/v1/responses", json={"model": "mistral", "input": "hi", "stream": True}).text)
+    events = named_events(http.post("/v1/responses", json={"model": "mistral", "input": "hi", "stream": True}).text)
     added = [data["item"]["type"] for name, data in events if name == "response.output_item.added"]
     assert added == ["reasoning", "message"]
     summary = "".join(d["delta"] for n, d in events if n == "response.reasoning_summary_text.delta")
@@ -144,7 +130,7 @@ def test_reasoning_streams_as_a_reasoning_item_first(http: httpx.Client, emulato
 
 def test_an_upstream_failure_mid_stream_is_an_error_event(http: httpx.Client, emulator: Emulator) -> None:
     emulator.script(Reply(content="a b c", error_after=1, error_message="boom"))
-    events = _events(http.post("/v1/responses", json={"model": "mistral", "input": "hi", "stream": True}).text)
+    events = named_events(http.post("/v1/responses", json={"model": "mistral", "input": "hi", "stream": True}).text)
     name, data = events[-1]
     assert (name, data["code"], data["message"], data["param"]) == ("error", "upstream_error", "mistral.rs: boom", None)
     assert data["sequence_number"] == len(events) - 1
