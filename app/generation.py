@@ -47,6 +47,7 @@ from app.models import Entry, ModelCatalog
 from app.ollama import AssistantMessage, ChatResponse, GenerateResponse
 from app.ollama.translate.stream import Kind, OllamaStream, Reply, decode_chunks, rfc3339_utc, to_ollama
 from app.openai import ResponseEvents, ResponsesRequest, response_id, to_response
+from app.openai.shape import ollama_shaped
 from app.settings import Settings
 from app.upstream import OPERATIONS, PayloadStream, Route, Upstream
 from app.upstream.timeouts import Silence
@@ -299,18 +300,24 @@ class Generations:
         whole = await self._whole(request, run, _decode_answer)
         return json_response(answer(cast(ChatResponse, translation.whole(whole))))
 
-    async def relay(self, request: Request, *, route: Route, entry: Entry, body: dict[str, Any]) -> Response:
-        """The OpenAI pass-through: mistral.rs's bytes go out as they came, observed on the way."""
+    async def relay(
+        self, request: Request, *, route: Route, entry: Entry, body: dict[str, Any], requested: str
+    ) -> Response:
+        """The OpenAI pass-through: mistral.rs's answers, observed on the way, go out in the shape Ollama gives its
+        own (embeddings as they came)."""
         run = self.run(route=route, entry=entry, body=body)
-        if route != "embeddings" and body.get("stream") is True:
+        if route == "embeddings":
+            return Response(await self._whole(request, run, bytes), media_type="application/json")
+        if body.get("stream") is True:
 
-            def events(run: Run, payloads: PayloadStream) -> AsyncIterator[list[bytes]]:
-                return run.observe(aiter(payloads), _chunk_or_none)
+            async def events(run: Run, payloads: PayloadStream) -> AsyncIterator[list[bytes]]:
+                async for burst in run.observe(aiter(payloads), _chunk_or_none):
+                    yield [ollama_shaped(payload, requested) for payload in burst]
 
             headers = {"cache-control": "no-cache"}
             return GenerationStream(run, events, sse_lines, SSE_MEDIA_TYPE, self.drain, headers=headers)
         raw = await self._whole(request, run, bytes)
-        return Response(raw, media_type="application/json")
+        return Response(ollama_shaped(raw, requested), media_type="application/json")
 
     async def _whole(self, request: Request, run: Run, decode: Callable[[bytes], T]) -> T:
         """A whole answer ends as a stream does: at its client's disconnect (waiting for a slot included), its

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import posixpath
 
-__all__ = ["digest", "display_name", "normalize", "parse_aliases"]
+__all__ = ["digest", "display_name", "full_name", "normalize", "parse_aliases"]
 
 _LATEST = ":latest"
 
@@ -28,6 +28,18 @@ def display_name(model_id: str) -> str:
         if model_id.lower().endswith(".gguf"):
             model_id = model_id[: -len(".gguf")]
     return model_id if _has_tag(model_id) else model_id + _LATEST
+
+
+def full_name(name: str) -> str:
+    """Ollama's ``model.ParseName(name).String()``, how its capability errors name a model: every part filled in
+    (``smollm2:135m`` is ``registry.ollama.ai/library/smollm2:135m``)."""
+    tag = ""
+    if name.rfind(":") > name.rfind("/"):
+        name, _, tag = name.rpartition(":")
+    rest, _, model = name.rpartition("/")
+    host, _, namespace = rest.rpartition("/")
+    host = host.split("://", 1)[-1]
+    return f"{host or 'registry.ollama.ai'}/{namespace or 'library'}/{model}:{tag or 'latest'}"
 
 
 def digest(model_id: str) -> str:

@@ -1,5 +1,5 @@
 """OpenAI's Responses API, as Ollama serves it: its wire schema (typed structs, no I/O) and its translation to and from
-an Ollama chat. (The other OpenAI routes are mistral.rs's own, relayed as they are.)"""
+an Ollama chat. (The other OpenAI routes are mistral.rs's own, relayed, their answers in Ollama's shape: shape.py.)"""
 
 from __future__ import annotations
 

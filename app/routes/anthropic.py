@@ -10,7 +10,7 @@ from app.errors import InvalidRequest, ModelRequired
 from app.generation import services_of
 from app.http.body import parse_body
 from app.ollama.translate.options import model_options
-from app.ollama.translate.requests import chat_request_to_openai
+from app.ollama.translate.requests import chat_request_to_openai, check_tools
 from app.ollama.translate.show import capabilities
 from app.routes.generation import check_bounds
 from otel.clock import Clock
@@ -35,10 +35,10 @@ async def messages(request: Request) -> Response:
         bounds.count("content blocks", 0 if isinstance(message.content, str) else len(message.content),
                      bounds.content_parts)  # fmt: skip
     entry = await services.catalog.resolve(body.model)
-    chat = to_chat_request(body, can_think="thinking" in capabilities(entry.id))
+    chat = to_chat_request(body, can_think="thinking" in capabilities(entry.id, entry.card))
     check_bounds(bounds, chat.messages or [], chat.options)
-    defaults, renders_tools = model_options(entry.card.parameters), entry.card.tools is not False
-    upstream_body = chat_request_to_openai(chat, entry.id, defaults, renders_tools=renders_tools)
+    check_tools(chat.tools, body.model, entry.card)
+    upstream_body = chat_request_to_openai(chat, entry.id, model_options(entry.card.parameters))
     return await services.generations.anthropic(
         request, entry=entry, body=upstream_body, requested=body.model, stream=body.stream is True, clock=clock,
         estimated_input=estimate_input_tokens(body),

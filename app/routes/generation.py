@@ -32,6 +32,7 @@ from app.ollama.translate.options import keep_alive_seconds, model_options
 from app.ollama.translate.requests import (
     chat_request_to_openai,
     check_thinking,
+    check_tools,
     check_top_logprobs,
     generate_conversation,
     generate_request_to_openai,
@@ -96,7 +97,7 @@ async def _open(
     bounds.count("tools", tools(body), bounds.tools)
     check_bounds(bounds, messages(body), body.options)
     entry = await services.catalog.resolve(body.model)
-    check_thinking(body.think, body.model, entry.id)
+    check_thinking(body.think, body.model, entry.id, entry.card)
     return _Opened(body, clock, services.generations, entry, unload)
 
 
@@ -105,8 +106,8 @@ async def chat(request: Request) -> Response:
     body, generations, entry = opened.body, opened.generations, opened.entry
     if not body.messages:
         return await generations.load_or_unload("chat", entry, body.model, opened.unload, opened.clock)
-    defaults, renders_tools = model_options(entry.card.parameters), entry.card.tools is not False
-    upstream_body = chat_request_to_openai(body, entry.id, defaults, renders_tools=renders_tools)
+    check_tools(body.tools, body.model, entry.card)
+    upstream_body = chat_request_to_openai(body, entry.id, model_options(entry.card.parameters))
     return await generations.ollama(
         request, kind="chat", route="chat", entry=entry, body=upstream_body, requested=body.model,
         stream=body.stream is not False, unload_after=opened.unload, clock=opened.clock,

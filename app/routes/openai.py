@@ -1,4 +1,5 @@
-"""The OpenAI-compatible routes, relayed to mistral.rs (which is OpenAI-native) with model names mapped."""
+"""The OpenAI-compatible routes, relayed to mistral.rs (which is OpenAI-native) with model names mapped, its answers
+in Ollama's shape (app/openai/shape.py)."""
 
 from __future__ import annotations
 
@@ -62,7 +63,7 @@ async def _relay(request: Request, route: Route) -> Response:
     _check(services.bounds, body)
     entry = await services.catalog.resolve(name)
     body["model"] = entry.id
-    return await services.generations.relay(request, route=route, entry=entry, body=body)
+    return await services.generations.relay(request, route=route, entry=entry, body=body, requested=name)
 
 
 async def chat_completions(request: Request) -> Response:

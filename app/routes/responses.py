@@ -9,7 +9,7 @@ from app.errors import ModelRequired
 from app.generation import services_of
 from app.http.body import parse_body
 from app.ollama.translate.options import model_options
-from app.ollama.translate.requests import chat_request_to_openai, check_thinking
+from app.ollama.translate.requests import chat_request_to_openai, check_thinking, check_tools
 from app.openai import ResponsesRequest, to_chat_request
 from app.routes.generation import check_bounds
 from otel.clock import Clock
@@ -29,7 +29,7 @@ async def responses(request: Request) -> Response:
     chat = to_chat_request(body)
     check_bounds(bounds, chat.messages or [], chat.options)
     entry = await services.catalog.resolve(body.model)
-    check_thinking(chat.think, body.model, entry.id)
-    defaults, renders_tools = model_options(entry.card.parameters), entry.card.tools is not False
-    upstream_body = chat_request_to_openai(chat, entry.id, defaults, renders_tools=renders_tools)
+    check_thinking(chat.think, body.model, entry.id, entry.card)
+    check_tools(chat.tools, body.model, entry.card)
+    upstream_body = chat_request_to_openai(chat, entry.id, model_options(entry.card.parameters))
     return await services.generations.responses(request, entry=entry, body=upstream_body, asked=body, clock=clock)

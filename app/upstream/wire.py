@@ -148,10 +148,13 @@ class ModelCard(msgspec.Struct):
     created: int = 0
     status: str | None = None
     metadata: ModelMetadata | None = None  # not on mistral.rs's wire: the in-process engine's own
-    # Not on mistral.rs's wire either: the sampling options the model's files carry, in Ollama's names, and
-    # whether its chat template renders tools (None: not known, as from a mistral.rs server).
+    # Not on mistral.rs's wire either: the sampling options the model's files carry, in Ollama's names, and what
+    # the model can do, as its files and the engine say (None: not known, as from a mistral.rs server): whether its
+    # chat template renders tools and thinking, and whether the engine shows it images.
     parameters: dict[str, float | list[str]] | None = None  # Ollama's names; ``stop`` is a list
     tools: bool | None = None
+    thinking: bool | None = None
+    vision: bool | None = None
 
 
 class ModelList(msgspec.Struct):

@@ -2,7 +2,8 @@
 
 The proxy is ``mistral-ollama-proxy serve`` on the in-process default model (SmolLM2). Open WebUI is the pinned PyPI
 release in a virtual environment of its own (``scripts/build-programs.sh open-webui``: several GB, torch included),
-offline and otherwise on its defaults: title, follow-up and tag generation stay on, so each chat shares the engine with
+offline and otherwise on its defaults but one (function calling, see OPEN_WEBUI_ENV): title, follow-up and tag
+generation stay on, so each chat shares the engine with
 up to three more requests, and with those of earlier messages that still run (the engine has eight slots). Debian's
 Chromium, driven by Playwright from that environment (tests/open_webui_session.py), holds a conversation: two answers, a
 third stopped mid-stream and regenerated, and a last one that must come. Screenshots of each step and both servers' logs
@@ -52,6 +53,10 @@ OPEN_WEBUI_ENV = {
     "RAG_EMBEDDING_MODEL_AUTO_UPDATE": "false",
     "RAG_RERANKING_MODEL_AUTO_UPDATE": "false",
     "ENABLE_VERSION_UPDATE_CHECK": "false",
+    # SmolLM2's template renders no tools, so a chat with Open WebUI's built-in tools ("native" function calling,
+    # its default) is Ollama's 400 "... does not support tools", with the proxy as with Ollama. What its users do
+    # for such a model: function calling "Default" (legacy), where Open WebUI sends no tools.
+    "DEFAULT_MODEL_PARAMS": '{"function_calling": "legacy"}',
 }
 STEPS = ("first", "second", "stopped", "regenerated", "last")
 _ACCESS = re.compile(r"method=(\S+) route=(\S+) status=(\d+) .*?error_type=(\S+)")

@@ -22,7 +22,8 @@ def test_chat_completion_is_relayed_with_the_model_id(http: httpx.Client, emulat
     answer = response.json()
     assert answer["object"] == "chat.completion"
     assert answer["choices"][0]["message"]["content"] == "Hello from the emulator."
-    assert answer["usage"]["completion_tokens"] == 4
+    assert answer["usage"] == {"prompt_tokens": answer["usage"]["prompt_tokens"], "completion_tokens": 4,
+                               "total_tokens": answer["usage"]["prompt_tokens"] + 4}  # fmt: skip
     assert emulator.requests[-1].body == {**body, "model": "mistral-7b"}
 
 
@@ -34,7 +35,19 @@ def test_streamed_chat_completion_is_relayed_as_sse(http: httpx.Client) -> None:
     assert events[-2:] == ["data: [DONE]", ""]
     chunks = [json.loads(event.removeprefix("data: ")) for event in events[:-2]]
     assert "".join(c["choices"][0]["delta"]["content"] or "" for c in chunks) == "Hello from the emulator."
-    assert [c["usage"] is None for c in chunks] == [True, True, True, False]
+    # In Ollama's shape: no null fields, usage with OpenAI's three counts only, the model as the client named it.
+    assert ["usage" in c for c in chunks] == [False, False, False, True]
+    assert sorted(chunks[-1]["usage"]) == ["completion_tokens", "prompt_tokens", "total_tokens"]
+    assert {c["model"] for c in chunks} == {"mistral-7b"}
+    assert all(None not in c["choices"][0]["delta"].values() and "logprobs" not in c["choices"][0] for c in chunks)
+
+
+def test_an_answer_names_the_model_as_the_client_did(http: httpx.Client, emulator: Emulator) -> None:
+    body = {"model": "mistral", "messages": [{"role": "user", "content": "hi"}]}
+    answer = http.post("/v1/chat/completions", json=body).json()
+    assert (answer["model"], emulator.requests[-1].body["model"]) == ("mistral", "mistral-7b")
+    assert "logprobs" not in answer["choices"][0]
+    assert None not in answer["choices"][0]["message"].values()
 
 
 def test_streamed_error_becomes_an_openai_error_event(http: httpx.Client, emulator: Emulator) -> None:

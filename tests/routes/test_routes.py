@@ -152,8 +152,8 @@ def test_client_disconnect_before_a_collected_answer_closes_upstream(proxy: Serv
     [
         ("/api/chat", b"", 400, "missing request body"),
         ("/api/generate", b"", 400, "missing request body"),
-        ("/api/chat", b"{", 400, "invalid JSON: Input data was truncated"),
-        ("/api/chat", b"x", 400, "invalid JSON: JSON is malformed: invalid character (byte 0)"),
+        ("/api/chat", b"{", 400, "unexpected EOF"),
+        ("/api/chat", b"x", 400, "invalid character 'x' looking for beginning of value"),
         ("/api/chat", b'{"model":1}', 400, "invalid request: Expected `str`, got `int` - at `$.model`"),
         ("/api/chat", b"null", 400, "invalid request: Expected `object`, got `null`"),
         ("/api/chat", b'{"model":"m\xff"}', 400, "invalid JSON: the request body is not valid UTF-8"),

@@ -29,16 +29,19 @@ from collections.abc import Mapping
 from typing import Any
 
 from app.errors import InvalidRequest
+from app.models.names import full_name
 from app.ollama import ChatRequest, GenerateRequest
 from app.ollama.translate.context import context_messages
 from app.ollama.translate.messages import messages_to_openai, tools_to_openai, user_content
 from app.ollama.translate.options import format_to_openai, options_to_openai, think_to_openai
 from app.ollama.translate.show import capabilities
 from app.upstream import Route
+from app.upstream.wire import ModelCard
 
 __all__ = [
     "chat_request_to_openai",
     "check_thinking",
+    "check_tools",
     "check_top_logprobs",
     "generate_conversation",
     "generate_request_to_openai",
@@ -47,20 +50,15 @@ __all__ = [
 
 
 def chat_request_to_openai(
-    request: ChatRequest, model_id: str, defaults: Mapping[str, float | list[str]], *, renders_tools: bool = True
+    request: ChatRequest, model_id: str, defaults: Mapping[str, float | list[str]]
 ) -> dict[str, Any]:
-    """``defaults``: the options the model samples with when the request gives none (``model_options``).
-
-    A model whose template cannot render tools never sees them: they are checked and left out, so that it answers
-    in text (Ollama refuses such a request, which would leave Open WebUI, whose chats carry its built-in tools by
-    default, with no answer from a model like SmolLM2).
-    """
+    """``defaults``: the options the model samples with when the request gives none (``model_options``)."""
     tools = tools_to_openai(request.tools)
     return {
         "model": model_id,
         "messages": messages_to_openai(request.messages or []),
         "stream": request.stream is not False,
-        **(tools if renders_tools else {}),
+        **tools,
         **format_to_openai(request.format),
         **think_to_openai(request.think),
         **options_to_openai(request.options, defaults),
@@ -130,8 +128,15 @@ def generate_conversation(request: GenerateRequest) -> list[dict[str, Any]] | No
     return [*earlier, {"role": "user", "content": request.prompt or ""}]
 
 
-def check_thinking(think: bool | str | None, name: str, model_id: str) -> None:
+def check_thinking(think: bool | str | None, name: str, model_id: str, card: ModelCard) -> None:
     """Ollama's 400 for ``think`` on a model that cannot think (``think: false`` is always fine)."""
     think_to_openai(think)  # an invalid value is its own 400 first, as in Ollama
-    if think not in (None, False) and "thinking" not in capabilities(model_id):
+    if think not in (None, False) and "thinking" not in capabilities(model_id, card):
         raise InvalidRequest(f'"{name}" does not support thinking')
+
+
+def check_tools(tools: list[Any] | None, name: str, card: ModelCard) -> None:
+    """Ollama's 400 for tools given to a model whose chat template cannot render them. A mistral.rs server shows
+    no template: there they pass through, for the server to render or refuse."""
+    if tools and card.tools is False:
+        raise InvalidRequest(f"{full_name(name)} does not support tools")

@@ -21,7 +21,7 @@ from app.models.names import digest
 from app.ollama import Details, ProcessModel, ShowResponse, TagModel
 from app.ollama.manage import Tensor
 from app.ollama.translate.options import model_options
-from app.upstream.wire import ModelMetadata
+from app.upstream.wire import ModelCard, ModelMetadata
 
 __all__ = ["capabilities", "details", "process_model", "show_response", "tag_model"]
 
@@ -69,17 +69,20 @@ def details(model_id: str, metadata: ModelMetadata | None = None) -> Details:
     )
 
 
-def capabilities(model_id: str, renders_tools: bool | None = None) -> list[str]:
-    """``tools`` from the model's own chat template (``renders_tools``), claimed only where the template is known
-    (a mistral.rs server does not say: its models are not claimed to take tools, though tools pass through);
-    the rest from the id."""
+def capabilities(model_id: str, card: ModelCard | None = None) -> list[str]:
+    """What the model can do, from its files where the engine read them (``card``: the in-process engine reads the
+    chat template and runs text models only). A mistral.rs server gives no facts: there vision and thinking are
+    guessed from the id, and tools are not claimed, though they pass through."""
     lowered = model_id.lower()
     if any(hint in lowered for hint in _EMBEDDING):
         return ["embedding"]
-    found = ["completion", "tools"] if renders_tools is True else ["completion"]
-    if any(hint in lowered for hint in _VISION):
+    tools, thinking, vision = (card.tools, card.thinking, card.vision) if card is not None else (None, None, None)
+    found = ["completion"]
+    if tools:
+        found.append("tools")
+    if vision or (vision is None and any(hint in lowered for hint in _VISION)):
         found.append("vision")
-    if any(hint in lowered for hint in _THINKING):
+    if thinking or (thinking is None and any(hint in lowered for hint in _THINKING)):
         found.append("thinking")
     return found
 
@@ -96,7 +99,7 @@ def tag_model(entry: Entry) -> TagModel:
         size=entry.card.metadata.size if entry.card.metadata else 0,
         digest=digest(entry.id),
         details=details(entry.id, entry.card.metadata),
-        capabilities=capabilities(entry.id, entry.card.tools),
+        capabilities=capabilities(entry.id, entry.card),
     )
 
 
@@ -167,7 +170,7 @@ def show_response(entry: Entry, verbose: bool = False) -> ShowResponse:
         template="{{ .Prompt }}",
         details=info,
         model_info=_model_info(entry.id, info) if metadata is None else _file_info(metadata, verbose),
-        capabilities=capabilities(entry.id, entry.card.tools),
+        capabilities=capabilities(entry.id, entry.card),
         modified_at=_local_time(entry.card.created),
         tensors=[Tensor(tensor.name, tensor.type, tensor.shape) for tensor in metadata.tensors] if metadata else UNSET,
     )

@@ -29,7 +29,7 @@ from app.upstream.embedded.convert import (
     embedding_request,
 )
 from app.upstream.embedded.gguf import read_metadata
-from app.upstream.embedded.sampling import own_parameters, renders_tools
+from app.upstream.embedded.sampling import own_parameters, renders_thinking, renders_tools
 from app.upstream.embedded.spec import ModelSpec, ModelUnavailable
 from app.upstream.timeouts import Silence, StreamTimeouts
 from app.upstream.wire import ModelCard, ModelMetadata, ModelState
@@ -106,6 +106,7 @@ class EmbeddedUpstream:
         self._metadata = _metadata_of(spec)
         self._parameters = own_parameters(spec, self._metadata)
         self._tools = renders_tools(spec, self._metadata)
+        self._thinking = renders_thinking(spec, self._metadata)
 
     def load(self) -> None:
         """Build the Runner (blocking): this is the model load."""
@@ -132,9 +133,9 @@ class EmbeddedUpstream:
     async def list_models(self) -> list[ModelCard]:
         status = "loaded" if self.loaded else "unloaded"
         # As a mistral.rs server lists it: "default" first (the one model, by that name), then the model.
-        default = ModelCard(
-            id="default", created=self._created, metadata=self._metadata, parameters=self._parameters, tools=self._tools
-        )
+        # The engine loads text models only (Which.GGUF, Which.Plain): it shows a model no image.
+        default = ModelCard(id="default", created=self._created, metadata=self._metadata, parameters=self._parameters,
+                            tools=self._tools, thinking=self._thinking, vision=False)  # fmt: skip
         card = msgspec.structs.replace(default, id=self.spec.name, status=status)
         return [default, card]
 

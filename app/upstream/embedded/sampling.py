@@ -1,7 +1,7 @@
 """What a model's own files say about how to prompt it: the sampling options it carries, in Ollama's names (a GGUF
 header's ``general.sampling.*`` keys, which llama.cpp's converter writes from the model's generation config, or a
 model directory's ``generation_config.json``; only the options mistral.rs applies), and whether its chat template
-renders tools."""
+renders tools and thinking."""
 
 from __future__ import annotations
 
@@ -14,10 +14,12 @@ from typing import Any
 from app.upstream.embedded.spec import ModelSpec
 from app.upstream.wire import ModelMetadata
 
-__all__ = ["own_parameters", "renders_tools"]
+__all__ = ["own_parameters", "renders_thinking", "renders_tools"]
 
 # A Jinja chat template that renders tools reads a variable of that name (HF's apply_chat_template passes it).
 _TOOLS = re.compile(r"\btools\b")
+# A template that thinks switches it on (Qwen3, SmolLM3), replays earlier reasoning, or opens a <think> block.
+_THINKING = re.compile(r"\benable_thinking\b|\breasoning_content\b|<think>")
 # Ollama recognises a ChatML template and gives the model its stop words (its template/chatml.json). They matter
 # beyond the show: a turn marker is a special token, which mistral.rs renders as nothing and does not stop at, so a
 # model that opens a new turn would go on generating silently until its token limit.
@@ -52,6 +54,11 @@ def renders_tools(spec: ModelSpec, metadata: ModelMetadata | None) -> bool | Non
     """None when there is no template to read (mistral.rs then falls back to its own)."""
     template = _template(spec, metadata)
     return bool(_TOOLS.search(template)) if isinstance(template, str) else None
+
+
+def renders_thinking(spec: ModelSpec, metadata: ModelMetadata | None) -> bool | None:
+    template = _template(spec, metadata)
+    return bool(_THINKING.search(template)) if isinstance(template, str) else None
 
 
 def _sampling(spec: ModelSpec, metadata: ModelMetadata | None) -> dict[str, float] | None:

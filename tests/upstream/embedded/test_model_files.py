@@ -1,5 +1,5 @@
-"""What a model's own files decide in-process: whether its chat template renders tools, and the options it samples
-with when a request gives none."""
+"""What a model's own files decide in-process: whether its chat template renders tools and thinking, and the options
+it samples with when a request gives none."""
 
 from __future__ import annotations
 
@@ -75,20 +75,34 @@ def test_a_template_that_renders_tools_gets_them(serve: Any, tiny_model: Path) -
     http = serve(tiny_model)
     assert http.post("/api/show", json={"model": "tiny"}).json()["capabilities"] == ["completion", "tools"]
     assert _prompt_tokens(http, "tiny", TOOLS[:1]) > _prompt_tokens(http, "tiny", None)
+    bad = {"model": "tiny", "messages": HI, "tools": [{"type": "function", "function": {}}]}
+    assert http.post("/api/chat", json=bad).json() == {"error": "invalid tool: each tool needs a function with a name"}
 
 
-def test_a_template_without_tools_answers_in_text_as_if_none_were_sent(
-    serve: Any, tiny_model: Path, tmp_path: Path
-) -> None:
+def test_a_template_without_tools_refuses_them_as_ollama_does(serve: Any, tiny_model: Path, tmp_path: Path) -> None:
     http = serve(_variant(tiny_model, tmp_path / "chatml", PLAIN_CHATML, None))
     assert http.post("/api/show", json={"model": "chatml"}).json()["capabilities"] == ["completion"]
-    # Ollama refuses such a chat with 400 "... does not support tools"; Open WebUI's every chat carries its tools,
-    # so the proxy answers it, and the model sees exactly the prompt it would without them.
-    without = _prompt_tokens(http, "chatml", None)
-    assert _prompt_tokens(http, "chatml", TOOLS) == without
-    assert _prompt_tokens(http, "chatml", TOOLS[:1]) == without
-    bad = {"model": "chatml", "messages": HI, "tools": [{"type": "function", "function": {}}]}
-    assert http.post("/api/chat", json=bad).json() == {"error": "invalid tool: each tool needs a function with a name"}
+    refused = "registry.ollama.ai/library/chatml:latest does not support tools"
+    chat = http.post("/api/chat", json={"model": "chatml", "messages": HI, "tools": TOOLS})
+    assert (chat.status_code, chat.json()) == (400, {"error": refused})
+    tool = {"name": "f", "input_schema": {"type": "object"}}
+    messages = http.post("/v1/messages", json={"model": "chatml", "max_tokens": 5, "messages": HI, "tools": [tool]})
+    assert (messages.status_code, messages.json()["error"]) == (400, {"type": "invalid_request_error",
+                                                                      "message": refused})  # fmt: skip
+    function = {"type": "function", "name": "f", "parameters": {"type": "object"}}
+    responses = http.post("/v1/responses", json={"model": "chatml", "input": "hi", "tools": [function]})
+    assert (responses.status_code, responses.json()["error"]["message"]) == (400, refused)
+    assert _prompt_tokens(http, "chatml", None) > 0  # and without tools, it answers
+
+
+def test_a_template_that_thinks_says_so(serve: Any, tiny_model: Path, tmp_path: Path) -> None:
+    thinking = PLAIN_CHATML.replace("'<|im_start|>assistant\\n'", "'<|im_start|>assistant\\n<think>\\n'")
+    http = serve(_variant(tiny_model, tmp_path / "thinker", thinking, None))
+    assert http.post("/api/show", json={"model": "thinker"}).json()["capabilities"] == ["completion", "thinking"]
+    plain = serve(_variant(tiny_model, tmp_path / "plain", PLAIN_CHATML, None))
+    body = {"model": "plain", "messages": HI, "think": True, "stream": False}
+    refused = plain.post("/api/chat", json=body)
+    assert (refused.status_code, refused.json()) == (400, {"error": '"plain" does not support thinking'})
 
 
 def test_the_models_own_generation_config_is_what_show_lists(serve: Any, tiny_model: Path, tmp_path: Path) -> None:
