@@ -26,7 +26,7 @@ from otel.chunks import Chunk, Usage
 from otel.clock import Clock
 from otel.metrics import ModelLabels, ProxyMetrics
 from otel.record import current_record
-from otel.semconv import ERROR_TYPE, MODEL, PROVIDER, SERVER_ADDRESS, SERVER_PORT, UPSTREAM, GenAI
+from otel.semconv import ERROR_TYPE, MODEL, PROVIDER, PROXY_UPSTREAM, SERVER_ADDRESS, SERVER_PORT, UPSTREAM, GenAI
 
 __all__ = [
     "CLIENT_DISCONNECTED",
@@ -48,7 +48,6 @@ _REQUEST_ATTRIBUTES = {
     "frequency_penalty": GenAI.REQUEST_FREQUENCY_PENALTY,
     "presence_penalty": GenAI.REQUEST_PRESENCE_PENALTY,
     "seed": GenAI.REQUEST_SEED,
-    "stream": GenAI.REQUEST_STREAM,
 }
 
 
@@ -184,6 +183,8 @@ class GenAIObserver:
             value = request.get(field)
             if isinstance(value, bool | int | float) and value is not None:
                 attributes[key] = value
+        if request.get("stream") is True:  # set if and only if streaming: unset means not
+            attributes[GenAI.REQUEST_STREAM] = True
         if isinstance(stop := request.get("stop"), list) and stop:
             attributes[GenAI.REQUEST_STOP_SEQUENCES] = [str(item) for item in stop]
         if self.capture_content:
@@ -208,9 +209,11 @@ class GenAIObserver:
         context = trace.set_span_in_context(span)
         base = {GenAI.OPERATION: invocation.operation, GenAI.PROVIDER_NAME: PROVIDER,
                 GenAI.REQUEST_MODEL: invocation.model, **invocation.server}  # fmt: skip
+        if invocation.response_model:
+            base[GenAI.RESPONSE_MODEL] = invocation.response_model
         mistral = {MODEL: invocation.model}
         if invocation.upstream:
-            base[UPSTREAM] = mistral[UPSTREAM] = invocation.upstream
+            base[PROXY_UPSTREAM] = mistral[UPSTREAM] = invocation.upstream
         output = invocation.output_tokens if invocation.output_tokens is not None else invocation.counted or None
         self._annotate(span, invocation, output)
         if error_type is not None:

@@ -32,6 +32,7 @@ __all__ = [
     "MODEL",
     "OTHER",
     "PROVIDER",
+    "PROXY_UPSTREAM",
     "STATUS",
     "UPSTREAM",
     "Buckets",
@@ -47,6 +48,9 @@ ENDPOINT: Final = "endpoint"
 STATUS: Final = "status"
 MODEL: Final = "model"
 UPSTREAM: Final = "upstream"
+# The same name on the GenAI metrics, in the proxy's own namespace: a pool member's configured name, or "embedded"
+# for the in-process engine, which has no server.address; it joins them with mistral_upstream_up.
+PROXY_UPSTREAM: Final = "ollama_proxy.upstream"
 ERROR_TYPE: Final = error_attributes.ERROR_TYPE  # "error.type" on spans and GenAI metrics
 ERROR_TYPE_LABEL: Final = "error_type"  # the mistral_http_requests_total label
 NO_ERROR: Final = "none"

@@ -699,7 +699,9 @@ def test_dashboard_panels_cover_the_contract(dashboard: dict[str, Any]) -> None:
     titles = {panel["title"] for panel in _panels(dashboard)}
     assert "mistral.rs engine" in titles
     upstreams = [target["expr"] for panel, target in _targets(dashboard) if "per upstream" in panel["title"]]
-    assert len(upstreams) == 4 and all('upstream=~"$upstream"' in expr and "by (upstream" in expr for expr in upstreams)
+    # The GenAI series name the upstream in the proxy's namespace (ollama_proxy.upstream), the mistral_* ones plainly.
+    label = {expr: "ollama_proxy_upstream" if "gen_ai_" in expr else "upstream" for expr in upstreams}
+    assert len(upstreams) == 4 and all(f'{label[e]}=~"$upstream"' in e and f"by ({label[e]}" in e for e in upstreams)
 
 
 def test_dashboard_latency_targets_show_exemplars(dashboard: dict[str, Any]) -> None:

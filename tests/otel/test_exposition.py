@@ -24,8 +24,8 @@ from tests.servers import Server, serve_in_thread
 HI = [{"role": "user", "content": "hi"}]
 
 HI = [{"role": "user", "content": "hi"}]
-GENAI = {"gen_ai_operation_name", "gen_ai_provider_name", "gen_ai_request_model", "server_address", "server_port",
-         "upstream"}  # fmt: skip
+GENAI = {"gen_ai_operation_name", "gen_ai_provider_name", "gen_ai_request_model", "gen_ai_response_model",
+         "server_address", "server_port", "ollama_proxy_upstream"}  # fmt: skip
 
 
 def _le(buckets: tuple[float, ...]) -> list[str]:

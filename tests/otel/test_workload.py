@@ -95,7 +95,12 @@ def test_genai_metrics(metric_reader: InMemoryMetricReader, upstream: Server) ->
     ttft = points(metric_reader, "gen_ai.server.time_to_first_token")
     # Time to first token exists for streams only: 2 good ones, the broken one and the abandoned one.
     assert [(tuple(dict(a)[k] for k in keys[1:4]), p.count) for a, p in ttft.items()] == [(base, 4)]
-    assert {dict(a)["upstream"] for a in [*durations, *ttft]} == {upstream.url}
+    assert {dict(a)["ollama_proxy.upstream"] for a in [*durations, *ttft]} == {upstream.url}
+    # The model that answered, wherever an answer began; a request refused before any answer has none.
+    answered = {dict(a)["gen_ai.request.model"]: dict(a).get("gen_ai.response.model") for a in ttft}
+    assert answered == {MODEL: MODEL}
+    refused = [dict(a) for a in durations if dict(a).get("error.type") == "upstream_status"]
+    assert [attributes.get("gen_ai.response.model") for attributes in refused] == [None]
     assert sum(p.count for p in points(metric_reader, "gen_ai.server.time_per_output_token").values()) == 3
 
 
