@@ -400,8 +400,9 @@ def services_of(request: Request) -> Services:
 def _observe_answer(invocation: Invocation, raw: bytes, route: Route) -> None:
     try:
         if route == "embeddings":
-            usage = _decode_embeddings(raw).usage
-            invocation.set_usage(usage.prompt_tokens if usage else None)
+            embeddings = _decode_embeddings(raw)
+            usage = embeddings.usage
+            invocation.on_embeddings(embeddings.model, usage.prompt_tokens if usage else None)
         else:
             answer = _decode_completion(raw)
             reasons = [choice.finish_reason for choice in answer.choices if choice.finish_reason]

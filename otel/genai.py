@@ -129,8 +129,8 @@ class Invocation:
         if usage is not None:
             self.input_tokens, self.output_tokens = usage.prompt_tokens, usage.completion_tokens
 
-    def set_usage(self, input_tokens: int | None, output_tokens: int | None = None) -> None:
-        self.input_tokens, self.output_tokens = input_tokens, output_tokens
+    def on_embeddings(self, model: str, input_tokens: int | None) -> None:
+        self.response_model, self.input_tokens = model, input_tokens
 
     def stop(self) -> None:
         self._finish(None)

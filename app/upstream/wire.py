@@ -179,3 +179,4 @@ class _EmbeddingUsage(msgspec.Struct):
 class EmbeddingResponse(msgspec.Struct):
     data: list[_Embedding]
     usage: _EmbeddingUsage | None = None
+    model: str = ""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import secrets
+import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from app.settings import Settings
 from otel.setup import configure
 from scripts.stack import RULES, Ports, Stack
 from tests.emulator import Emulator, Reply
+from tests.otel.conventions import ACCESS_LOG, METRICS, SPANS, Signal, traffic, violations
 from tests.otel.otlp_receiver import http_receiver
 from tests.programs import programs
 from tests.servers import Server, serve_in_thread
@@ -369,3 +371,72 @@ PROMETHEUS_NAMES = {
     "otel.sdk.processor.span.queue.size": "otel_sdk_processor_span_queue_size",
     "otel.sdk.processor.span.processed": "otel_sdk_processor_span_processed_total",
 }
+
+
+# What Jaeger adds to a span's own attributes: the scope, the kind and the status, as tags.
+_JAEGER_TAGS = {"otel.scope.name", "otel.scope.version", "span.kind", "otel.status_code", "otel.status_description",
+                "error", "internal.span.format"}  # fmt: skip
+
+
+def _as_attributes(labels: dict[str, str], signal: Signal) -> dict[str, Any]:
+    """Prometheus labels back to attribute names, by the table's names (a label it does not know stays as it is)."""
+    names = {name.replace(".", "_"): name for name in signal.allowed()}
+    dropped = ("job", "instance", "__name__", "le", "engine", "engine_type")  # the scrape's (prometheus.yml)
+    return {names.get(label, label): value for label, value in labels.items() if label not in dropped}
+
+
+def _access_blocks(stack: Stack) -> list[tuple[str, dict[str, str]]]:
+    """The access-log records the Collector's debug exporter printed: each one's body and attributes."""
+    found = []
+    for block in stack.log("otel-collector").split("LogRecord #")[1:]:
+        block = re.split(r"ResourceLog #|ScopeLogs #", block)[0]  # the next batch's resource is not this record's
+        if "EventName: ollama_proxy.access" not in block:
+            continue
+        body = re.search(r"Body: Str\((.*)\)", block)
+        attributes = dict(re.findall(r"-> ([\w.]+): \w+\((.*)\)", block.split("Attributes:", 1)[1]))
+        found.append((body.group(1) if body else "", attributes))
+    return found
+
+
+def test_the_genai_telemetry_through_the_collector_follows_the_conventions(stack: Stack, emulator: Emulator) -> None:
+    """tests/otel/test_conventions.py's checks, on what Jaeger, Prometheus and the Collector's log exporter got."""
+    since = time.time_ns() // 1000
+    with httpx.Client(base_url=stack.url("proxy"), timeout=30) as http:
+        sent = traffic(http, emulator, MODEL)
+
+    def genai_spans() -> list[dict[str, Any]]:
+        params = {"service": OTLP_JOB, "start": since, "limit": 500}
+        traces = httpx.get(f"{stack.url('jaeger')}/api/traces", params=params).json()["data"] or []
+        spans = [tags(span) for trace in traces for span in trace["spans"]]
+        found = [span for span in spans if "gen_ai.operation.name" in span]
+        return found if len(found) >= 12 else []
+
+    wrong: dict[str, list[str]] = {}
+    for span in eventually(genai_spans, within=30.0, every=0.5):
+        attributes = {key: value for key, value in span.items() if key not in _JAEGER_TAGS}
+        failed = span.get("otel.status_code") == "ERROR"
+        if problems := violations(SPANS[attributes["gen_ai.operation.name"]], attributes, failed=failed):
+            wrong[f"span {sorted(attributes.items())}"] = problems
+
+    prometheus_names = {name.replace(".", "_") + suffix: name for name in METRICS for suffix in ("", "_seconds")}
+
+    def genai_series() -> list[dict[str, str]]:
+        series = [s["metric"] for s in query(stack, f'{{__name__=~"gen_ai_.*", job="{OTLP_JOB}"}}')]
+        names = {prometheus_names.get(re.sub(r"_(bucket|sum|count)$", "", s["__name__"])) for s in series}
+        return series if set(METRICS) <= names else []
+
+    for labels in eventually(genai_series, within=30.0, every=0.5):
+        metric = prometheus_names[re.sub(r"_(bucket|sum|count)$", "", labels["__name__"])]
+        attributes = _as_attributes(labels, METRICS[metric])
+        if problems := violations(METRICS[metric], attributes, failed=None):
+            wrong[f"{metric} {sorted(attributes.items())}"] = problems
+        if "error.type" not in attributes:
+            assert attributes.get("gen_ai.response.model") == MODEL, (metric, attributes)
+
+    records = eventually(lambda: (found := _access_blocks(stack)) and len(found) >= sent and found, within=30.0)
+    for body, attributes in records:
+        failed = int(attributes["http.response.status_code"]) >= 400 or "error_type=none" not in body
+        if problems := violations(ACCESS_LOG, attributes, failed=failed):
+            wrong[f"log {body}"] = problems
+    assert not wrong, wrong
+    assert {attributes.get("error.type") for _, attributes in records} >= {None, "upstream_status", "model_not_found"}
