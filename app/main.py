@@ -23,6 +23,7 @@ from app.limiter import Limiter
 from app.models import ModelCatalog
 from app.routes import ROUTES
 from app.settings import Settings
+from app.tenants import KeyFile
 from app.upstream import Upstream
 from app.upstream.http.client import HTTPUpstream
 from app.upstream.http.transport import make_transport
@@ -77,6 +78,7 @@ def create_app(
     """
     telemetry = telemetry or disabled()
     drain = Drain()
+    keys = KeyFile(settings.api_keys, settings.api_keys_file)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -92,6 +94,7 @@ def create_app(
             for name, check in client.health_checks().items()
         ]
         watchers.append(asyncio.create_task(watch_event_loop(telemetry.metrics.event_loop_lag.record)))
+        watchers.append(asyncio.create_task(keys.watch()))
         try:
             yield
         finally:
@@ -106,8 +109,8 @@ def create_app(
     middleware = [
         *telemetry.middleware(routes, access_log=settings.access_log),
         *_cors(settings),
-        *([Middleware(AuthMiddleware, api_keys=settings.api_keys, metrics_token=settings.metrics_token)]
-          if settings.api_keys or settings.metrics_token else []),
+        *([Middleware(AuthMiddleware, keys=keys, metrics_token=settings.metrics_token)]
+          if not keys.directory.open or settings.api_keys_file or settings.metrics_token else []),
         Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes, read_timeout=settings.body_read_timeout,
                    max_items=settings.bounds.body_items),
     ]  # fmt: skip

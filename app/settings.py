@@ -60,15 +60,6 @@ def _logprob_base(value: str) -> float:
     raise ValueError(f"MISTRAL_LOGPROB_BASE must be e or 10, not {value!r}")
 
 
-def _api_keys(inline: str, path: str) -> tuple[str, ...]:
-    """Keys from ``API_KEYS`` (comma-separated) and ``API_KEYS_FILE`` (one per line, ``#`` comments)."""
-    keys = list(_csv(inline))
-    if path:
-        lines = Path(path).read_text().splitlines()
-        keys += [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
-    return tuple(keys)
-
-
 @dataclass(frozen=True)
 class Settings:
     mistral_url: str | None = None  # one URL, or several separated by commas
@@ -84,7 +75,8 @@ class Settings:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     body_read_timeout: float = DEFAULT_BODY_READ_TIMEOUT
     bounds: Bounds = field(default_factory=Bounds)  # how much one request may carry
-    api_keys: tuple[str, ...] = ()
+    api_keys: tuple[str, ...] = ()  # API_KEYS, comma-separated
+    api_keys_file: str = ""  # API_KEYS_FILE: a key per line, or tenants in YAML (app/tenants/directory.py)
     metrics_token: str | None = None
     graceful_timeout: float = 30.0
     cors_allowed_origins: tuple[str, ...] = ()
@@ -136,7 +128,8 @@ class Settings:
             max_body_bytes=config("MAX_BODY_BYTES", cast=int, default=DEFAULT_MAX_BODY_BYTES),
             body_read_timeout=config("BODY_READ_TIMEOUT_SECS", cast=float, default=DEFAULT_BODY_READ_TIMEOUT),
             bounds=_bounds(config),
-            api_keys=_api_keys(config("API_KEYS", default=""), config("API_KEYS_FILE", default="")),
+            api_keys=config("API_KEYS", cast=_csv, default=""),
+            api_keys_file=config("API_KEYS_FILE", default=""),
             metrics_token=config("METRICS_TOKEN", default=None) or None,
             graceful_timeout=config("GRACEFUL_TIMEOUT_SECS", cast=float, default=30.0),
             cors_allowed_origins=config("CORS_ALLOWED_ORIGINS", cast=_csv, default=""),

@@ -12,7 +12,7 @@ import logging
 from opentelemetry.trace import format_span_id, format_trace_id, get_current_span
 
 from otel.record import RequestRecord
-from otel.semconv import ERROR_TYPE, NO_ERROR, GenAI, Http
+from otel.semconv import ERROR_TYPE, NO_ERROR, TENANT_ATTRIBUTE, GenAI, Http
 
 __all__ = ["ACCESS_LOGGER", "log_request"]
 
@@ -40,6 +40,9 @@ def log_request(
     if error_type != NO_ERROR:  # error.type is for failures only; the line keeps the seed's error_type=none
         attributes[ERROR_TYPE] = error_type
     line = f"method={method} route={route} status={status} duration_ms={duration_ms}"
+    if record is not None and record.tenant is not None:
+        attributes[TENANT_ATTRIBUTE] = record.tenant
+        line += f" tenant={record.tenant}"
     if record is not None and record.model is not None:
         attributes[GenAI.REQUEST_MODEL] = record.model
         line += f" model={record.model}"

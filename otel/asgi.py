@@ -31,7 +31,7 @@ from otel.exposition import METRICS_PATHS
 from otel.genai import CLIENT_DISCONNECTED, error_type_of
 from otel.metrics import ProxyMetrics
 from otel.record import RequestRecord, recording
-from otel.semconv import ENDPOINT, ERROR_TYPE_LABEL, NO_ERROR, STATUS, UNMATCHED_ENDPOINT
+from otel.semconv import ENDPOINT, ERROR_TYPE_LABEL, NO_ERROR, STATUS, TENANT, TENANT_ATTRIBUTE, UNMATCHED_ENDPOINT
 
 # The ASGI scope extension in which the HTTP server (app/http/server.py) leaves the status it answered a request
 # with itself (``{"status": 400}``), when the request's framing broke after the app had begun.
@@ -157,10 +157,12 @@ class HTTPTelemetryMiddleware:
             if exchange.chunks:
                 metrics.streaming_chunks.add(exchange.chunks, {ENDPOINT: endpoint})
             metrics.active_requests.add(-1)
+            if record.tenant is not None:
+                metrics.tenant_requests.add(1, {TENANT: record.tenant, ENDPOINT: endpoint, STATUS: str(status)})
             if self._access_log:  # inside the span's context: the line carries its trace and span ids
                 log_request(scope["method"], endpoint, status, seconds, error_type, record)
             if span is not None:
-                _end_span(span, token, status if framing else exchange.status, failure)
+                _end_span(span, token, status if framing else exchange.status, failure, record.tenant)
 
     def _start_span(self, scope: Scope, template: str | None) -> tuple[Span, object]:
         assert self._tracer is not None
@@ -198,8 +200,10 @@ class HTTPTelemetryMiddleware:
         return span, context_api.attach(trace.set_span_in_context(span, parent))
 
 
-def _end_span(span: Span, token: object, status: int, failure: str | None) -> None:
+def _end_span(span: Span, token: object, status: int, failure: str | None, tenant: str | None) -> None:
     """semconv for SERVER spans: a 5xx (or no answer at all) is an error; a 4xx is the client's, not the span's."""
+    if tenant is not None:  # known only once the auth middleware, inside this span, has read the key
+        span.set_attribute(TENANT_ATTRIBUTE, tenant)
     if status:
         span.set_attribute(HTTP_RESPONSE_STATUS_CODE, status)
     if failure or not status or status >= 500:

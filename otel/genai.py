@@ -26,7 +26,18 @@ from otel.chunks import Chunk, Usage
 from otel.clock import Clock
 from otel.metrics import ModelLabels, ProxyMetrics
 from otel.record import current_record
-from otel.semconv import ERROR_TYPE, MODEL, PROVIDER, PROXY_UPSTREAM, SERVER_ADDRESS, SERVER_PORT, UPSTREAM, GenAI
+from otel.semconv import (
+    ERROR_TYPE,
+    MODEL,
+    PROVIDER,
+    PROXY_UPSTREAM,
+    SERVER_ADDRESS,
+    SERVER_PORT,
+    TENANT,
+    TOKEN_TYPE,
+    UPSTREAM,
+    GenAI,
+)
 
 __all__ = [
     "CLIENT_DISCONNECTED",
@@ -228,11 +239,18 @@ class GenAIObserver:
         if output is not None and invocation.operation != GenAI.EMBEDDINGS:
             metrics.token_usage.record(output, {**base, GenAI.TOKEN_TYPE: GenAI.OUTPUT}, context=context)
             metrics.generate_tokens.add(output, mistral, context=context)
+        if (record := invocation.record) is not None and record.tenant is not None:
+            self._count_tenant_tokens(record.tenant, invocation, output)
         self._record_timings(invocation, base, mistral, output, error_type, now, context)
         span.end()
         if (record := invocation.record) is not None:
             record.model, record.input_tokens = invocation.model, invocation.input_tokens
             record.output_tokens = output if invocation.operation != GenAI.EMBEDDINGS else None
+
+    def _count_tenant_tokens(self, tenant: str, invocation: Invocation, output: int | None) -> None:
+        for kind, count in ((GenAI.INPUT, invocation.input_tokens), (GenAI.OUTPUT, output)):
+            if count:
+                self.metrics.tenant_tokens.add(count, {TENANT: tenant, MODEL: invocation.model, TOKEN_TYPE: kind})
 
     def _annotate(self, span: Span, invocation: Invocation, output: int | None) -> None:
         """The response's attributes, set in one call (each ``set_attribute`` takes the span's lock)."""

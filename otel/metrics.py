@@ -123,6 +123,12 @@ class ProxyMetrics:
     event_loop_lag: Instrument[Histogram] = Instrument(
         Metric.EVENT_LOOP_LAG, "histogram", "s", "How late the event loop ran a timer", Buckets.EVENT_LOOP_LAG
     )
+    tenant_requests: Instrument[Counter] = Instrument(
+        Metric.TENANT_REQUESTS, "counter", "{request}", "Finished HTTP requests per tenant", checked=False
+    )  # with API keys only
+    tenant_tokens: Instrument[Counter] = Instrument(
+        Metric.TENANT_TOKENS, "counter", "{token}", "Input and output tokens per tenant", checked=False
+    )
     token_usage: Instrument[Histogram] = Instrument(
         Metric.TOKEN_USAGE, "histogram", "{token}", "Input and output tokens per GenAI operation", Buckets.TOKENS
     )

@@ -1,5 +1,5 @@
 """The per-request record: what the application tells the HTTP middleware (and the access log) about a request
-that the wire does not show: its first error, its model and its tokens."""
+that the wire does not show: its first error, its model, its tokens and its tenant."""
 
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ class RequestRecord:
     model: str | None = None
     input_tokens: int | None = None
     output_tokens: int | None = None
+    tenant: str | None = None  # who sent it, when API keys are configured
 
 
 def request_record(scope: MutableMapping[str, Any]) -> RequestRecord | None:

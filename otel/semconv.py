@@ -33,6 +33,9 @@ __all__ = [
     "OTHER",
     "PROVIDER",
     "PROXY_UPSTREAM",
+    "TENANT",
+    "TENANT_ATTRIBUTE",
+    "TOKEN_TYPE",
     "STATUS",
     "UPSTREAM",
     "Buckets",
@@ -51,6 +54,12 @@ UPSTREAM: Final = "upstream"
 # The same name on the GenAI metrics, in the proxy's own namespace: a pool member's configured name, or "embedded"
 # for the in-process engine, which has no server.address; it joins them with mistral_upstream_up.
 PROXY_UPSTREAM: Final = "ollama_proxy.upstream"
+# Who sent a request: a tenant's name from API_KEYS_FILE ("anonymous" for unnamed keys and unknown callers). A
+# label of the mistral_tenant_* series; on spans and log records in the proxy's namespace, as no convention names
+# a team sharing keys (user.id is one person).
+TENANT: Final = "tenant"
+TENANT_ATTRIBUTE: Final = "ollama_proxy.tenant"
+TOKEN_TYPE: Final = "type"
 ERROR_TYPE: Final = error_attributes.ERROR_TYPE  # "error.type" on spans and GenAI metrics
 ERROR_TYPE_LABEL: Final = "error_type"  # the mistral_http_requests_total label
 NO_ERROR: Final = "none"
@@ -111,6 +120,8 @@ class Metric:
     MODEL_LOAD_DURATION = "mistral_model_load_duration"
     UPSTREAM_UP = "mistral_upstream_up"
     EVENT_LOOP_LAG = "mistral_event_loop_lag"
+    TENANT_REQUESTS = "mistral_tenant_requests"
+    TENANT_TOKENS = "mistral_tenant_tokens"
     TOKEN_USAGE = gen_ai_metrics.GEN_AI_CLIENT_TOKEN_USAGE
     OPERATION_DURATION = gen_ai_metrics.GEN_AI_CLIENT_OPERATION_DURATION
     TIME_TO_FIRST_TOKEN = gen_ai_metrics.GEN_AI_SERVER_TIME_TO_FIRST_TOKEN

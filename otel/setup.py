@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 from urllib.parse import unquote
 
+from opentelemetry.context import Context
 from opentelemetry.exporter.prometheus import PrometheusMetricReader
 from opentelemetry.instrumentation.logging.handler import LoggingHandler
 from opentelemetry.sdk._logs import LoggerProvider
@@ -28,11 +29,13 @@ from opentelemetry.sdk.metrics import AlwaysOffExemplarFilter, ExemplarFilter, E
 from opentelemetry.sdk.metrics.export import ConsoleMetricExporter, MetricReader, PeriodicExportingMetricReader
 from opentelemetry.sdk.metrics.view import View
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
 from prometheus_client import CollectorRegistry
 
 from otel.metrics import INSTRUMENTS, METER_NAME, ProxyMetrics
+from otel.record import current_record
+from otel.semconv import TENANT_ATTRIBUTE
 from otel.telemetry import Telemetry, disabled
 
 __all__ = ["TelemetryConfigError", "configure"]
@@ -164,6 +167,25 @@ def _views() -> list[View]:
     ]
 
 
+class _TenantOnSpans(SpanProcessor):
+    """A request's spans below its SERVER span carry its tenant (the SERVER span starts before the key is read,
+    and takes it from the request's record when it ends)."""
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        record = current_record()
+        if record is not None and record.tenant is not None:
+            span.set_attribute(TENANT_ATTRIBUTE, record.tenant)
+
+    def on_end(self, span: ReadableSpan) -> None:
+        pass
+
+    def shutdown(self) -> None:
+        pass
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True
+
+
 def _batch_processor(exporter: SpanExporter, meter_provider: MeterProvider) -> BatchSpanProcessor:
     """A batch span processor with the SDK's own semconv metrics (``otel_sdk_processor_span_processed_total``,
     ``error_type="queue_full"`` for spans dropped because the exporter fell behind; its queue's size and
@@ -219,6 +241,7 @@ def configure(
         exemplar_filter=_exemplar_filter(environ, metric_names, metric_readers),
         shutdown_on_exit=False,
     )
+    tracer_provider.add_span_processor(_TenantOnSpans())
     for exporter in [*(_span_exporter(name, environ) for name in span_names), *span_exporters]:
         tracer_provider.add_span_processor(_batch_processor(exporter, meter_provider))
     log_names = _exporters(environ, "LOGS", "none")

@@ -1,5 +1,6 @@
 """API keys, off unless keys are configured: ``Authorization: Bearer`` or Anthropic's ``x-api-key`` (Claude Code
-sends that one); compared in constant time, never logged or traced."""
+sends that one), found by their SHA-256 digest in the tenants' directory (app/tenants/); never logged or traced.
+The request's record names the tenant it came from, for the telemetry."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.errors import Unauthorized
 from app.http.errors import render_error
+from app.tenants import ANONYMOUS, KeyFile
 from otel.exposition import METRICS_PATHS
+from otel.record import request_record
 
 __all__ = ["PUBLIC_PATHS", "AuthMiddleware"]
 
@@ -26,10 +29,9 @@ def _matches(presented: bytes, keys: tuple[bytes, ...]) -> bool:
 
 
 class AuthMiddleware:
-    def __init__(self, app: ASGIApp, api_keys: tuple[str, ...], metrics_token: str | None) -> None:
+    def __init__(self, app: ASGIApp, keys: KeyFile, metrics_token: str | None) -> None:
         self.app = app
-        # No API keys: the API is open, whatever protects the metrics.
-        self._keys = tuple(key.encode() for key in api_keys) or None
+        self._keys = keys  # an empty directory: the API is open, whatever protects the metrics
         self._metrics = (metrics_token.encode(),) if metrics_token else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -37,8 +39,16 @@ class AuthMiddleware:
             await self.app(scope, receive, send)
             return
         path = scope["path"]
-        keys = self._metrics if path in METRICS_PATHS else None if path in PUBLIC_PATHS else self._keys
-        if keys is None or any(_matches(presented, keys) for presented in _presented(scope)):
+        if path in METRICS_PATHS:
+            allowed = self._metrics is None or any(_matches(key, self._metrics) for key in _presented(scope))
+        elif path in PUBLIC_PATHS or (directory := self._keys.directory).open:
+            allowed = True
+        else:
+            tenant = directory.identify(_presented(scope))
+            if (record := request_record(scope)) is not None:
+                record.tenant = tenant.name if tenant is not None else ANONYMOUS  # unknown callers fold into one
+            allowed = tenant is not None
+        if allowed:
             await self.app(scope, receive, send)
             return
         await render_error(scope, Unauthorized())(scope, receive, send)

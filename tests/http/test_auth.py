@@ -8,6 +8,7 @@ from starlette.responses import PlainTextResponse
 from starlette.types import Receive, Scope, Send
 
 from app.http.auth import AuthMiddleware
+from app.tenants import KeyFile
 from otel.record import recording
 from tests.http.asgi import answer, call
 
@@ -24,7 +25,7 @@ def _status(app: AuthMiddleware, path: str, key: str | None = None, method: str 
 
 
 def test_the_api_wants_one_of_the_keys() -> None:
-    app = AuthMiddleware(_app, api_keys=("k1", "k2"), metrics_token=None)
+    app = AuthMiddleware(_app, keys=KeyFile(("k1", "k2")), metrics_token=None)
     assert [_status(app, "/api/chat", key) for key in (None, "k1", "k2", "k3", "k1 ")] == [401, 200, 200, 401, 200]
     status, headers, body = answer(asyncio.run(call(app, "/api/tags", {"Authorization": "Basic k1"})))
     assert (status, headers["www-authenticate"], body) == (401, "Bearer", UNAUTHORIZED)
@@ -32,21 +33,21 @@ def test_the_api_wants_one_of_the_keys() -> None:
 
 
 def test_liveness_readiness_and_preflights_stay_open() -> None:
-    app = AuthMiddleware(_app, api_keys=("k1",), metrics_token=None)
+    app = AuthMiddleware(_app, keys=KeyFile(("k1",)), metrics_token=None)
     assert [_status(app, path) for path in ("/", "/health", "/ready")] == [200, 200, 200]
     assert _status(app, "/api/chat", method="OPTIONS") == 200
 
 
 def test_metrics_have_their_own_token_or_none() -> None:
-    guarded = AuthMiddleware(_app, api_keys=("k1",), metrics_token="scrape")
+    guarded = AuthMiddleware(_app, keys=KeyFile(("k1",)), metrics_token="scrape")
     assert [_status(guarded, "/metrics", key) for key in (None, "k1", "scrape")] == [401, 401, 200]
     assert _status(guarded, "/api/metrics", "scrape") == 200
-    open_metrics = AuthMiddleware(_app, api_keys=("k1",), metrics_token=None)
+    open_metrics = AuthMiddleware(_app, keys=KeyFile(("k1",)), metrics_token=None)
     assert _status(open_metrics, "/metrics") == 200
 
 
 def test_an_unauthorized_request_is_recorded_as_such() -> None:
-    app = AuthMiddleware(_app, api_keys=("k1",), metrics_token=None)
+    app = AuthMiddleware(_app, keys=KeyFile(("k1",)), metrics_token=None)
     scope_state: dict[str, object] = {}
 
     async def recorded(scope: Scope, receive: Receive, send: Send) -> None:
