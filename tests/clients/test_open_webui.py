@@ -116,10 +116,6 @@ def _answers(process: subprocess.Popen[bytes], url: str, log: Path) -> bool:
 def _proxy(log: Path) -> AbstractContextManager[str]:
     port = free_port()
     env = {key: value for key, value in os.environ.items() if key != "MISTRAL_URL"}  # the engine in-process
-    # SmolLM2 writes some of Open WebUI's background titles and tags on until their deadline: two minutes, where
-    # the default is five, bounds what such a runaway takes from the answers the user waits for (an answer cut at
-    # its deadline still shows, as Open WebUI drops the error line).
-    env["REQUEST_TIMEOUT_SECS"] = "120"
     command = [shutil.which("mistral-ollama-proxy") or "mistral-ollama-proxy", "serve", "--bind", f"127.0.0.1:{port}"]
     return _running(command, env, log, f"http://127.0.0.1:{port}", "/")
 
