@@ -12,6 +12,7 @@ short, stable class name for metrics and spans.
     │   ├── ModelNotFound (404, model_not_found)
     │   ├── RequestTimeout (408, request_timeout)    the body stopped arriving
     │   ├── PayloadTooLarge (413, payload_too_large)
+    │   ├── RateLimited (429, rate_limited)           over a tenant's limit (Retry-After, and the API's headers)
     │   └── ClientDisconnected (499, client_disconnected)  the client left before its answer was ready
     ├── NotSupported (501, not_supported)        an Ollama operation this proxy does not offer
     ├── Overloaded (503, overloaded)             too many generations in flight and waiting (Retry-After)
@@ -31,6 +32,8 @@ truncated.
 
 from __future__ import annotations
 
+import math
+
 __all__ = [
     "BUSY_MESSAGE",
     "ClientDisconnected",
@@ -43,6 +46,7 @@ __all__ = [
     "PayloadTooLarge",
     "ProxyError",
     "QueueTimeout",
+    "RateLimited",
     "RequestTimeout",
     "ShuttingDown",
     "UpstreamBusy",
@@ -125,6 +129,19 @@ class PayloadTooLarge(ClientError):
 class NotSupported(ProxyError):
     status_code = 501
     error_type = "not_supported"
+
+
+class RateLimited(ClientError):
+    """Over one of a tenant's limits: ``limit`` names it, ``allowance`` is its size, ``remaining`` what is left
+    (may be below zero), ``wait`` the seconds until the request could pass."""
+
+    status_code = 429
+    error_type = "rate_limited"
+
+    def __init__(self, limit: str, allowance: int, remaining: float, wait: float) -> None:
+        super().__init__(f"rate limit exceeded: {limit.replace('_', ' ')} ({allowance}); retry in {math.ceil(wait)} s")
+        self.limit, self.allowance, self.remaining, self.wait = limit, allowance, remaining, wait
+        self.headers = {"Retry-After": str(max(1, math.ceil(wait)))}
 
 
 class Overloaded(ProxyError):

@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from types import TracebackType
 from typing import Any, Generic, TypeVar, cast
@@ -49,6 +49,7 @@ from app.ollama.translate.stream import Kind, OllamaStream, Reply, decode_chunks
 from app.openai import ResponseEvents, ResponsesRequest, response_id, to_response
 from app.openai.shape import ollama_shaped
 from app.settings import Settings
+from app.tenants import Lease, Quotas, current_tenant, estimate_tokens
 from app.upstream import OPERATIONS, PayloadStream, Route, Upstream
 from app.upstream.timeouts import Silence
 from app.upstream.wire import ChatCompletionChunk, Completion, EmbeddingResponse
@@ -74,10 +75,19 @@ class Run:
         self._payloads: PayloadStream | None = None
         self._failure: BaseException | None = None
         self._complete = self._closed = False
+        self._lease: Lease | None = None
 
     async def __aenter__(self) -> Run:
         generations = self._generations
-        await generations.limiter.acquire()
+        if (tenant := current_tenant()) is not None:  # its limits first: a refused request takes no slot
+            names = (self.entry.name, self.entry.id)
+            self._lease = generations.quotas.begin(tenant, names, estimate_tokens(self.body))
+        try:
+            await generations.limiter.acquire()
+        except BaseException:
+            if self._lease is not None:
+                self._lease.end(None)
+            raise
         self.invocation = generations.observer.start(OPERATIONS[self.route], self.entry.id, self.body, clock=self.clock)
         return self
 
@@ -104,6 +114,8 @@ class Run:
             else:
                 self.invocation.fail(error_type_of(error))
             self._generations.limiter.release()
+            if self._lease is not None:
+                self._lease.end(self.invocation.tokens_used)
 
     async def open(self) -> PayloadStream:
         deadline = time.monotonic() + self._generations.settings.request_timeout
@@ -205,6 +217,7 @@ class Generations:
     observer: GenAIObserver
     limiter: Limiter
     drain: Drain
+    quotas: Quotas = field(default_factory=Quotas)  # the tenants' limits (app/tenants/quotas.py)
 
     def run(self, *, route: Route, entry: Entry, body: dict[str, Any], clock: Clock | None = None) -> Run:
         return Run(self, route, entry, body, clock or Clock())

@@ -23,7 +23,7 @@ from app.limiter import Limiter
 from app.models import ModelCatalog
 from app.routes import ROUTES
 from app.settings import Settings
-from app.tenants import KeyFile
+from app.tenants import KeyFile, Quotas
 from app.upstream import Upstream
 from app.upstream.http.client import HTTPUpstream
 from app.upstream.http.transport import make_transport
@@ -78,7 +78,7 @@ def create_app(
     """
     telemetry = telemetry or disabled()
     drain = Drain()
-    keys = KeyFile(settings.api_keys, settings.api_keys_file)
+    keys, quotas = KeyFile(settings.api_keys, settings.api_keys_file), Quotas()
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -86,7 +86,7 @@ def create_app(
         catalog = ModelCatalog(client, settings.model_aliases, settings.model_cache_ttl)
         limiter = Limiter(settings.max_concurrent, settings.max_queue, settings.queue_timeout)
         observer = telemetry.observer(*_observed(settings))
-        generations = Generations(settings, client, catalog, observer, limiter, drain)
+        generations = Generations(settings, client, catalog, observer, limiter, drain, quotas)
         app.state.services = Services(generations, catalog, client, settings.bounds, settings.ollama_version)
         interval = settings.health_interval
         watchers = [
@@ -109,7 +109,7 @@ def create_app(
     middleware = [
         *telemetry.middleware(routes, access_log=settings.access_log),
         *_cors(settings),
-        *([Middleware(AuthMiddleware, keys=keys, metrics_token=settings.metrics_token)]
+        *([Middleware(AuthMiddleware, keys=keys, metrics_token=settings.metrics_token, quotas=quotas)]
           if not keys.directory.open or settings.api_keys_file or settings.metrics_token else []),
         Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes, read_timeout=settings.body_read_timeout,
                    max_items=settings.bounds.body_items),

@@ -31,7 +31,16 @@ from otel.exposition import METRICS_PATHS
 from otel.genai import CLIENT_DISCONNECTED, error_type_of
 from otel.metrics import ProxyMetrics
 from otel.record import RequestRecord, recording
-from otel.semconv import ENDPOINT, ERROR_TYPE_LABEL, NO_ERROR, STATUS, TENANT, TENANT_ATTRIBUTE, UNMATCHED_ENDPOINT
+from otel.semconv import (
+    ENDPOINT,
+    ERROR_TYPE_LABEL,
+    LIMIT,
+    NO_ERROR,
+    STATUS,
+    TENANT,
+    TENANT_ATTRIBUTE,
+    UNMATCHED_ENDPOINT,
+)
 
 # The ASGI scope extension in which the HTTP server (app/http/server.py) leaves the status it answered a request
 # with itself (``{"status": 400}``), when the request's framing broke after the app had begun.
@@ -159,6 +168,8 @@ class HTTPTelemetryMiddleware:
             metrics.active_requests.add(-1)
             if record.tenant is not None:
                 metrics.tenant_requests.add(1, {TENANT: record.tenant, ENDPOINT: endpoint, STATUS: str(status)})
+                if record.limit is not None:
+                    metrics.tenant_rate_limited.add(1, {TENANT: record.tenant, LIMIT: record.limit})
             if self._access_log:  # inside the span's context: the line carries its trace and span ids
                 log_request(scope["method"], endpoint, status, seconds, error_type, record)
             if span is not None:

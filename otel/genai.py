@@ -140,6 +140,14 @@ class Invocation:
         if usage is not None:
             self.input_tokens, self.output_tokens = usage.prompt_tokens, usage.completion_tokens
 
+    @property
+    def tokens_used(self) -> int | None:
+        """Input and output tokens as far as they are known (the output counted by chunks when not reported)."""
+        output = self.output_tokens if self.output_tokens is not None else self.counted
+        if self.input_tokens is None and not output:
+            return None
+        return (self.input_tokens or 0) + (output or 0)
+
     def on_embeddings(self, model: str, input_tokens: int | None) -> None:
         self.response_model, self.input_tokens = model, input_tokens
 

@@ -129,6 +129,9 @@ class ProxyMetrics:
     tenant_tokens: Instrument[Counter] = Instrument(
         Metric.TENANT_TOKENS, "counter", "{token}", "Input and output tokens per tenant", checked=False
     )
+    tenant_rate_limited: Instrument[Counter] = Instrument(
+        Metric.TENANT_RATE_LIMITED, "counter", "{request}", "Requests refused for a tenant's limit", checked=False
+    )
     token_usage: Instrument[Histogram] = Instrument(
         Metric.TOKEN_USAGE, "histogram", "{token}", "Input and output tokens per GenAI operation", Buckets.TOKENS
     )

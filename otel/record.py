@@ -9,7 +9,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["RequestRecord", "current_record", "record_error", "recording", "request_record"]
+__all__ = ["RequestRecord", "current_record", "record_error", "record_limit", "recording", "request_record"]
 
 _RECORD_KEY = "otel.request_record"
 # The record of the request being served, for the GenAI invocation it starts (model and tokens for the access log).
@@ -25,6 +25,7 @@ class RequestRecord:
     input_tokens: int | None = None
     output_tokens: int | None = None
     tenant: str | None = None  # who sent it, when API keys are configured
+    limit: str | None = None  # the tenant's limit it was refused for (rate_limited)
 
 
 def request_record(scope: MutableMapping[str, Any]) -> RequestRecord | None:
@@ -53,3 +54,10 @@ def record_error(scope: MutableMapping[str, Any], error_type: str) -> None:
     record = request_record(scope)
     if record is not None and record.error_type is None:
         record.error_type = error_type
+
+
+def record_limit(scope: MutableMapping[str, Any], limit: str) -> None:
+    """The tenant's limit the request was refused for (mistral_tenant_rate_limited_total)."""
+    record = request_record(scope)
+    if record is not None:
+        record.limit = limit

@@ -36,6 +36,7 @@ __all__ = [
     "TENANT",
     "TENANT_ATTRIBUTE",
     "TOKEN_TYPE",
+    "LIMIT",
     "STATUS",
     "UPSTREAM",
     "Buckets",
@@ -60,6 +61,7 @@ PROXY_UPSTREAM: Final = "ollama_proxy.upstream"
 TENANT: Final = "tenant"
 TENANT_ATTRIBUTE: Final = "ollama_proxy.tenant"
 TOKEN_TYPE: Final = "type"
+LIMIT: Final = "limit"
 ERROR_TYPE: Final = error_attributes.ERROR_TYPE  # "error.type" on spans and GenAI metrics
 ERROR_TYPE_LABEL: Final = "error_type"  # the mistral_http_requests_total label
 NO_ERROR: Final = "none"
@@ -122,6 +124,7 @@ class Metric:
     EVENT_LOOP_LAG = "mistral_event_loop_lag"
     TENANT_REQUESTS = "mistral_tenant_requests"
     TENANT_TOKENS = "mistral_tenant_tokens"
+    TENANT_RATE_LIMITED = "mistral_tenant_rate_limited"
     TOKEN_USAGE = gen_ai_metrics.GEN_AI_CLIENT_TOKEN_USAGE
     OPERATION_DURATION = gen_ai_metrics.GEN_AI_CLIENT_OPERATION_DURATION
     TIME_TO_FIRST_TOKEN = gen_ai_metrics.GEN_AI_SERVER_TIME_TO_FIRST_TOKEN

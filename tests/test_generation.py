@@ -130,8 +130,8 @@ def test_a_whole_answer_ends_the_generation_once_with_its_usage(
     assert asyncio.run(scenario())
     assert _spans(telemetry, span_exporter) == [("chat m", None, StatusCode.UNSET)]
     assert values(metric_reader, "gen_ai.client.token.usage", "gen_ai.operation.name", "gen_ai.provider.name",
-                  "gen_ai.request.model", "gen_ai.token.type") == {
-        ("chat", "mistral_rs", "m", "input"): 1, ("chat", "mistral_rs", "m", "output"): 1}  # fmt: skip
+                  "gen_ai.request.model", "gen_ai.response.model", "gen_ai.token.type") == {
+        ("chat", "mistral_rs", "m", "m", "input"): 1, ("chat", "mistral_rs", "m", "m", "output"): 1}  # fmt: skip
 
 
 def test_a_stream_read_to_its_end_succeeds_and_is_closed(

@@ -8,9 +8,9 @@ import hmac
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app.errors import Unauthorized
+from app.errors import RateLimited, Unauthorized
 from app.http.errors import render_error
-from app.tenants import ANONYMOUS, KeyFile
+from app.tenants import ANONYMOUS, KeyFile, Quotas, reset_serving, serving
 from otel.exposition import METRICS_PATHS
 from otel.record import request_record
 
@@ -29,10 +29,11 @@ def _matches(presented: bytes, keys: tuple[bytes, ...]) -> bool:
 
 
 class AuthMiddleware:
-    def __init__(self, app: ASGIApp, keys: KeyFile, metrics_token: str | None) -> None:
+    def __init__(self, app: ASGIApp, keys: KeyFile, metrics_token: str | None, quotas: Quotas | None = None) -> None:
         self.app = app
         self._keys = keys  # an empty directory: the API is open, whatever protects the metrics
         self._metrics = (metrics_token.encode(),) if metrics_token else None
+        self._quotas = quotas or Quotas()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] == "OPTIONS":
@@ -47,7 +48,20 @@ class AuthMiddleware:
             tenant = directory.identify(_presented(scope))
             if (record := request_record(scope)) is not None:
                 record.tenant = tenant.name if tenant is not None else ANONYMOUS  # unknown callers fold into one
-            allowed = tenant is not None
+            if tenant is None:
+                await render_error(scope, Unauthorized())(scope, receive, send)
+                return
+            try:
+                self._quotas.admit(tenant)
+            except RateLimited as exc:
+                await render_error(scope, exc)(scope, receive, send)
+                return
+            token = serving(tenant)
+            try:
+                await self.app(scope, receive, send)
+            finally:
+                reset_serving(token)
+            return
         if allowed:
             await self.app(scope, receive, send)
             return

@@ -8,7 +8,9 @@ Ollama's router (gin) answers. Once a response has started, ``error_line`` is wh
 from __future__ import annotations
 
 import logging
+import math
 import secrets
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import msgspec
@@ -17,9 +19,9 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.types import ExceptionHandler, Scope
 
-from app.errors import NotSupported, ProxyError, truncate
+from app.errors import NotSupported, ProxyError, RateLimited, truncate
 from otel.genai import CLIENT_DISCONNECTED
-from otel.record import record_error
+from otel.record import record_error, record_limit
 
 __all__ = [
     "EXCEPTION_HANDLERS",
@@ -41,19 +43,54 @@ _ANTHROPIC_TYPES = {400: "invalid_request_error", 401: "authentication_error", 4
                     404: "not_found_error", 413: "request_too_large", 429: "rate_limit_error",
                     503: "overloaded_error", 529: "overloaded_error"}  # fmt: skip
 _ANTHROPIC_PATH = "/v1/messages"
+_OPENAI_RATE_TYPES = {"requests_per_minute": "requests", "tokens_per_minute": "tokens"}
 
 
 def render_error(scope: Scope, exc: ProxyError) -> Response:
     """The answer to ``exc``, and ``exc.error_type`` on the request's record (the first error wins)."""
     record_error(scope, exc.error_type)
     path: str = scope["path"]
+    headers = exc.headers
     if path == _ANTHROPIC_PATH or path.startswith(_ANTHROPIC_PATH + "/"):
         body = anthropic_error(exc)
+        family = "anthropic"
     elif path.startswith("/v1/"):
         body = openai_error(exc)
+        family = "openai"
+        if isinstance(exc, RateLimited):  # as OpenAI's own: typed by what ran out, coded rate_limit_exceeded
+            body["error"] |= {"type": _OPENAI_RATE_TYPES.get(exc.limit, "requests"), "code": "rate_limit_exceeded"}
     else:
         body = {"error": truncate(exc.message)}
-    return Response(JSON_ENCODER.encode(body), exc.status_code, headers=exc.headers, media_type=JSON_MEDIA_TYPE)
+        family = "ollama"
+    if isinstance(exc, RateLimited):
+        record_limit(scope, exc.limit)
+        headers = {**(headers or {}), **rate_limit_headers(exc, family)}
+    return Response(JSON_ENCODER.encode(body), exc.status_code, headers=headers, media_type=JSON_MEDIA_TYPE)
+
+
+def rate_limit_headers(exc: RateLimited, family: str) -> dict[str, str]:
+    """OpenAI's ``x-ratelimit-*`` on ``/v1/``, Anthropic's ``anthropic-ratelimit-*`` on ``/v1/messages``, for the
+    limit that was hit (generations at once has no such header: ``Retry-After`` alone says when)."""
+    kind = {"requests_per_minute": "requests", "tokens_per_minute": "tokens"}.get(exc.limit)
+    if kind is None or family == "ollama":
+        return {}
+    remaining = str(max(0, math.floor(exc.remaining)))
+    # A full bucket comes back after the time to refill what is missing.
+    full = (exc.allowance - exc.remaining) * 60 / exc.allowance
+    if family == "openai":
+        return {f"x-ratelimit-limit-{kind}": str(exc.allowance), f"x-ratelimit-remaining-{kind}": remaining,
+                f"x-ratelimit-reset-{kind}": _go_duration(full)}  # fmt: skip
+    reset = (datetime.now(UTC) + timedelta(seconds=full)).isoformat(timespec="seconds").replace("+00:00", "Z")
+    prefix = f"anthropic-ratelimit-{kind}"
+    return {f"{prefix}-limit": str(exc.allowance), f"{prefix}-remaining": remaining, f"{prefix}-reset": reset}
+
+
+def _go_duration(seconds: float) -> str:
+    """As OpenAI writes a reset: ``20ms``, ``1s``, ``6m0s``."""
+    if seconds < 1:
+        return f"{math.ceil(seconds * 1000)}ms"
+    minutes, rest = divmod(math.ceil(seconds), 60)
+    return f"{minutes}m{rest}s" if minutes else f"{rest}s"
 
 
 def error_line(exc: BaseException) -> dict[str, str]:

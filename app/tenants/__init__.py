@@ -4,5 +4,19 @@ from __future__ import annotations
 
 from app.tenants.directory import ANONYMOUS, Directory, Limits, Tenant, load_directory
 from app.tenants.keyfile import KeyFile
+from app.tenants.quotas import Lease, Quotas, current_tenant, estimate_tokens, reset_serving, serving
 
-__all__ = ["ANONYMOUS", "Directory", "KeyFile", "Limits", "Tenant", "load_directory"]
+__all__ = [
+    "ANONYMOUS",
+    "Directory",
+    "KeyFile",
+    "Lease",
+    "Limits",
+    "Quotas",
+    "Tenant",
+    "current_tenant",
+    "estimate_tokens",
+    "load_directory",
+    "reset_serving",
+    "serving",
+]

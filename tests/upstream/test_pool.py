@@ -178,11 +178,12 @@ def test_generations_carry_their_server_in_metrics_and_spans(pool: Pool) -> None
         ("beta", "gpu-b"): 4,
     }
     keys = ("gen_ai.operation.name", "gen_ai.provider.name", "gen_ai.request.model", "server.address", "server.port")
-    durations = values(pool.reader, "gen_ai.client.operation.duration", *keys, "upstream")
+    durations = values(pool.reader, "gen_ai.client.operation.duration", *keys, "gen_ai.response.model",
+                       "ollama_proxy.upstream")  # fmt: skip
     ports = {name: pool.servers[name].port for name in NAMES}
     assert durations == {
-        ("chat", "mistral_rs", "alpha", "127.0.0.1", ports["gpu-a"], "gpu-a"): 1,
-        ("chat", "mistral_rs", "beta", "127.0.0.1", ports["gpu-b"], "gpu-b"): 1,
+        ("chat", "mistral_rs", "alpha", "127.0.0.1", ports["gpu-a"], "alpha", "gpu-a"): 1,
+        ("chat", "mistral_rs", "beta", "127.0.0.1", ports["gpu-b"], "beta", "gpu-b"): 1,
     }
     eventually(lambda: len(values(pool.reader, "mistral_upstream_up", "upstream")) == 3)
     assert values(pool.reader, "mistral_upstream_up", "upstream") == {(name,): 1 for name in NAMES}
