@@ -7,6 +7,7 @@ are test and stack infrastructure, not part of the installed proxy.)
 from __future__ import annotations
 
 import argparse
+import os
 from importlib.metadata import version
 
 __all__ = ["main"]
@@ -38,13 +39,18 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--collector", help="the Collector's health endpoint, e.g. http://localhost:13133")
     check.add_argument("--job", default="mistral", help="the proxy's Prometheus job (default %(default)s)")
     check.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for scrapes")
+    check.add_argument("--api-key", default=os.environ.get("OLLAMA_API_KEY"),
+                       help="a key of the proxy's API_KEYS (default $OLLAMA_API_KEY)")  # fmt: skip
+    check.add_argument("--metrics-token", default=os.environ.get("METRICS_TOKEN"),
+                       help="the proxy's METRICS_TOKEN, if it has one (default $METRICS_TOKEN)")  # fmt: skip
     return parser
 
 
 def _check(args: argparse.Namespace) -> int:
     from app.commands.check import Check, run_check
 
-    check = Check(args.proxy, args.prometheus, args.grafana, args.jaeger, args.job, args.timeout, args.collector)
+    check = Check(args.proxy, args.prometheus, args.grafana, args.jaeger, args.job, args.timeout, args.collector,
+                  api_key=args.api_key, metrics_token=args.metrics_token)  # fmt: skip
     return 0 if run_check(check) else 1
 
 

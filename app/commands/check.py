@@ -8,6 +8,7 @@ trace of the test traffic arrived there.
 
 from __future__ import annotations
 
+import re
 import secrets
 import time
 from collections.abc import Callable
@@ -23,6 +24,7 @@ __all__ = ["REQUIRED_SERIES", "Check", "run_check"]
 # Every series the monitoring check's own traffic makes appear, from the instruments' one specification.
 REQUIRED_SERIES = tuple(spec.series for spec in INSTRUMENTS if spec.checked)
 DASHBOARD_UID = "mistral-metrics"
+_TENANT = re.compile(r'^mistral_tenant_requests_total\{[^}]*\btenant="([^"]*)"', re.MULTILINE)
 
 
 @dataclass
@@ -39,6 +41,8 @@ class Check:
     say: Callable[[str], None] = print
     failures: list[str] = field(default_factory=list)
     trace_id: str = field(default_factory=lambda: secrets.token_hex(16))
+    api_key: str | None = None  # for a proxy with API keys (the traffic then counts for that key's tenant)
+    metrics_token: str | None = None
 
     def result(self, name: str, ok: bool, detail: str) -> bool:
         self.say(f"{'PASS' if ok else 'FAIL'}  {name}: {detail}")
@@ -85,10 +89,13 @@ def _traffic(check: Check, http: httpx.Client, model: str) -> None:
 
 
 def _metrics(check: Check, http: httpx.Client) -> None:
-    text = http.get("/metrics").text
+    scrape = {"authorization": f"Bearer {check.metrics_token}"} if check.metrics_token else {}
+    text = http.get("/metrics", headers=scrape).text
     missing = [name for name in REQUIRED_SERIES if f"\n{name}" not in text and not text.startswith(name)]
     check.result("metrics exposed", not missing, "all series present" if not missing else f"missing {missing}")
-    check.result("/api/metrics", http.get("/api/metrics").status_code == 200, "served")
+    check.result("/api/metrics", http.get("/api/metrics", headers=scrape).status_code == 200, "served")
+    tenants = sorted(set(_TENANT.findall(text)))
+    check.say("tenants seen: " + (", ".join(tenants) if tenants else "none (the API has no keys)"))
 
 
 def _prometheus(check: Check, prometheus: str) -> None:
@@ -137,7 +144,8 @@ def _trace(check: Check, jaeger: str) -> None:
 def run_check(check: Check) -> bool:
     """Run every check, printing PASS/FAIL lines and the links; true when everything passed."""
     try:
-        with httpx.Client(base_url=check.proxy, timeout=check.timeout) as http:
+        keyed = {"authorization": f"Bearer {check.api_key}"} if check.api_key else {}
+        with httpx.Client(base_url=check.proxy, timeout=check.timeout, headers=keyed) as http:
             model = _proxy(check, http)
             if model:
                 _traffic(check, http, model)

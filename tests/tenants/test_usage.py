@@ -15,6 +15,7 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
+from app.commands.check import Check, run_check
 from app.main import create_app
 from app.settings import Settings
 from otel.access_log import ACCESS_LOGGER
@@ -99,3 +100,15 @@ def test_without_keys_no_tenant_is_recorded(proxy: Server, metric_reader: InMemo
     assert httpx.post(f"{proxy.url}/api/chat", json={"model": "mistral", "messages": HI, "stream": False}).is_success
     wait_idle(metric_reader)
     assert values(metric_reader, "mistral_tenant_requests", "tenant", "endpoint", "status") == {}
+
+
+def test_the_check_command_reports_the_tenants_it_saw(keyed: tuple[Server, Telemetry]) -> None:
+    proxy, _ = keyed
+    # The event-loop lag's first sample comes a quarter of a second after start-up; the check wants every series.
+    eventually(lambda: "mistral_event_loop_lag_seconds" in httpx.get(f"{proxy.url}/metrics").text)
+    lines: list[str] = []
+    assert run_check(Check(proxy.url, api_key="key-b", say=lines.append)), "\n".join(lines)
+    assert "tenants seen: team-b" in lines
+    lines.clear()
+    assert not run_check(Check(proxy.url, say=lines.append))  # no key: 401, and it says so
+    assert any(line.startswith("FAIL") for line in lines)
