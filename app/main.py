@@ -5,7 +5,7 @@ engine the settings ask for. Only the commands import it; nothing below does."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -23,7 +23,7 @@ from app.limiter import Limiter
 from app.models import ModelCatalog
 from app.routes import ROUTES
 from app.settings import Settings
-from app.tenants import KeyFile, Quotas
+from app.tenants import Directory, KeyFile, Quotas
 from app.upstream import Upstream
 from app.upstream.http.client import HTTPUpstream
 from app.upstream.http.transport import make_transport
@@ -32,7 +32,7 @@ from app.upstream.timeouts import StreamTimeouts
 from app.upstream.watch import watch_upstream
 from otel.loop_lag import watch_event_loop
 from otel.metrics import ProxyMetrics
-from otel.semconv import UPSTREAM
+from otel.semconv import LIMIT, TENANT, UPSTREAM
 from otel.telemetry import Telemetry, disabled
 
 __all__ = ["create_app", "make_upstream"]
@@ -48,6 +48,14 @@ def _observed(settings: Settings) -> tuple[str, int | None, str]:
         return "", None, ""
     parsed = httpx.URL(endpoints[0].url)
     return parsed.host, parsed.port, endpoints[0].label
+
+
+def _limits(directory: Directory) -> Iterator[tuple[float, dict[str, str]]]:
+    """mistral_tenant_limit: each configured per-minute and concurrent limit, from the keys file as last read."""
+    for tenant in directory.tenants:
+        for name in ("requests_per_minute", "tokens_per_minute", "concurrent"):
+            if (value := getattr(tenant.limits, name)) is not None:
+                yield float(value), {TENANT: tenant.name, LIMIT: name}
 
 
 def _reporter(metrics: ProxyMetrics, name: str) -> Callable[[bool], None]:
@@ -79,6 +87,7 @@ def create_app(
     telemetry = telemetry or disabled()
     drain = Drain()
     keys, quotas = KeyFile(settings.api_keys, settings.api_keys_file), Quotas()
+    telemetry.metrics.tenant_limits.source = lambda: _limits(keys.directory)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

@@ -7,7 +7,7 @@ uses. Adding a metric is one line here and its recording site.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar, overload
 
@@ -24,7 +24,7 @@ from opentelemetry.metrics import _Gauge as Gauge
 
 from otel.semconv import OTHER, Buckets, Metric
 
-__all__ = ["INSTRUMENTS", "METER_NAME", "InFlight", "Instrument", "ModelLabels", "ProxyMetrics"]
+__all__ = ["INSTRUMENTS", "METER_NAME", "InFlight", "Instrument", "ModelLabels", "Observed", "ProxyMetrics"]
 
 METER_NAME = "mistral-ollama-proxy"
 
@@ -36,7 +36,7 @@ class Instrument(Generic[InstrumentT]):
     """One instrument of the contract; as a class attribute of ``ProxyMetrics``, the instrument itself once built."""
 
     name: str
-    kind: str  # counter, histogram, gauge, or in_flight (see InFlight)
+    kind: str  # counter, histogram, gauge, in_flight (see InFlight) or observed (see Observed)
     unit: str
     description: str
     buckets: tuple[float, ...] | None = None
@@ -69,6 +69,8 @@ class Instrument(Generic[InstrumentT]):
     def build(self, meter: Meter) -> Any:
         if self.kind == "in_flight":
             return InFlight(meter, self.name, self.unit, self.description)
+        if self.kind == "observed":
+            return Observed(meter, self.name, self.unit, self.description)
         create: Callable[..., Any] = getattr(meter, f"create_{self.kind}")
         if self.buckets is not None:
             return create(self.name, unit=self.unit, description=self.description,
@@ -91,6 +93,21 @@ class InFlight:
 
     def _observe(self, options: CallbackOptions) -> list[Observation]:
         return [Observation(self.value)]
+
+
+class Observed:
+    """A gauge read when metrics are collected, from what ``source`` returns then: ``(value, attributes)`` pairs
+    (none: no series). The application sets the source; until then the gauge has no series."""
+
+    __slots__ = ("name", "source", "unit")
+
+    def __init__(self, meter: Meter, name: str, unit: str, description: str) -> None:
+        self.name, self.unit = name, unit
+        self.source: Callable[[], Iterable[tuple[float, dict[str, str]]]] = tuple
+        meter.create_observable_gauge(name, [self._observe], unit=unit, description=description)
+
+    def _observe(self, options: CallbackOptions) -> list[Observation]:
+        return [Observation(value, attributes) for value, attributes in self.source()]
 
 
 class ProxyMetrics:
@@ -131,6 +148,13 @@ class ProxyMetrics:
     )
     tenant_rate_limited: Instrument[Counter] = Instrument(
         Metric.TENANT_RATE_LIMITED, "counter", "{request}", "Requests refused for a tenant's limit", checked=False
+    )
+    tenant_limits: Instrument[Observed] = Instrument(
+        Metric.TENANT_LIMITS,
+        "observed",
+        "",
+        "Each tenant's configured limits, as the keys file states them",
+        checked=False,
     )
     token_usage: Instrument[Histogram] = Instrument(
         Metric.TOKEN_USAGE, "histogram", "{token}", "Input and output tokens per GenAI operation", Buckets.TOKENS

@@ -47,6 +47,8 @@ ALERTS = {
     "MistralErrorBudgetBurnFast": ("critical", "2m"),
     "MistralErrorBudgetBurnSlow": ("warning", "15m"),
     "MistralEventLoopStalled": ("warning", "5m"),
+    "MistralTenantThrottled": ("warning", "10m"),
+    "MistralTenantNearTokenQuota": ("info", "5m"),
 }
 # Only these are about the direct scrape target and may name its job.
 SCRAPE_TARGET_ALERTS = {"MistralDown", "MistralNoRequests"}

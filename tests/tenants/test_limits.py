@@ -102,3 +102,10 @@ def test_a_model_a_team_may_not_use_does_not_exist_for_it(proxy: Server) -> None
     allowed = _post(proxy, CHAT[0], "key-c", {**CHAT[1], "model": "Qwen/Qwen3-4B"})
     assert allowed.status_code == 200, allowed.text
     assert _post(proxy, CHAT[0], "key-d", CHAT[1]).status_code == 200
+
+
+def test_each_configured_limit_is_a_gauge(proxy: Server, metric_reader: InMemoryMetricReader) -> None:
+    assert values(metric_reader, "mistral_tenant_limit", "tenant", "limit") == {
+        ("team-a", "requests_per_minute"): 1,
+        ("team-b", "tokens_per_minute"): 5,
+    }
