@@ -22,7 +22,7 @@ import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from report import PROXY_OFF, PROXY_ON
+from report import PROXY_OFF, PROXY_ON, PROXY_TENANTS
 from run import (
     BENCH,
     LOAD_CORE,
@@ -107,7 +107,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scenario", choices=[s.key for s in SCENARIOS], default="json-c16")
-    parser.add_argument("--telemetry", choices=["on", "off"], default="on")
+    parser.add_argument("--telemetry", choices=["on", "off", "tenants"], default="on",
+                        help="tenants: on, with run.py's 100 tenants and their keys (config h)")  # fmt: skip
     parser.add_argument("--duration", type=float, default=8.0)
     parser.add_argument("--output", type=Path, help="default bench/profile-<scenario>-<telemetry>.md")
     args = parser.parse_args(argv)
@@ -118,7 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     output: Path = args.output or BENCH / f"profile-{scenario.key}-{args.telemetry}.md"
     workdir = Path(tempfile.mkdtemp(prefix="mistral-ollama-profile-"))
     options = Options(1, args.duration, 1.0, False, None, (), {}, output, workdir)
-    config = PROXY_ON if args.telemetry == "on" else PROXY_OFF
+    config = {"on": PROXY_ON, "off": PROXY_OFF, "tenants": PROXY_TENANTS}[args.telemetry]
     os.sched_setaffinity(0, {LOAD_CORE})
     standin = start_helper("standin", "standin.py", workdir)
     sink = start_helper("sink", "sink.py", workdir)

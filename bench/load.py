@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import sys
 import time
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -97,8 +99,11 @@ class _Counter:
         return self.count, None
 
 
-async def _one(session: aiohttp.ClientSession, url: str, body: bytes) -> tuple[int, str | None]:
-    async with session.post(url, data=body, headers={"Content-Type": "application/json"}) as response:
+async def _one(session: aiohttp.ClientSession, url: str, body: bytes, key: str | None) -> tuple[int, str | None]:
+    headers = {"Content-Type": "application/json"}
+    if key is not None:
+        headers["Authorization"] = f"Bearer {key}"
+    async with session.post(url, data=body, headers=headers) as response:
         if response.status != 200:
             text = await response.text(errors="replace")
             return 0, f"HTTP {response.status}: {text[:300]}"
@@ -112,10 +117,17 @@ async def _one(session: aiohttp.ClientSession, url: str, body: bytes) -> tuple[i
         return counter.finish()
 
 
-async def _worker(session: aiohttp.ClientSession, url: str, body: bytes, stop: float, samples: list[Sample]) -> None:
+async def _worker(
+    session: aiohttp.ClientSession,
+    url: str,
+    body: bytes,
+    stop: float,
+    samples: list[Sample],
+    keys: Iterator[str | None],
+) -> None:
     while (started := time.perf_counter()) < stop:
         try:
-            chunks, error = await _one(session, url, body)
+            chunks, error = await _one(session, url, body, next(keys))
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             chunks, error = 0, f"{type(exc).__name__}: {exc}"
         finished = time.perf_counter()
@@ -132,7 +144,11 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
 
 
-async def measure(url: str, body: bytes, concurrency: int, duration: float, warmup: float, pids: list[int]) -> Result:
+async def measure(
+    url: str, body: bytes, concurrency: int, duration: float, warmup: float, pids: list[int], keys: Sequence[str] = ()
+) -> Result:
+    """``keys``: API keys to send, one after the other, request by request (none: no Authorization)."""
+    rotation: Iterator[str | None] = itertools.cycle(keys) if keys else itertools.repeat(None)
     start = time.perf_counter()
     window = (start + warmup, start + warmup + duration)
     samples: list[Sample] = []
@@ -141,7 +157,7 @@ async def measure(url: str, body: bytes, concurrency: int, duration: float, warm
     async with aiohttp.ClientSession(connector=connector, timeout=timeout, skip_auto_headers=["User-Agent"]) as session:
         before = asyncio.create_task(_cpu_at(window[0], pids))
         after = asyncio.create_task(_cpu_at(window[1], pids))
-        workers = [_worker(session, url, body, window[1], samples) for _ in range(concurrency)]
+        workers = [_worker(session, url, body, window[1], samples, rotation) for _ in range(concurrency)]
         await asyncio.gather(*workers)
         cpu = (await after).since(await before, duration)
     counted = [s for s in samples if window[0] <= s.finished <= window[1]]
@@ -185,11 +201,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--warmup", type=float, default=1.0, help="seconds before measuring")
     parser.add_argument("--cpu", type=int, default=1, help="the core to run on (-1: do not pin)")
     parser.add_argument("--watch-pid", type=int, action="append", default=[], help="report this process's CPU time")
+    parser.add_argument("--keys-file", help="API keys, one per line, sent in turn (Authorization: Bearer)")
     args = parser.parse_args(argv)
     if args.cpu >= 0:
         os.sched_setaffinity(0, {args.cpu})
     body = json.dumps(json.loads(args.body)).encode()
-    coroutine = measure(args.url, body, args.concurrency, args.duration, args.warmup, args.watch_pid)
+    keys = Path(args.keys_file).read_text().split() if args.keys_file else []
+    coroutine = measure(args.url, body, args.concurrency, args.duration, args.warmup, args.watch_pid, keys)
     json.dump(asdict(_run(coroutine)), sys.stdout)
     print()
 

@@ -9,18 +9,20 @@ from dataclasses import dataclass, field
 from operator import attrgetter
 from typing import Any
 
-DIRECT, PROXY_ON, PROXY_OFF, PROXY_SAMPLED, PROXY_WORKERS, PROXY_POOL, FLOOR, FLOOR_AIOHTTP, LITELLM = (
+DIRECT, PROXY_ON, PROXY_OFF, PROXY_SAMPLED, PROXY_WORKERS, PROXY_POOL, PROXY_TENANTS, FLOOR, FLOOR_AIOHTTP, LITELLM = (
     "direct",
     "proxy-on",
     "proxy-off",
     "proxy-sampled",
     "proxy-workers",
     "proxy-pool",
+    "proxy-tenants",
     "floor",
     "floor-aiohttp",
     "litellm",
 )
-PROXIES = (PROXY_ON, PROXY_OFF, PROXY_SAMPLED, PROXY_WORKERS, PROXY_POOL)
+PROXIES = (PROXY_ON, PROXY_OFF, PROXY_SAMPLED, PROXY_WORKERS, PROXY_POOL, PROXY_TENANTS)
+TENANTS = 100  # named tenants in the (h) configuration, each with every limit set (never reached)
 _LOADGEN_SIDE_BUSY = 0.9
 _FOREIGN = 0.05  # above this share of core 0 used by other processes, or stolen, a row is flagged
 
@@ -35,6 +37,7 @@ class Scenario:
     peer: bool = False  # LiteLLM takes part (it speaks only the OpenAI route)
     variants: bool = False  # the proxy also runs with traces sampled at 10 % and with two workers
     pooled: bool = False  # the proxy also runs in front of three stand-ins (issue 16's routing cost)
+    tenants: bool = False  # the proxy also runs with 100 named tenants, each request with one of their keys
 
 
 @dataclass(frozen=True)
@@ -244,6 +247,7 @@ def targets(results: Results, scenarios: Sequence[Scenario]) -> list[Target]:
             "{:.2f}×",
         ),
         _telemetry_cost(results, scenarios),
+        _tenants_cost(results, scenarios),
         _threshold(
             "streamed /api/chat c64 chunks/s, telemetry on ≥ 0.6× the httpx-aiohttp floor",
             _ratio(results.median("stream-c64", PROXY_ON, chunks), results.median("stream-c64", FLOOR_AIOHTTP, chunks)),
@@ -313,6 +317,23 @@ def _telemetry_cost(results: Results, scenarios: Sequence[Scenario]) -> Target:
     worst = min(ratios, key=ratios.__getitem__)
     value = f"{ratios[worst]:.2f}× ({worst}); " + ", ".join(f"{ratio:.2f}" for ratio in ratios.values())
     return Target(text, value, ratios[worst] >= 0.85)
+
+
+def _tenants_cost(results: Results, scenarios: Sequence[Scenario]) -> Target:
+    """CPU per request with 100 limited tenants ÷ without (issue 25), in every scenario that ran both."""
+    cpu: Callable[[Measurement], float] = attrgetter("cpu_ms_per_request")
+    ratios = {
+        s.key: ratio
+        for s in scenarios
+        if (ratio := _ratio(results.median(s.key, PROXY_TENANTS, cpu), results.median(s.key, PROXY_ON, cpu)))
+        is not None
+    }
+    text = f"{TENANTS} tenants with limits: CPU per request ≤ 1.05× without (telemetry on, worst scenario)"
+    if not ratios:
+        return Target(text, "—", None)
+    worst = max(ratios, key=ratios.__getitem__)
+    value = f"{ratios[worst]:.3f}× ({worst}); " + ", ".join(f"{key} {ratio:.3f}" for key, ratio in ratios.items())
+    return Target(text, value, ratios[worst] <= 1.05)
 
 
 def targets_section(found: Sequence[Target]) -> list[str]:

@@ -43,7 +43,9 @@ from report import (
     PROXY_ON,
     PROXY_POOL,
     PROXY_SAMPLED,
+    PROXY_TENANTS,
     PROXY_WORKERS,
+    TENANTS,
     Measurement,
     Results,
     Scenario,
@@ -75,11 +77,18 @@ SCENARIOS = (
         peer=True,
         variants=True,
         pooled=True,
+        tenants=True,
     ),
     Scenario("json-c64", "non-streaming /api/chat, concurrency 64", "/api/chat", False, 64),
     Scenario("stream-c16", f"streamed /api/chat ({CHUNKS} chunks), concurrency 16", "/api/chat", True, 16),
     Scenario(
-        "stream-c64", f"streamed /api/chat ({CHUNKS} chunks), concurrency 64", "/api/chat", True, 64, variants=True
+        "stream-c64",
+        f"streamed /api/chat ({CHUNKS} chunks), concurrency 64",
+        "/api/chat",
+        True,
+        64,
+        variants=True,
+        tenants=True,
     ),
     Scenario(
         "openai-stream-c16",
@@ -175,10 +184,27 @@ def telemetry_env(config: str, sink: str) -> dict[str, str]:
     return on
 
 
+def tenants_file(workdir: Path) -> tuple[Path, Path]:
+    """The (h) configuration's keys file: TENANTS tenants, each key as its digest, each with every limit set far
+    above what the load reaches; and the plain keys, one per line, for the load generator to rotate through."""
+    keys = [f"bench-key-{n:03d}" for n in range(TENANTS)]
+    limits = "{requests_per_minute: 100000000, tokens_per_minute: 100000000000, concurrent: 10000}"
+    lines = ["tenants:"]
+    for n, key in enumerate(keys):
+        digest = hashlib.sha256(key.encode()).hexdigest()
+        lines += [f"  - name: team-{n:03d}", f'    keys: ["sha256:{digest}"]', f"    limits: {limits}"]
+    (workdir / "tenants.yaml").write_text("\n".join(lines) + "\n")
+    (workdir / "tenant-keys.txt").write_text("\n".join(keys) + "\n")
+    return workdir / "tenants.yaml", workdir / "tenant-keys.txt"
+
+
 def start_proxy(config: str, upstream: str, sink: str, options: Options) -> Server:
     """``upstream`` is one URL, or (for the pool) several separated by commas."""
     port = procs.free_port()
-    env = _proxy_env(upstream, f"127.0.0.1:{port}", telemetry_env(config, sink), options.proxy_env)
+    extra = dict(options.proxy_env)
+    if config == PROXY_TENANTS:
+        extra["API_KEYS_FILE"] = str(tenants_file(options.workdir)[0])
+    env = _proxy_env(upstream, f"127.0.0.1:{port}", telemetry_env(config, sink), extra)
     home = options.workdir / config
     home.mkdir(exist_ok=True)
     command = [*_proxy_executable(), "serve", "--log-level", "warning"]
@@ -239,6 +265,8 @@ def configs_for(scenario: Scenario, options: Options, results: Results) -> list[
     configs = [DIRECT, PROXY_ON, PROXY_OFF, *options.floors]
     if scenario.variants and options.variants:
         configs += [PROXY_SAMPLED, PROXY_WORKERS]
+    if scenario.tenants:
+        configs.append(PROXY_TENANTS)
     if scenario.pooled and options.variants:
         configs.append(PROXY_POOL)
     if scenario.peer and options.litellm and LITELLM not in results.skipped:
@@ -254,6 +282,7 @@ def measure(server: Server, standin: Server, config: str, scenario: Scenario, op
         *("--concurrency", str(scenario.concurrency), "--duration", str(options.duration)),
         *("--warmup", str(options.warmup), "--cpu", str(LOAD_CORE)),
         *("--watch-pid", str(server.pid), "--watch-pid", str(standin.pid)),
+        *(("--keys-file", str(tenants_file(options.workdir)[1])) if config == PROXY_TENANTS else ()),
     ]
     timeout = options.warmup + options.duration + 180
     done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
@@ -367,6 +396,7 @@ def labels(litellm_version: str | None) -> dict[str, str]:
         PROXY_SAMPLED: "(b″) proxy, telemetry on, traces sampled 10 %",
         PROXY_WORKERS: "(f) proxy, telemetry on, WORKERS=2 (OTLP metrics)",
         PROXY_POOL: "(g) proxy, telemetry on, 3 upstreams (3 stand-ins)",
+        PROXY_TENANTS: f"(h) proxy, telemetry on, {TENANTS} tenants with limits (keys rotated)",
         FLOOR: "(d) floor, httpx",
         FLOOR_AIOHTTP: "(d′) floor, httpx-aiohttp",
         LITELLM: f"(e) LiteLLM {litellm_version or ''}".strip(),
