@@ -80,8 +80,7 @@ class Run:
     async def __aenter__(self) -> Run:
         generations = self._generations
         if (tenant := current_tenant()) is not None:  # its limits first: a refused request takes no slot
-            names = (self.entry.name, self.entry.id)
-            self._lease = generations.quotas.begin(tenant, names, estimate_tokens(self.body))
+            self._lease = generations.quotas.begin(tenant, estimate_tokens(self.body))
         try:
             await generations.limiter.acquire()
         except BaseException:

@@ -20,10 +20,10 @@ from app.http.auth import AuthMiddleware
 from app.http.body_limit import BodyLimitMiddleware
 from app.http.errors import EXCEPTION_HANDLERS
 from app.limiter import Limiter
-from app.models import ModelCatalog
+from app.models import Entry, ModelCatalog
 from app.routes import ROUTES
 from app.settings import Settings
-from app.tenants import Directory, KeyFile, Quotas
+from app.tenants import Directory, KeyFile, Quotas, current_tenant, may_use
 from app.upstream import Upstream
 from app.upstream.http.client import HTTPUpstream
 from app.upstream.http.transport import make_transport
@@ -48,6 +48,11 @@ def _observed(settings: Settings) -> tuple[str, int | None, str]:
         return "", None, ""
     parsed = httpx.URL(endpoints[0].url)
     return parsed.host, parsed.port, endpoints[0].label
+
+
+def _visible(entry: Entry) -> bool:
+    """A model is there for the tenant being served if its allowed models name it (app/tenants)."""
+    return may_use(current_tenant(), (entry.name, entry.id))
 
 
 def _limits(directory: Directory) -> Iterator[tuple[float, dict[str, str]]]:
@@ -92,7 +97,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         client = upstream or make_upstream(settings, telemetry, transport=transport)
-        catalog = ModelCatalog(client, settings.model_aliases, settings.model_cache_ttl)
+        catalog = ModelCatalog(client, settings.model_aliases, settings.model_cache_ttl, visible=_visible)
         limiter = Limiter(settings.max_concurrent, settings.max_queue, settings.queue_timeout)
         observer = telemetry.observer(*_observed(settings))
         generations = Generations(settings, client, catalog, observer, limiter, drain, quotas)

@@ -45,8 +45,12 @@ class ModelCatalog:
         aliases: Mapping[str, str],
         ttl: float,
         clock: Callable[[], float] = time.monotonic,
+        visible: Callable[[Entry], bool] | None = None,
     ) -> None:
+        """``visible``: whether the caller being served may see a model (a tenant's allowed models); one it may
+        not see is not found, and not listed, as if it did not exist."""
         self._upstream, self._aliases, self._ttl, self._clock = upstream, aliases, ttl, clock
+        self._visible = visible
         self._entries: list[Entry] = []
         self._lookup: dict[str, Entry] = {}
         self._fetched = float("-inf")
@@ -55,6 +59,8 @@ class ModelCatalog:
     async def entries(self, *, fresh: bool = False) -> list[Entry]:
         if fresh or self._clock() - self._fetched > self._ttl:
             await self._refresh(self._fetched)
+        if self._visible is not None:
+            return [entry for entry in self._entries if self._visible(entry)]
         return self._entries
 
     async def resolve(self, name: str, missing: str | None = None) -> Entry:
@@ -69,7 +75,8 @@ class ModelCatalog:
         key = normalize(name)
         if key not in self._lookup and self._clock() - self._fetched > _MIN_REFRESH_INTERVAL:
             await self._refresh(self._fetched)
-        return self._lookup.get(key)
+        entry = self._lookup.get(key)
+        return entry if entry is None or self._visible is None or self._visible(entry) else None
 
     def set_status(self, model_id: str, status: str) -> None:
         for entry in self._entries:

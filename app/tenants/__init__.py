@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from app.tenants.directory import ANONYMOUS, Directory, Limits, Tenant, load_directory
 from app.tenants.keyfile import KeyFile
-from app.tenants.quotas import Lease, Quotas, current_tenant, estimate_tokens, reset_serving, serving
+from app.tenants.quotas import Lease, Quotas, current_tenant, estimate_tokens, may_use, reset_serving, serving
 
 __all__ = [
     "ANONYMOUS",
@@ -17,6 +17,7 @@ __all__ = [
     "current_tenant",
     "estimate_tokens",
     "load_directory",
+    "may_use",
     "reset_serving",
     "serving",
 ]

@@ -1,5 +1,6 @@
 """Each tenant's limits, enforced before mistral.rs is called: requests and tokens per minute, generations at once,
-and the models it may use. Per process: with several replicas each holds its own counts.
+and the models it may use (``may_use``, which the catalog asks). Per process: with several replicas each holds
+its own counts.
 
 Requests and tokens per minute are token buckets (a minute's allowance, refilled continuously), so a tenant
 under its limit is never refused and one over it learns exactly when to come back. A generation takes its
@@ -16,11 +17,11 @@ from contextvars import ContextVar, Token
 from dataclasses import dataclass, field
 from typing import Any
 
-from app.errors import ModelNotFound, RateLimited
+from app.errors import RateLimited
 from app.models.names import normalize
 from app.tenants.directory import Tenant
 
-__all__ = ["Lease", "Quotas", "current_tenant", "estimate_tokens", "reset_serving", "serving"]
+__all__ = ["Lease", "Quotas", "current_tenant", "estimate_tokens", "may_use", "reset_serving", "serving"]
 
 _TENANT: ContextVar[Tenant | None] = ContextVar("app.tenant", default=None)
 
@@ -93,15 +94,10 @@ class Quotas:
             raise RateLimited("requests_per_minute", limit, bucket.level, wait)
         bucket.level -= 1
 
-    def begin(self, tenant: Tenant, model_names: Iterable[str], estimate: int) -> Lease:
-        """A generation of ``tenant``'s on a model known by ``model_names``: ModelNotFound for a model it may not
-        use (as if there were none), RateLimited past its generations at once or its tokens per minute."""
+    def begin(self, tenant: Tenant, estimate: int) -> Lease:
+        """A generation of ``tenant``'s: RateLimited past its generations at once or its tokens per minute. (Its
+        models are the catalog's to hide: ``may_use``.)"""
         limits = tenant.limits
-        names = list(model_names)
-        if limits.models is not None and not {normalize(name) for name in names} & {
-            normalize(name) for name in limits.models
-        }:
-            raise ModelNotFound(names[0])
         state, now = self._state(tenant), self._clock()
         if limits.concurrent is not None and state.active >= limits.concurrent:
             raise RateLimited("concurrent", limits.concurrent, 0, 1.0)
@@ -128,6 +124,14 @@ class Quotas:
         if state is None:
             state = self._states[tenant.name] = _State()
         return state
+
+
+def may_use(tenant: Tenant | None, model_names: Iterable[str]) -> bool:
+    """Whether ``tenant`` may see and use a model known by ``model_names`` (its Ollama name, its mistral.rs id)."""
+    if tenant is None or tenant.limits.models is None:
+        return True
+    allowed = {normalize(name) for name in tenant.limits.models}
+    return any(normalize(name) in allowed for name in model_names)
 
 
 def _fitted(bucket: _Bucket | None, per_minute: int, now: float) -> _Bucket:

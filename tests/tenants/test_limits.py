@@ -97,11 +97,20 @@ def test_a_team_over_its_tokens_waits_for_them_and_the_rest_go_on(
 
 
 def test_a_model_a_team_may_not_use_does_not_exist_for_it(proxy: Server) -> None:
-    refused = _post(proxy, CHAT[0], "key-c", CHAT[1])
-    assert (refused.status_code, refused.json()) == (404, {"error": "model 'mistral:latest' not found"})
+    for path, body in (CHAT, OPENAI, ANTHROPIC):
+        refused = _post(proxy, path, "key-c", body)
+        assert refused.status_code == 404 and "model 'mistral' not found" in refused.text, (path, refused.text)
+    show = _post(proxy, "/api/show", "key-c", {"model": "mistral"})
+    assert (show.status_code, show.json()) == (404, {"error": "model 'mistral' not found"})
+    headers = {"authorization": "Bearer key-c"}
+    listed = httpx.get(f"{proxy.url}/api/tags", headers=headers).json()["models"]
+    assert [model["name"] for model in listed] == ["Qwen/Qwen3-4B:latest"]
+    assert [m["id"] for m in httpx.get(f"{proxy.url}/v1/models", headers=headers).json()["data"]] == [
+        "Qwen/Qwen3-4B:latest"]  # fmt: skip
     allowed = _post(proxy, CHAT[0], "key-c", {**CHAT[1], "model": "Qwen/Qwen3-4B"})
     assert allowed.status_code == 200, allowed.text
-    assert _post(proxy, CHAT[0], "key-d", CHAT[1]).status_code == 200
+    assert _post(proxy, CHAT[0], "key-d", CHAT[1]).status_code == 200  # another team sees every model
+    assert len(httpx.get(f"{proxy.url}/api/tags", headers={"authorization": "Bearer key-d"}).json()["models"]) > 1
 
 
 def test_each_configured_limit_is_a_gauge(proxy: Server, metric_reader: InMemoryMetricReader) -> None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from app.errors import ModelNotFound, RateLimited
-from app.tenants import Limits, Quotas, Tenant, estimate_tokens
+from app.errors import RateLimited
+from app.tenants import Limits, Quotas, Tenant, estimate_tokens, may_use
 
 
 class Clock:
@@ -45,15 +45,15 @@ def test_tenants_do_not_share_their_limits() -> None:
 
 def test_generations_at_once_are_counted_until_they_end() -> None:
     quotas, team = Quotas(Clock()), Tenant("team-a", Limits(concurrent=2))
-    first, second = quotas.begin(team, ["m"], 1), quotas.begin(team, ["m"], 1)
+    first, second = quotas.begin(team, 1), quotas.begin(team, 1)
     with pytest.raises(RateLimited) as refused:
-        quotas.begin(team, ["m"], 1)
+        quotas.begin(team, 1)
     assert refused.value.limit == "concurrent"
     first.end(10)
     first.end(10)  # ending twice gives back one slot only
-    third = quotas.begin(team, ["m"], 1)
+    third = quotas.begin(team, 1)
     with pytest.raises(RateLimited):
-        quotas.begin(team, ["m"], 1)
+        quotas.begin(team, 1)
     second.end(None)
     third.end(None)
 
@@ -61,33 +61,31 @@ def test_generations_at_once_are_counted_until_they_end() -> None:
 def test_tokens_are_estimated_up_front_and_charged_when_known() -> None:
     clock, team = Clock(), Tenant("team-a", Limits(tokens_per_minute=1200))
     quotas = Quotas(clock)
-    lease = quotas.begin(team, ["m"], 200)  # 1000 left
+    lease = quotas.begin(team, 200)  # 1000 left
     lease.end(1100)  # it used 1100: 900 more than estimated, so 100 left
     with pytest.raises(RateLimited) as refused:
-        quotas.begin(team, ["m"], 200)
+        quotas.begin(team, 200)
     # 100 tokens missing at 20 a second: 5 s
     assert (refused.value.limit, refused.value.remaining, refused.value.wait) == ("tokens_per_minute", 100.0, 5.0)
     assert refused.value.headers == {"Retry-After": "5"}
     clock.now += 5
-    quotas.begin(team, ["m"], 200).end(0)
+    quotas.begin(team, 200).end(0)
 
 
 def test_an_estimate_above_the_allowance_waits_for_a_full_bucket_rather_than_forever() -> None:
     clock, team = Clock(), Tenant("team-a", Limits(tokens_per_minute=100))
     quotas = Quotas(clock)
-    quotas.begin(team, ["m"], 500).end(500)  # a full bucket lets it through, and it overdraws
+    quotas.begin(team, 500).end(500)  # a full bucket lets it through, and it overdraws
     with pytest.raises(RateLimited) as refused:
-        quotas.begin(team, ["m"], 500)
+        quotas.begin(team, 500)
     assert refused.value.wait == pytest.approx(300.0)  # from -400 back to a full 100
 
 
 def test_only_the_allowed_models_exist_for_a_tenant() -> None:
-    quotas, team = Quotas(Clock()), Tenant("team-a", Limits(models=frozenset({"smollm2:135m", "qwen3"})))
-    quotas.begin(team, ["SmolLM2:135m", "default"], 1).end(None)
-    quotas.begin(team, ["qwen3:latest", "Qwen/Qwen3-4B"], 1).end(None)
-    with pytest.raises(ModelNotFound) as refused:
-        quotas.begin(team, ["mistral-7b:latest", "mistral-7b"], 1)
-    assert refused.value.message == "model 'mistral-7b:latest' not found"
+    team = Tenant("team-a", Limits(models=frozenset({"smollm2:135m", "qwen3"})))
+    assert may_use(team, ["SmolLM2:135m", "default"]) and may_use(team, ["qwen3:latest", "Qwen/Qwen3-4B"])
+    assert not may_use(team, ["mistral-7b:latest", "mistral-7b"])
+    assert may_use(Tenant("team-b"), ["mistral-7b"]) and may_use(None, ["mistral-7b"])  # no list, no keys: all
 
 
 def test_a_changed_limit_starts_a_full_bucket() -> None:
