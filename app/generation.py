@@ -80,12 +80,13 @@ class Run:
     async def __aenter__(self) -> Run:
         generations = self._generations
         if (tenant := current_tenant()) is not None:  # its limits first: a refused request takes no slot
-            self._lease = generations.quotas.begin(tenant, estimate_tokens(self.body))
+            self._lease = await generations.quotas.begin(tenant, estimate_tokens(self.body))
         try:
             await generations.limiter.acquire()
         except BaseException:
             if self._lease is not None:
-                self._lease.end(None)
+                with anyio.CancelScope(shield=True):
+                    await self._lease.end(None)
             raise
         self.invocation = generations.observer.start(OPERATIONS[self.route], self.entry.id, self.body, clock=self.clock)
         return self
@@ -113,8 +114,9 @@ class Run:
             else:
                 self.invocation.fail(error_type_of(error))
             self._generations.limiter.release()
-            if self._lease is not None:
-                self._lease.end(self.invocation.tokens_used)
+            if self._lease is not None:  # given back even when the run was cancelled (the store answers fast)
+                with anyio.CancelScope(shield=True):
+                    await self._lease.end(self.invocation.tokens_used)
 
     async def open(self) -> PayloadStream:
         deadline = time.monotonic() + self._generations.settings.request_timeout

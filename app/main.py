@@ -23,7 +23,7 @@ from app.limiter import Limiter
 from app.models import Entry, ModelCatalog
 from app.routes import ROUTES
 from app.settings import Settings
-from app.tenants import Directory, KeyFile, Quotas, current_tenant, may_use
+from app.tenants import Directory, KeyFile, Quotas, SharedStore, current_tenant, may_use
 from app.upstream import Upstream
 from app.upstream.http.client import HTTPUpstream
 from app.upstream.http.transport import make_transport
@@ -91,8 +91,10 @@ def create_app(
     """
     telemetry = telemetry or disabled()
     drain = Drain()
-    keys, quotas = KeyFile(settings.api_keys, settings.api_keys_file), Quotas()
+    keys = KeyFile(settings.api_keys, settings.api_keys_file)
+    quotas = Quotas(store=SharedStore(settings.quota_store_url) if settings.quota_store_url else None)
     telemetry.metrics.tenant_limits.source = lambda: _limits(keys.directory)
+    telemetry.metrics.quota_store_up.source = lambda: [] if quotas.store_up is None else [(float(quotas.store_up), {})]
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -116,6 +118,7 @@ def create_app(
                 watcher.cancel()
             await asyncio.gather(*watchers, return_exceptions=True)
             await client.aclose()
+            await quotas.aclose()
             if owns_telemetry:
                 telemetry.shutdown()
 

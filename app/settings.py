@@ -77,6 +77,7 @@ class Settings:
     bounds: Bounds = field(default_factory=Bounds)  # how much one request may carry
     api_keys: tuple[str, ...] = ()  # API_KEYS, comma-separated
     api_keys_file: str = ""  # API_KEYS_FILE: a key per line, or tenants in YAML (app/tenants/directory.py)
+    quota_store_url: str | None = None  # QUOTA_STORE_URL: a Redis or Valkey server the replicas share limits in
     metrics_token: str | None = None
     graceful_timeout: float = 30.0
     cors_allowed_origins: tuple[str, ...] = ()
@@ -130,6 +131,7 @@ class Settings:
             bounds=_bounds(config),
             api_keys=config("API_KEYS", cast=_csv, default=""),
             api_keys_file=config("API_KEYS_FILE", default=""),
+            quota_store_url=config("QUOTA_STORE_URL", default="") or None,
             metrics_token=config("METRICS_TOKEN", default=None) or None,
             graceful_timeout=config("GRACEFUL_TIMEOUT_SECS", cast=float, default=30.0),
             cors_allowed_origins=config("CORS_ALLOWED_ORIGINS", cast=_csv, default=""),

@@ -156,6 +156,13 @@ class ProxyMetrics:
         "Each tenant's configured limits, as the keys file states them",
         checked=False,
     )
+    quota_store_up: Instrument[Observed] = Instrument(
+        Metric.QUOTA_STORE_UP,
+        "observed",
+        "",
+        "1 when the shared quota store answers, else 0 (limits per replica)",
+        checked=False,
+    )
     token_usage: Instrument[Histogram] = Instrument(
         Metric.TOKEN_USAGE, "histogram", "{token}", "Input and output tokens per GenAI operation", Buckets.TOKENS
     )

@@ -126,6 +126,7 @@ class Metric:
     TENANT_TOKENS = "mistral_tenant_tokens"
     TENANT_RATE_LIMITED = "mistral_tenant_rate_limited"
     TENANT_LIMITS = "mistral_tenant_limit"
+    QUOTA_STORE_UP = "mistral_quota_store_up"
     TOKEN_USAGE = gen_ai_metrics.GEN_AI_CLIENT_TOKEN_USAGE
     OPERATION_DURATION = gen_ai_metrics.GEN_AI_CLIENT_OPERATION_DURATION
     TIME_TO_FIRST_TOKEN = gen_ai_metrics.GEN_AI_SERVER_TIME_TO_FIRST_TOKEN

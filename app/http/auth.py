@@ -52,7 +52,7 @@ class AuthMiddleware:
                 await render_error(scope, Unauthorized())(scope, receive, send)
                 return
             try:
-                self._quotas.admit(tenant)
+                await self._quotas.admit(tenant)
             except RateLimited as exc:
                 await render_error(scope, exc)(scope, receive, send)
                 return

@@ -5,6 +5,7 @@ from __future__ import annotations
 from app.tenants.directory import ANONYMOUS, Directory, Limits, Tenant, load_directory
 from app.tenants.keyfile import KeyFile
 from app.tenants.quotas import Lease, Quotas, current_tenant, estimate_tokens, may_use, reset_serving, serving
+from app.tenants.store import SharedStore, StoreUnavailable
 
 __all__ = [
     "ANONYMOUS",
@@ -13,6 +14,8 @@ __all__ = [
     "Lease",
     "Limits",
     "Quotas",
+    "SharedStore",
+    "StoreUnavailable",
     "Tenant",
     "current_tenant",
     "estimate_tokens",

@@ -1,6 +1,6 @@
 """Each tenant's limits, enforced before mistral.rs is called: requests and tokens per minute, generations at once,
-and the models it may use (``may_use``, which the catalog asks). Per process: with several replicas each holds
-its own counts.
+and the models it may use (``may_use``, which the catalog asks). Per process, or shared by the replicas through a
+store (app/tenants/store.py) when there is one.
 
 Requests and tokens per minute are token buckets (a minute's allowance, refilled continuously), so a tenant
 under its limit is never refused and one over it learns exactly when to come back. A generation takes its
@@ -10,6 +10,7 @@ really used are charged, so the bucket may go below zero and the next request wa
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Callable, Iterable
@@ -20,9 +21,11 @@ from typing import Any
 from app.errors import RateLimited
 from app.models.names import normalize
 from app.tenants.directory import Tenant
+from app.tenants.store import SharedStore, StoreUnavailable
 
 __all__ = ["Lease", "Quotas", "current_tenant", "estimate_tokens", "may_use", "reset_serving", "serving"]
 
+_log = logging.getLogger(__name__)
 _TENANT: ContextVar[Tenant | None] = ContextVar("app.tenant", default=None)
 
 
@@ -64,59 +67,148 @@ class _State:
 
 @dataclass
 class Lease:
-    """One generation's hold on its tenant's quota; ``end`` gives it back and charges what it used."""
+    """One generation's hold on its tenant's quota; ``end`` gives it back and charges what it used, where it was
+    taken (the shared store, or this process)."""
 
     quotas: Quotas
     tenant: Tenant
     estimate: int
+    shared_slot: str | None = None  # the store's lease id
+    local_slot: bool = False
+    tokens: str | None = None  # "shared" or "local": where the estimate was taken
     ended: bool = field(default=False)
 
-    def end(self, used_tokens: int | None) -> None:
+    async def end(self, used_tokens: int | None) -> None:
         if self.ended:
             return
         self.ended = True
-        self.quotas._end(self, used_tokens)
+        await self.quotas._end(self, used_tokens)
 
 
 class Quotas:
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
-        self._clock = clock
-        self._states: dict[str, _State] = {}
+    """The limits of every tenant; with a ``store``, shared by the replicas that use it, else (and while the store
+    does not answer, retried every ``retry`` seconds) this process's own."""
 
-    def admit(self, tenant: Tenant) -> None:
+    def __init__(
+        self, clock: Callable[[], float] = time.monotonic, store: SharedStore | None = None, retry: float = 5.0
+    ) -> None:
+        self._clock, self._store, self._retry = clock, store, retry
+        self._states: dict[str, _State] = {}
+        self._down_until = float("-inf")
+        self.store_up: bool | None = None if store is None else True  # mistral_quota_store_up
+
+    async def admit(self, tenant: Tenant) -> None:
         """A request of ``tenant``'s: RateLimited past its requests per minute."""
         limit = tenant.limits.requests_per_minute
         if limit is None:
             return
-        state, now = self._state(tenant), self._clock()
-        bucket = state.requests = _fitted(state.requests, limit, now)
-        if (wait := bucket.wait(1)) > 0:
-            raise RateLimited("requests_per_minute", limit, bucket.level, wait)
-        bucket.level -= 1
+        shared = await self._take(f"{tenant.name}:requests", limit, 1, 1)
+        if shared is not None:
+            level, wait = shared
+        else:
+            state = self._state(tenant)
+            bucket = state.requests = _fitted(state.requests, limit, self._clock())
+            level, wait = bucket.level, bucket.wait(1)
+            if wait == 0:
+                bucket.level -= 1
+        if wait > 0:
+            raise RateLimited("requests_per_minute", limit, level, wait)
 
-    def begin(self, tenant: Tenant, estimate: int) -> Lease:
+    async def begin(self, tenant: Tenant, estimate: int) -> Lease:
         """A generation of ``tenant``'s: RateLimited past its generations at once or its tokens per minute. (Its
         models are the catalog's to hide: ``may_use``.)"""
-        limits = tenant.limits
-        state, now = self._state(tenant), self._clock()
-        if limits.concurrent is not None and state.active >= limits.concurrent:
-            raise RateLimited("concurrent", limits.concurrent, 0, 1.0)
-        if limits.tokens_per_minute is not None:
-            bucket = state.tokens = _fitted(state.tokens, limits.tokens_per_minute, now)
-            # An estimate above the whole allowance could never pass: it waits for a full bucket instead.
-            needed = min(estimate, limits.tokens_per_minute)
-            if (wait := bucket.wait(needed)) > 0:
-                raise RateLimited("tokens_per_minute", limits.tokens_per_minute, bucket.level, wait)
-            bucket.level -= estimate
-        state.active += 1
-        return Lease(self, tenant, estimate)
+        limits, lease = tenant.limits, Lease(self, tenant, estimate)
+        if limits.concurrent is not None:
+            await self._enter(lease, limits.concurrent)
+        try:
+            if limits.tokens_per_minute is not None:
+                await self._take_estimate(lease, limits.tokens_per_minute)
+        except BaseException:
+            await self._end(lease, None)
+            raise
+        return lease
 
-    def _end(self, lease: Lease, used_tokens: int | None) -> None:
+    async def _enter(self, lease: Lease, limit: int) -> None:
+        if (store := self._shared()) is not None:
+            try:
+                slot = await store.enter(lease.tenant.name, limit)
+            except StoreUnavailable as exc:
+                self._failed(exc)
+            else:
+                self._answered()
+                if slot is None:
+                    raise RateLimited("concurrent", limit, 0, 1.0)
+                lease.shared_slot = slot
+                return
         state = self._state(lease.tenant)
-        state.active -= 1
-        if state.tokens is not None and used_tokens is not None:
+        if state.active >= limit:
+            raise RateLimited("concurrent", limit, 0, 1.0)
+        state.active += 1
+        lease.local_slot = True
+
+    async def _take_estimate(self, lease: Lease, limit: int) -> None:
+        # An estimate above the whole allowance could never pass: it waits for a full bucket instead.
+        needed = min(lease.estimate, limit)
+        shared = await self._take(f"{lease.tenant.name}:tokens", limit, needed, lease.estimate)
+        if shared is not None:
+            level, wait = shared
+            lease.tokens = "shared"
+        else:
+            state = self._state(lease.tenant)
+            bucket = state.tokens = _fitted(state.tokens, limit, self._clock())
+            level, wait = bucket.level, bucket.wait(needed)
+            if wait == 0:
+                bucket.level -= lease.estimate
+                lease.tokens = "local"
+        if wait > 0:
+            raise RateLimited("tokens_per_minute", limit, level, wait)
+
+    async def _end(self, lease: Lease, used_tokens: int | None) -> None:
+        lease.ended = True
+        if lease.local_slot:
+            self._state(lease.tenant).active -= 1
+        if lease.shared_slot is not None and self._store is not None:
+            try:
+                await self._store.leave(lease.tenant.name, lease.shared_slot)
+            except StoreUnavailable as exc:  # the lease expires in the store on its own
+                self._failed(exc)
+        limit = lease.tenant.limits.tokens_per_minute
+        if limit is None or used_tokens is None or lease.tokens is None:
+            return
+        extra = used_tokens - lease.estimate
+        if lease.tokens == "shared" and await self._take(f"{lease.tenant.name}:tokens", limit, 0, extra) is not None:
+            return
+        state = self._state(lease.tenant)
+        if state.tokens is not None:
             state.tokens.refill(self._clock())
-            state.tokens.level -= used_tokens - lease.estimate
+            state.tokens.level -= extra
+
+    async def _take(self, bucket: str, allowance: int, needed: float, taken: float) -> tuple[float, float] | None:
+        """The shared bucket's answer, or None when there is no store or it does not answer."""
+        if (store := self._shared()) is None:
+            return None
+        try:
+            answer = await store.take(bucket, allowance, needed, taken)
+        except StoreUnavailable as exc:
+            self._failed(exc)
+            return None
+        self._answered()
+        return answer
+
+    def _shared(self) -> SharedStore | None:
+        return self._store if self._store is not None and self._clock() >= self._down_until else None
+
+    def _failed(self, exc: StoreUnavailable) -> None:
+        if self.store_up is not False:
+            _log.warning("quota store %s does not answer (%s): each replica keeps its own limits until it does",
+                         self._store.url if self._store else "", exc)  # fmt: skip
+        self.store_up = False
+        self._down_until = self._clock() + self._retry
+
+    def _answered(self) -> None:
+        if self.store_up is False:
+            _log.warning("quota store %s answers again: the limits are shared", self._store.url if self._store else "")
+        self.store_up = True
 
     def _state(self, tenant: Tenant) -> _State:
         # One entry per configured tenant (and anonymous): callers cannot add any.
@@ -124,6 +216,10 @@ class Quotas:
         if state is None:
             state = self._states[tenant.name] = _State()
         return state
+
+    async def aclose(self) -> None:
+        if self._store is not None:
+            await self._store.aclose()
 
 
 def may_use(tenant: Tenant | None, model_names: Iterable[str]) -> bool:
