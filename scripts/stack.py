@@ -145,7 +145,7 @@ class Program:
     name: str
     command: list[str]
     env: dict[str, str]
-    ready: str  # a URL that answers 200 once the program serves
+    ready: str  # a URL that answers 200 once the program serves (redis://: one that answers PING)
     ready_timeout: float = READY_TIMEOUT
     process: subprocess.Popen[bytes] | None = None
 
@@ -180,8 +180,10 @@ class Stack:
         if self.replicas == 1:
             self.programs["proxy"] = self._proxy("proxy", self.ports.proxy)
             return
+        store = self._quota_store()
+        self.programs[store.name] = store
         for name, port in self.replica_ports.items():
-            self.programs[name] = self._proxy(name, port)
+            self.programs[name] = self._proxy(name, port, {"QUOTA_STORE_URL": store.ready})
         self.programs["balancer"] = self._balancer()
 
     def url(self, name: str) -> str:
@@ -239,7 +241,14 @@ class Stack:
                    f"--web.listen-address=127.0.0.1:{p.prometheus}"]  # fmt: skip
         return Program("prometheus", command, {}, f"http://127.0.0.1:{p.prometheus}/-/ready")
 
-    def _proxy(self, name: str, port: int) -> Program:
+    def _quota_store(self) -> Program:
+        """compose's quota-store: the Redis the replicas share their tenants' limits in (Debian's redis-server)."""
+        port = free_port()
+        redis = shutil.which("redis-server") or "/usr/bin/redis-server"
+        command = [redis, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        return Program("quota-store", command, {}, f"redis://127.0.0.1:{port}/0")
+
+    def _proxy(self, name: str, port: int, extra: dict[str, str] | None = None) -> Program:
         p = self.ports
         # compose.yaml's proxy environment, on local addresses.
         env = {"BIND_ADDRESS": f"127.0.0.1:{port}", "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{p.otlp_grpc}",
@@ -247,6 +256,7 @@ class Stack:
                "OTEL_LOGS_EXPORTER": "otlp"}  # fmt: skip
         if self.mistral_url:
             env["MISTRAL_URL"] = self.mistral_url
+        env.update(extra or {})
         env.update(self.proxy_env)
         command = [sys.executable, "-m", "app.commands", "serve"]
         return Program(name, command, env, f"http://127.0.0.1:{port}/", PROXY_READY_TIMEOUT)
@@ -312,14 +322,29 @@ def _wait_ready(program: Program, log: Path) -> None:
             if program.process.poll() is not None:
                 tail = "\n".join(log.read_text(errors="replace").splitlines()[-20:])
                 raise RuntimeError(f"{program.name} exited with {program.process.returncode}:\n{tail}")
-            try:
-                if http.get(program.ready).status_code == 200:
+            if program.ready.startswith("redis://"):
+                if _pongs(program.ready):
                     return
-            except httpx.TransportError:
-                pass
+            else:
+                try:
+                    if http.get(program.ready).status_code == 200:
+                        return
+                except httpx.TransportError:
+                    pass
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{program.name} not ready at {program.ready} after {program.ready_timeout:.0f} s")
             time.sleep(0.1)
+
+
+def _pongs(url: str) -> bool:
+    """Whether the Redis at ``url`` answers PING."""
+    parsed = httpx.URL(url)
+    try:
+        with socket.create_connection((parsed.host, parsed.port or 6379), timeout=2) as connection:
+            connection.sendall(b"PING\r\n")
+            return connection.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
 
 
 def _announce(stack: Stack) -> None:

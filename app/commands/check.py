@@ -95,7 +95,7 @@ def _metrics(check: Check, http: httpx.Client) -> None:
     check.result("metrics exposed", not missing, "all series present" if not missing else f"missing {missing}")
     check.result("/api/metrics", http.get("/api/metrics", headers=scrape).status_code == 200, "served")
     tenants = sorted(set(_TENANT.findall(text)))
-    check.say("tenants seen: " + (", ".join(tenants) if tenants else "none (the API has no keys)"))
+    check.say("INFO  tenants seen: " + (", ".join(tenants) if tenants else "none (the API has no keys)"))
 
 
 def _prometheus(check: Check, prometheus: str) -> None:

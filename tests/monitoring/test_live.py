@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -17,6 +18,7 @@ import pytest
 import yaml
 
 from app.commands.check import Check, run_check
+from app.settings import Settings
 from tests.emulator import Emulator, Reply
 from tests.processes import free_port
 from tests.programs import program
@@ -29,6 +31,18 @@ DASHBOARD = ROOT / "monitoring" / "grafana" / "dashboards" / "mistral-metrics.js
 VARIABLES = {"$job": "mistral", "$instance": ".*", "$model": ".*", "$upstream": ".*", "$__rate_interval": "1m",
              "$__range": "5m", "$__interval": "15s"}  # fmt: skip
 HI = [{"role": "user", "content": "hi"}]
+# Two teams, so that the dashboard's Tenants row has data; team-b's second request a minute is refused.
+TEAMS = (
+    "tenants:\n  - {name: team-a, keys: [key-a]}\n  - {name: team-b, keys: [key-b], limits: {requests_per_minute: 1}}\n"
+)
+
+
+@pytest.fixture
+def settings(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """The suite's settings, with the two teams' keys."""
+    path = tmp_path_factory.mktemp("keys") / "keys.yaml"
+    path.write_text(TEAMS)
+    return dataclasses.replace(settings, api_keys_file=str(path))
 
 
 def _config(proxy: Server, upstream: Server) -> dict[str, Any]:
@@ -76,13 +90,18 @@ def prometheus(proxy: Server, upstream: Server, tmp_path: Path) -> Iterator[str]
 @pytest.fixture
 def traffic(proxy: Server, emulator: Emulator, prometheus: str) -> str:
     """Requests of every kind the dashboard shows, then wait until Prometheus has scraped them."""
-    with ollama.Client(host=proxy.url) as client:
+    with ollama.Client(host=proxy.url, headers={"Authorization": "Bearer key-a"}) as client:
         client.chat(model="mistral", messages=HI)
         list(client.chat(model="Qwen/Qwen3-4B", messages=HI, stream=True))  # loads the unloaded model
         list(client.generate(model="mistral", prompt="hi", stream=True))
         emulator.script(Reply(content="a b c", error_after=1))
         with pytest.raises(ollama.ResponseError):
             client.chat(model="mistral", messages=HI)
+    with ollama.Client(host=proxy.url, headers={"Authorization": "Bearer key-b"}) as client:
+        client.chat(model="mistral", messages=HI)
+        with pytest.raises(ollama.ResponseError) as refused:
+            client.chat(model="mistral", messages=HI)
+        assert refused.value.status_code == 429
     with httpx.Client(base_url=prometheus) as http:
 
         def scraped() -> bool:
@@ -153,9 +172,10 @@ def test_the_mistral_target_is_up_with_the_original_labels(traffic: str) -> None
 
 def test_the_check_command_passes_against_the_live_stack(proxy: Server, prometheus: str) -> None:
     lines: list[str] = []
-    check = Check(proxy.url, prometheus, "http://grafana.example:3000", say=lines.append)
+    check = Check(proxy.url, prometheus, "http://grafana.example:3000", say=lines.append, api_key="key-a")
     assert run_check(check), "\n".join(lines)
-    assert all(line.startswith("PASS") for line in lines[:-2]), lines
+    assert "INFO  tenants seen: team-a" in lines
+    assert all(line.startswith(("PASS", "INFO")) for line in lines[:-2]), lines
     assert lines[-2] == "dashboard: http://grafana.example:3000/d/mistral-metrics"
     assert lines[-1] == "result: all checks passed"
 
@@ -166,7 +186,8 @@ def test_the_check_command_exits_non_zero_when_prometheus_is_missing(proxy: Serv
     dead = f"http://127.0.0.1:{free_port()}"
     # The event-loop lag's first sample comes a quarter of a second after start-up: only Prometheus may be missing.
     eventually(lambda: "mistral_event_loop_lag_seconds" in httpx.get(f"{proxy.url}/metrics").text, within=30)
-    done = subprocess.run([command, "check", "--proxy", proxy.url, "--prometheus", dead, "--timeout", "2"],
+    done = subprocess.run([command, "check", "--proxy", proxy.url, "--prometheus", dead, "--timeout", "2",
+                           "--api-key", "key-a"],
                           capture_output=True, text=True, timeout=60, env=dict(os.environ))  # fmt: skip
     assert done.returncode == 1
     assert "PASS  proxy liveness: GET / → 200 'Ollama is running'" in done.stdout

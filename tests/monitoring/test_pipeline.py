@@ -37,6 +37,9 @@ HI = [{"role": "user", "content": "the secret prompt"}]
 FAST = {"OTEL_METRIC_EXPORT_INTERVAL": "1000", "OTEL_BSP_SCHEDULE_DELAY": "100", "OTEL_BLRP_SCHEDULE_DELAY": "100",
         "HEALTH_CHECK_INTERVAL_SECS": "1", "OTEL_SERVICE_NAME": "mistral-ollama-proxy"}  # fmt: skip
 OTLP_JOB = "mistral-ollama-proxy"  # service.name, as the Collector's exporter sets job
+TEAMS = (
+    "tenants:\n  - {name: team-a, keys: [key-a]}\n  - {name: team-b, keys: [key-b], limits: {requests_per_minute: 1}}\n"
+)
 
 
 def fast_rules(directory: Path) -> Path:
@@ -230,8 +233,10 @@ def test_every_series_is_the_same_through_the_collector_as_on_the_proxys_metrics
 ) -> None:
     ports = Ports.free()
     endpoint = f"http://127.0.0.1:{ports.otlp_grpc if protocol == 'grpc' else ports.otlp_http}"
+    (tmp_path / "keys.yaml").write_text(TEAMS)  # so that the tenants' series are compared too
     stack = Stack(tmp_path, programs(), ports, upstream.url, {**FAST, "OTEL_EXPORTER_OTLP_PROTOCOL": protocol,
-                  "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint}, scrape_interval="1s")  # fmt: skip
+                  "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, "API_KEYS_FILE": str(tmp_path / "keys.yaml")},
+                  scrape_interval="1s")  # fmt: skip
     stack.start()
     try:
         sent = _scripted_traffic(stack.url("proxy"), emulator)
@@ -241,13 +246,24 @@ def test_every_series_is_the_same_through_the_collector_as_on_the_proxys_metrics
         requests = {labels: value for (name, labels), value in direct.items()
                     if name == "mistral_http_requests_total" and ("endpoint", "/") not in labels}  # fmt: skip
         assert sum(requests.values()) == sent
+        # The two teams' series among them, the same on both paths (direct == pushed above).
+        tenants = {dict(labels)["tenant"] for name, labels in pushed if name == "mistral_tenant_requests_total"}
+        assert tenants == {"team-a", "team-b"}
+        limited = {dict(labels)["tenant"] for name, labels in pushed if name == "mistral_tenant_rate_limited_total"}
+        assert limited == {"team-b"}
+        tokens = {dict(labels)["type"] for name, labels in pushed if name == "mistral_tenant_tokens_total"}
+        assert tokens == {"input", "output"}
     finally:
         stack.stop()
 
 
 def _scripted_traffic(proxy: str, emulator: Emulator) -> int:
-    """Streamed and not, one upstream error, one client disconnect; returns the number of requests sent."""
-    with httpx.Client(base_url=proxy, timeout=30) as http:
+    """Streamed and not, one upstream error, one client disconnect, and a second team's request, refused for its
+    limit; returns the number of requests sent."""
+    with httpx.Client(base_url=proxy, timeout=30, headers={"authorization": "Bearer key-b"}) as http:
+        assert http.get("/api/tags").status_code == 200
+        assert http.get("/api/tags").status_code == 429
+    with httpx.Client(base_url=proxy, timeout=30, headers={"authorization": "Bearer key-a"}) as http:
         assert http.post("/api/chat", json={"model": MODEL, "messages": HI, "stream": False}).status_code == 200
         assert http.post("/api/chat", json={"model": MODEL, "messages": HI}).status_code == 200
         assert http.post("/api/generate", json={"model": MODEL, "prompt": "hi"}).status_code == 200
@@ -258,7 +274,7 @@ def _scripted_traffic(proxy: str, emulator: Emulator) -> int:
         emulator.script(Reply(content="a " * 200, stall_after=2, stall_for=5))
         with http.stream("POST", "/api/chat", json={"model": MODEL, "messages": HI}) as response:
             next(response.iter_lines())  # then hang up mid-stream
-    return 6
+    return 8
 
 
 def _compare_when_settled(stack: Stack) -> tuple[dict[Any, float], dict[Any, float]]:

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
+from scripts.stack import Ports, Stack
 from tests.programs import program
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -30,7 +31,7 @@ PROVIDERS = GRAFANA / "provisioning" / "dashboards" / "dashboards.yml"
 DASHBOARD = GRAFANA / "dashboards" / "mistral-metrics.json"
 
 SERVICES = {"mistralrs", "proxy", "proxy-cpu", "proxy-1", "proxy-2", "balancer", "otel-collector", "prometheus",
-            "alertmanager", "grafana", "jaeger"}  # fmt: skip
+            "alertmanager", "grafana", "jaeger", "quota-store"}  # fmt: skip
 # Host ports: the proxy, Prometheus, Grafana, Alertmanager, Jaeger's UI, the Collector's OTLP gRPC/HTTP and
 # Prometheus exporter, and the Collector's health_check (its image has no shell for a Docker healthcheck).
 PUBLISHED = {11434, 9090, 3000, 9093, 16686, 4317, 4318, 8889, 13133}
@@ -212,9 +213,9 @@ def test_profiles_split_gpu_cpu_and_scale_out(services: dict[str, dict[str, Any]
     assert services["mistralrs"]["profiles"] == ["gpu", "scale-out"]
     assert services["proxy"]["profiles"] == ["gpu"]
     assert services["proxy-cpu"]["profiles"] == ["cpu"]
-    for name in ("proxy-1", "proxy-2", "balancer"):
+    for name in ("proxy-1", "proxy-2", "balancer", "quota-store"):
         assert services[name]["profiles"] == ["scale-out"], name
-    for name in SERVICES - {"mistralrs", "proxy", "proxy-cpu", "proxy-1", "proxy-2", "balancer"}:
+    for name in SERVICES - {"mistralrs", "proxy", "proxy-cpu", "proxy-1", "proxy-2", "balancer", "quota-store"}:
         assert not services[name].get("profiles"), f"{name} runs in every profile"
     answering = {profile: sorted(n for n in _hostnames(services)["proxy"] if _active(services[n], profile))
                  for profile in PROFILES}  # fmt: skip
@@ -232,6 +233,20 @@ def test_the_balancer_runs_the_haproxy_of_the_tests(services: dict[str, dict[str
     servers = [line.split()[1:3] for line in config.splitlines() if line.strip().startswith("server ")]
     assert servers == [["proxy-1", "proxy-1:11434"], ["proxy-2", "proxy-2:11434"]]
     assert all(_resolve(services, address) == {name} for name, address in servers)
+
+
+def test_the_replicas_share_the_quota_store_the_tests_run(services: dict[str, dict[str, Any]]) -> None:
+    versions = dict(line.split("=", 1) for line in (ROOT / "monitoring" / "versions.env").read_text().splitlines()
+                    if line and not line.startswith("#"))  # fmt: skip
+    store = services["quota-store"]
+    assert store["image"] == f"redis:{versions['REDIS_VERSION']}"
+    assert store["command"] == ["redis-server", "--save", "", "--appendonly", "no"]  # as tests/tenants runs it
+    for name in ("proxy-1", "proxy-2"):
+        url = services[name]["environment"]["QUOTA_STORE_URL"]
+        assert url == "redis://quota-store:6379/0", name
+        assert _resolve(services, "quota-store:6379") == {"quota-store"}
+    installed = subprocess.run(["redis-server", "--version"], capture_output=True, text=True, check=False).stdout
+    assert f"v={versions['REDIS_VERSION']} " in installed, installed  # the Debian package CI installs
 
 
 def test_bind_mount_sources_exist(services: dict[str, dict[str, Any]]) -> None:
@@ -743,3 +758,15 @@ def test_alertmanager_config_is_minimal_and_valid() -> None:
     amtool = program("amtool")  # the Alertmanager version compose runs
     result = subprocess.run([amtool, "check-config", str(ALERTMANAGER)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_no_docker_stack_runs_the_quota_store_as_compose_does(
+    services: dict[str, dict[str, Any]], tmp_path: Path
+) -> None:
+    stack = Stack(tmp_path, tmp_path, Ports.free(), "http://127.0.0.1:9", replicas=2)
+    store = stack.programs["quota-store"]
+    assert store.command[1:] == ["--port", store.ready.split(":")[2].split("/")[0], "--bind", "127.0.0.1",
+                                 *services["quota-store"]["command"][1:]]  # fmt: skip
+    assert list(stack.programs).index("quota-store") < list(stack.programs).index("proxy-1")  # started before them
+    assert {stack.programs[name].env["QUOTA_STORE_URL"] for name in ("proxy-1", "proxy-2")} == {store.ready}
+    assert "quota-store" not in Stack(tmp_path / "one", tmp_path, Ports.free(), "http://127.0.0.1:9").programs

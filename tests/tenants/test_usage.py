@@ -108,7 +108,7 @@ def test_the_check_command_reports_the_tenants_it_saw(keyed: tuple[Server, Telem
     eventually(lambda: "mistral_event_loop_lag_seconds" in httpx.get(f"{proxy.url}/metrics").text)
     lines: list[str] = []
     assert run_check(Check(proxy.url, api_key="key-b", say=lines.append)), "\n".join(lines)
-    assert "tenants seen: team-b" in lines
+    assert "INFO  tenants seen: team-b" in lines
     lines.clear()
     assert not run_check(Check(proxy.url, say=lines.append))  # no key: 401, and it says so
     assert any(line.startswith("FAIL") for line in lines)
