@@ -24,6 +24,7 @@ EVERYTHING = [
     "--set", "otel.tracesSampler=parentbased_traceidratio", "--set", "otel.tracesSamplerArg=0.1",
     "--set", "env.MODEL_ALIASES=mistral:latest=mistralai/Mistral-7B-Instruct-v0.3",
     "--set-json", 'upstreams=[{"url":"http://gpu-a:8080","name":"gpu-a","weight":2},{"url":"http://gpu-b:8080"}]',
+    "--set", "tenants.keysSecret=llm-tenants", "--set", "tenants.quotaStoreUrl=redis://redis.ai:6379/0",
 ]  # fmt: skip
 
 
@@ -97,6 +98,12 @@ def test_the_deployment_drains_probes_and_names_each_pod(tmp_path: Path) -> None
     assert env["MISTRAL_UPSTREAMS_FILE"] == "/etc/mistral-ollama-proxy/upstreams.yaml"
     assert endpoints_from_file(str(upstreams)) == (Endpoint("http://gpu-a:8080", "gpu-a", 2.0),
                                                    Endpoint("http://gpu-b:8080"))  # fmt: skip
+    # Tenants: the keys file from its Secret, the shared quota store.
+    assert env["API_KEYS_FILE"] == "/etc/mistral-ollama-proxy/tenants/keys.yaml"
+    assert env["QUOTA_STORE_URL"] == "redis://redis.ai:6379/0"
+    mounts = {mount["name"]: mount["mountPath"] for mount in container["volumeMounts"]}
+    assert mounts["tenants"] == "/etc/mistral-ollama-proxy/tenants"
+    assert {"name": "tenants", "secret": {"secretName": "llm-tenants"}} in pod["volumes"]
     assert objects["HorizontalPodAutoscaler"]["spec"]["metrics"] == [
         {"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 70}}}
     ]
@@ -112,5 +119,8 @@ def test_the_deployment_drains_probes_and_names_each_pod(tmp_path: Path) -> None
 def test_without_autoscaling_the_replica_count_is_fixed_and_no_upstream_is_refused() -> None:
     objects = _render("--set", "autoscaling.enabled=false", "--set", "replicaCount=3")
     assert "HorizontalPodAutoscaler" not in objects and objects["Deployment"]["spec"]["replicas"] == 3
+    pod = objects["Deployment"]["spec"]["template"]["spec"]
+    names = {item["name"] for item in pod["containers"][0]["env"]}
+    assert not names & {"API_KEYS_FILE", "QUOTA_STORE_URL"} and "tenants" not in {v["name"] for v in pod["volumes"]}
     done = _helm("template", "llm", str(CHART), "--set-json", "upstreams=[]")
     assert done.returncode != 0 and "at least one upstream (values: upstreams)" in done.stderr
