@@ -253,8 +253,20 @@ def test_every_series_is_the_same_through_the_collector_as_on_the_proxys_metrics
         assert limited == {"team-b"}
         tokens = {dict(labels)["type"] for name, labels in pushed if name == "mistral_tenant_tokens_total"}
         assert tokens == {"input", "output"}
+        # And each team's requests in Jaeger and in the Collector's logs, by name, never by key.
+        eventually(lambda: _jaeger_tenants(stack) == {"team-a", "team-b"}, within=30.0, every=0.5)
+        logged = eventually(lambda: {t for t in ("team-a", "team-b")
+                                     if f"-> ollama_proxy.tenant: Str({t})" in stack.log("otel-collector")}
+                            == {"team-a", "team-b"}, within=30.0, every=0.5)  # fmt: skip
+        assert logged and "key-a" not in stack.log("otel-collector") and "key-b" not in stack.log("otel-collector")
     finally:
         stack.stop()
+
+
+def _jaeger_tenants(stack: Stack) -> set[str]:
+    """The tenants named by the spans Jaeger holds."""
+    traces = httpx.get(f"{stack.url('jaeger')}/api/traces", params={"service": OTLP_JOB, "limit": 200}).json()
+    return {tags(span).get("ollama_proxy.tenant") for trace in traces["data"] or [] for span in trace["spans"]} - {None}
 
 
 def _scripted_traffic(proxy: str, emulator: Emulator) -> int:
