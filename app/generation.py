@@ -221,6 +221,8 @@ class Generations:
     quotas: Quotas = field(default_factory=Quotas)  # the tenants' limits (app/tenants/quotas.py)
 
     def run(self, *, route: Route, entry: Entry, body: dict[str, Any], clock: Clock | None = None) -> Run:
+        if (cap := self.settings.max_output_tokens) > 0 and route != "embeddings":
+            _cap_output(body, cap)
         return Run(self, route, entry, body, clock or Clock())
 
     async def ollama(
@@ -435,6 +437,15 @@ def _decode_answer(raw: bytes) -> ChatCompletionChunk:
     if not completion.choices:  # valid JSON that answers nothing: an answer lost, not an empty one
         raise UpstreamProtocolError("mistral.rs sent an answer without choices")
     return completion.as_chunk()
+
+
+def _cap_output(body: dict[str, Any], cap: int) -> None:
+    """MAX_OUTPUT_TOKENS: a request asking more, or no limit at all (Ollama's num_predict -1, most clients' default),
+    gets ``cap``, and ends with done_reason length as if it had asked for it."""
+    key = "max_completion_tokens" if body.get("max_completion_tokens") is not None else "max_tokens"
+    asked = body.get(key)
+    if not isinstance(asked, int) or isinstance(asked, bool) or asked <= 0 or asked > cap:
+        body[key] = cap
 
 
 def _chunk_or_none(payload: bytes) -> ChatCompletionChunk | None:

@@ -92,6 +92,7 @@ class Settings:
     model_cache_dir: str | None = None
     engine_concurrency: int = 0  # 0: the engine's default, 8
     engine_max_queue: int = 64
+    max_output_tokens: int = 0  # the most one generation may write (0: no cap, as Ollama)
     ollama_version: str = OLLAMA_API_VERSION
     access_log: bool = True  # one structured line per request (logger mistral_ollama_proxy.access)
 
@@ -145,6 +146,7 @@ class Settings:
             model_cache_dir=config("MODEL_CACHE_DIR", default=None) or None,
             engine_concurrency=config("ENGINE_CONCURRENCY", cast=int, default=0),
             engine_max_queue=config("ENGINE_MAX_QUEUE", cast=int, default=64),
+            max_output_tokens=config("MAX_OUTPUT_TOKENS", cast=int, default=0),
             access_log=config("ACCESS_LOG", cast=bool, default=True),
         )
 

@@ -116,6 +116,9 @@ def _answers(process: subprocess.Popen[bytes], url: str, log: Path) -> bool:
 def _proxy(log: Path) -> AbstractContextManager[str]:
     port = free_port()
     env = {key: value for key, value in os.environ.items() if key != "MISTRAL_URL"}  # the engine in-process
+    # SmolLM2 writes some of Open WebUI's background titles and tags on and on (a title asks for 1000 tokens, tags
+    # for no limit): an operator sharing a small engine caps what one request may write, and so does this one.
+    env["MAX_OUTPUT_TOKENS"] = "256"
     command = [shutil.which("mistral-ollama-proxy") or "mistral-ollama-proxy", "serve", "--bind", f"127.0.0.1:{port}"]
     return _running(command, env, log, f"http://127.0.0.1:{port}", "/")
 
