@@ -99,7 +99,9 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         client = upstream or make_upstream(settings, telemetry, transport=transport)
-        catalog = ModelCatalog(client, settings.model_aliases, settings.model_cache_ttl, visible=_visible)
+        # Only a keys file names tenants with model lists: without one, no request pays for asking.
+        visible = _visible if settings.api_keys_file else None
+        catalog = ModelCatalog(client, settings.model_aliases, settings.model_cache_ttl, visible=visible)
         limiter = Limiter(settings.max_concurrent, settings.max_queue, settings.queue_timeout)
         observer = telemetry.observer(*_observed(settings))
         generations = Generations(settings, client, catalog, observer, limiter, drain, quotas)

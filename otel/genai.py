@@ -141,9 +141,14 @@ class Invocation:
             self.input_tokens, self.output_tokens = usage.prompt_tokens, usage.completion_tokens
 
     @property
+    def produced(self) -> int | None:
+        """Output tokens: as reported, else the chunks counted, else unknown."""
+        return self.output_tokens if self.output_tokens is not None else self.counted or None
+
+    @property
     def tokens_used(self) -> int | None:
-        """Input and output tokens as far as they are known (the output counted by chunks when not reported)."""
-        output = self.output_tokens if self.output_tokens is not None else self.counted
+        """Input and output tokens as far as they are known."""
+        output = self.produced
         if self.input_tokens is None and not output:
             return None
         return (self.input_tokens or 0) + (output or 0)
@@ -233,7 +238,7 @@ class GenAIObserver:
         mistral = {MODEL: invocation.model}
         if invocation.upstream:
             base[PROXY_UPSTREAM] = mistral[UPSTREAM] = invocation.upstream
-        output = invocation.output_tokens if invocation.output_tokens is not None else invocation.counted or None
+        output = invocation.produced
         self._annotate(span, invocation, output)
         if error_type is not None:
             span.set_attribute(ERROR_TYPE, error_type)

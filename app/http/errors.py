@@ -43,7 +43,8 @@ _ANTHROPIC_TYPES = {400: "invalid_request_error", 401: "authentication_error", 4
                     404: "not_found_error", 413: "request_too_large", 429: "rate_limit_error",
                     503: "overloaded_error", 529: "overloaded_error"}  # fmt: skip
 _ANTHROPIC_PATH = "/v1/messages"
-_OPENAI_RATE_TYPES = {"requests_per_minute": "requests", "tokens_per_minute": "tokens"}
+# What ran out, as OpenAI's error types and both APIs' rate-limit headers name it (a per-minute limit only).
+_RATE_KINDS = {"requests_per_minute": "requests", "tokens_per_minute": "tokens"}
 
 
 def render_error(scope: Scope, exc: ProxyError) -> Response:
@@ -58,7 +59,7 @@ def render_error(scope: Scope, exc: ProxyError) -> Response:
         body = openai_error(exc)
         family = "openai"
         if isinstance(exc, RateLimited):  # as OpenAI's own: typed by what ran out, coded rate_limit_exceeded
-            body["error"] |= {"type": _OPENAI_RATE_TYPES.get(exc.limit, "requests"), "code": "rate_limit_exceeded"}
+            body["error"] |= {"type": _RATE_KINDS.get(exc.limit, "requests"), "code": "rate_limit_exceeded"}
     else:
         body = {"error": truncate(exc.message)}
         family = "ollama"
@@ -71,7 +72,7 @@ def render_error(scope: Scope, exc: ProxyError) -> Response:
 def rate_limit_headers(exc: RateLimited, family: str) -> dict[str, str]:
     """OpenAI's ``x-ratelimit-*`` on ``/v1/``, Anthropic's ``anthropic-ratelimit-*`` on ``/v1/messages``, for the
     limit that was hit (generations at once has no such header: ``Retry-After`` alone says when)."""
-    kind = {"requests_per_minute": "requests", "tokens_per_minute": "tokens"}.get(exc.limit)
+    kind = _RATE_KINDS.get(exc.limit)
     if kind is None or family == "ollama":
         return {}
     remaining = str(max(0, math.floor(exc.remaining)))

@@ -79,10 +79,8 @@ class Lease:
     ended: bool = field(default=False)
 
     async def end(self, used_tokens: int | None) -> None:
-        if self.ended:
-            return
-        self.ended = True
-        await self.quotas._end(self, used_tokens)
+        if not self.ended:
+            await self.quotas._end(self, used_tokens)
 
 
 class Quotas:

@@ -10,6 +10,7 @@ import pytest
 from app.errors import ModelNotFound
 from app.models import ModelCatalog
 from app.upstream import ModelAction, ModelCard, ModelState, Route
+from tests.clock import ManualClock
 
 
 class _Upstream:
@@ -38,14 +39,6 @@ class _Upstream:
         pass
 
 
-class _Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_names_resolve_case_insensitively_with_or_without_latest_and_through_aliases() -> None:
     upstream = _Upstream(["mistral-7b", "Qwen/Qwen3-4B", "/models/tiny.gguf"])
     catalog = ModelCatalog(upstream, {"mistral:latest": "mistral-7b"}, ttl=10.0)
@@ -64,7 +57,7 @@ def test_names_resolve_case_insensitively_with_or_without_latest_and_through_ali
 
 
 def test_an_unknown_name_refreshes_once_a_second_at_most_then_is_not_found() -> None:
-    upstream, clock = _Upstream(["a"]), _Clock()
+    upstream, clock = _Upstream(["a"]), ManualClock(100.0)
     catalog = ModelCatalog(upstream, {}, ttl=10.0, clock=clock)
 
     async def scenario() -> list[int]:

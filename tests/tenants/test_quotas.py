@@ -11,6 +11,7 @@ import pytest
 
 from app.errors import RateLimited
 from app.tenants import Limits, Quotas, Tenant, estimate_tokens, may_use
+from tests.clock import ManualClock
 
 T = TypeVar("T")
 
@@ -19,16 +20,8 @@ def run(call: Coroutine[Any, Any, T]) -> T:
     return asyncio.run(call)
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_requests_per_minute_refill_continuously() -> None:
-    clock, team = Clock(), Tenant("team-a", Limits(requests_per_minute=60))
+    clock, team = ManualClock(), Tenant("team-a", Limits(requests_per_minute=60))
     quotas = Quotas(clock)
     for _ in range(60):
         run(quotas.admit(team))
@@ -43,7 +36,7 @@ def test_requests_per_minute_refill_continuously() -> None:
 
 
 def test_tenants_do_not_share_their_limits() -> None:
-    quotas = Quotas(Clock())
+    quotas = Quotas(ManualClock())
     team_a, team_b = Tenant("team-a", Limits(requests_per_minute=1)), Tenant("team-b", Limits(requests_per_minute=1))
     run(quotas.admit(team_a))
     with pytest.raises(RateLimited):
@@ -54,7 +47,7 @@ def test_tenants_do_not_share_their_limits() -> None:
 
 
 def test_generations_at_once_are_counted_until_they_end() -> None:
-    quotas, team = Quotas(Clock()), Tenant("team-a", Limits(concurrent=2))
+    quotas, team = Quotas(ManualClock()), Tenant("team-a", Limits(concurrent=2))
     first, second = run(quotas.begin(team, 1)), run(quotas.begin(team, 1))
     with pytest.raises(RateLimited) as refused:
         run(quotas.begin(team, 1))
@@ -69,7 +62,7 @@ def test_generations_at_once_are_counted_until_they_end() -> None:
 
 
 def test_tokens_are_estimated_up_front_and_charged_when_known() -> None:
-    clock, team = Clock(), Tenant("team-a", Limits(tokens_per_minute=1200))
+    clock, team = ManualClock(), Tenant("team-a", Limits(tokens_per_minute=1200))
     quotas = Quotas(clock)
     lease = run(quotas.begin(team, 200))  # 1000 left
     run(lease.end(1100))  # it used 1100: 900 more than estimated, so 100 left
@@ -83,7 +76,7 @@ def test_tokens_are_estimated_up_front_and_charged_when_known() -> None:
 
 
 def test_an_estimate_above_the_allowance_waits_for_a_full_bucket_rather_than_forever() -> None:
-    clock, team = Clock(), Tenant("team-a", Limits(tokens_per_minute=100))
+    clock, team = ManualClock(), Tenant("team-a", Limits(tokens_per_minute=100))
     quotas = Quotas(clock)
     run(run(quotas.begin(team, 500)).end(500))  # a full bucket lets it through, and it overdraws
     with pytest.raises(RateLimited) as refused:
@@ -99,7 +92,7 @@ def test_only_the_allowed_models_exist_for_a_tenant() -> None:
 
 
 def test_a_changed_limit_starts_a_full_bucket() -> None:
-    quotas = Quotas(Clock())
+    quotas = Quotas(ManualClock())
     run(quotas.admit(Tenant("team-a", Limits(requests_per_minute=1))))
     run(quotas.admit(Tenant("team-a", Limits(requests_per_minute=2))))  # the file was reloaded with a higher limit
 
