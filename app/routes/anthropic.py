@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from starlette.requests import Request
 from starlette.responses import Response
 
 from app.anthropic import MessagesRequest, estimate_input_tokens, to_chat_request
+from app.anthropic.messages import ContentBlock
+from app.bounds import Bounds
 from app.errors import InvalidRequest, ModelRequired
 from app.generation import services_of
 from app.http.body import parse_body
@@ -31,9 +35,8 @@ async def messages(request: Request) -> Response:
     bounds = services.bounds
     bounds.count("tools", len(body.tools or ()), bounds.tools)
     bounds.count("messages", len(body.messages), bounds.messages)
-    for message in body.messages:
-        bounds.count("content blocks", 0 if isinstance(message.content, str) else len(message.content),
-                     bounds.content_parts)  # fmt: skip
+    for blocks in (body.system, *(message.content for message in body.messages)):
+        _count_blocks(bounds, blocks)
     entry = await services.catalog.resolve(body.model)
     chat = to_chat_request(body, can_think="thinking" in capabilities(entry.id, entry.card))
     check_bounds(bounds, chat.messages or [], chat.options)
@@ -43,3 +46,13 @@ async def messages(request: Request) -> Response:
         request, entry=entry, body=upstream_body, requested=body.model, stream=body.stream is True, clock=clock,
         estimated_input=estimate_input_tokens(body),
     )  # fmt: skip
+
+
+def _count_blocks(bounds: Bounds, blocks: str | list[ContentBlock] | dict[str, Any] | None) -> None:
+    """A message's blocks, and those of the tool results among them, however deep the decoder let them nest."""
+    pending = [blocks]
+    while pending:
+        found = pending.pop()
+        if isinstance(found, list):
+            bounds.count("content blocks", len(found), bounds.content_parts)
+            pending.extend(block.content for block in found)

@@ -119,6 +119,78 @@ def test_every_list_in_an_ollama_request_is_bounded(configure: Any, emulator: Em
     assert (response.status_code, response.json()["message"]["content"]) == (200, "fine")
 
 
+def test_every_list_in_an_anthropic_or_responses_request_is_bounded(configure: Any, emulator: Emulator) -> None:
+    """Each bound at its limit is answered, and one past it is refused in the route's own error shape."""
+    http = configure(bounds=Bounds(messages=2, images=2, tools=1, stop=2, content_parts=2))
+    image = base64.b64encode(b"\x89PNG" + b"0" * 56).decode()
+    text = {"type": "text", "text": "hi"}
+    picture = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": image}}
+    tool = {"name": "f", "input_schema": {"type": "object"}}
+    result = {"type": "tool_result", "tool_use_id": "t", "content": [text, text]}
+    messages = {"model": "mistral", "max_tokens": 8, "messages": HI}
+    within = [
+        {**messages, "tools": [tool], "stop_sequences": ["a", "b"], "system": [text, text]},  # two messages
+        {**messages, "messages": HI * 2},
+        {**messages, "messages": [{"role": "user", "content": [picture, picture]}]},
+        {**messages, "messages": [{"role": "user", "content": [result, text]}]},
+    ]
+    past = [
+        ({**messages, "messages": HI * 3}, "too many messages: 3 (the limit is 2)"),
+        ({**messages, "tools": [tool, tool]}, "too many tools: 2 (the limit is 1)"),
+        ({**messages, "stop_sequences": ["a", "b", "c"]}, "too many stop sequences: 3 (the limit is 2)"),
+        ({**messages, "system": [text] * 3}, "too many content blocks: 3 (the limit is 2)"),
+        ({**messages, "messages": [{"role": "user", "content": [text] * 3}]},
+         "too many content blocks: 3 (the limit is 2)"),
+        ({**messages, "messages": [{"role": "user", "content": [{**result, "content": [text] * 3}]}]},
+         "too many content blocks: 3 (the limit is 2)"),
+        ({**messages, "messages": [{"role": "user", "content": [picture, picture]}, {"role": "user", "content": [
+            picture]}]}, "too many images: 3 (the limit is 2)"),
+    ]  # fmt: skip
+    for body in within:
+        emulator.script(Reply(content="fine"))
+        response = http.post("/v1/messages", json=body)
+        assert (response.status_code, response.json().get("content")) == (200, [{"type": "text", "text": "fine"}]), (
+            response.text
+        )
+    for body, message in past:
+        response = http.post("/v1/messages", json=body)
+        error = response.json()
+        assert (response.status_code, error["type"], error["error"]) == (
+            400, "error", {"type": "invalid_request_error", "message": message})  # fmt: skip
+
+    function = {"type": "function", "name": "f", "parameters": {"type": "object"}}
+    namespace = {"type": "namespace", "name": "ns", "tools": [function, function]}
+    part = {"type": "input_text", "text": "hi"}
+    shown = {"type": "input_image", "image_url": f"data:image/png;base64,{image}"}
+    responses = {"model": "mistral", "input": HI}
+    within = [
+        {**responses, "input": [{"role": "user", "content": [part, part]}, *HI], "tools": [function]},
+        {**responses, "input": [{"role": "user", "content": [shown, shown]}]},
+        {**responses, "input": [{"type": "function_call_output", "call_id": "c", "output": [part, part]}]},
+    ]
+    past = [
+        ({**responses, "input": HI * 3}, "too many input items: 3 (the limit is 2)"),
+        ({**responses, "tools": [function, function]}, "too many tools: 2 (the limit is 1)"),
+        ({**responses, "tools": [namespace]}, "too many tools: 2 (the limit is 1)"),
+        ({**responses, "input": [{"role": "user", "content": [part] * 3}]},
+         "too many content parts in an input item: 3 (the limit is 2)"),
+        ({**responses, "input": [{"type": "function_call_output", "call_id": "c", "output": [part] * 3}]},
+         "too many content parts in an input item: 3 (the limit is 2)"),
+        ({**responses, "input": [{"role": "user", "content": [shown, shown]}, {"role": "user", "content": [shown]}]},
+         "too many images: 3 (the limit is 2)"),
+    ]  # fmt: skip
+    for body in within:
+        emulator.script(Reply(content="fine"))
+        response = http.post("/v1/responses", json=body)
+        assert (response.status_code, response.json()["output"][0]["content"][0]["text"]) == (200, "fine")
+    for body, message in past:
+        response = http.post("/v1/responses", json=body)
+        assert (response.status_code, response.json()["error"]) == (
+            400, {"message": message, "type": "invalid_request_error", "param": None, "code": None})  # fmt: skip
+    # Only the seven within their limits reached mistral.rs.
+    assert len([r for r in emulator.requests if r.path == "/v1/chat/completions"]) == 7
+
+
 def test_a_body_of_too_many_items_is_refused_as_it_arrives(configure: Any, emulator: Emulator) -> None:
     http = configure(bounds=Bounds(body_items=1000))
     many = b'{"model": "mistral", "prompt": "hi", "images": [' + b",".join([b'"QQ=="'] * 1001) + b"]}"
