@@ -19,6 +19,7 @@ class Limiter:
     """
 
     def __init__(self, limit: int, max_queue: int, timeout: float | None) -> None:
+        self.limit = limit  # 0: none
         self._slots = asyncio.Semaphore(limit) if limit > 0 else None
         self._max_queue, self._timeout = max_queue, timeout
         self.waiting = 0

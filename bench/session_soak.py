@@ -97,11 +97,11 @@ IN_PROCESS = Leg(
         background_odds=(0.75, 0.15, 0.0, 0.1),
     ),
     strict_timeout=20.0,
-    capacity=4,
+    capacity=8,
     service="mistralrs chat",
     shared=True,
     description="`Settings()` without MISTRAL_URL: the default model (SmolLM2-135M-Instruct Q4_1 GGUF) in-process, "
-    "four engine slots (the GGUF default; one prompt read at a time), every other setting on its default (a wait "
+    "eight engine slots (the default; one prompt read at a time), every other setting on its default (a wait "
     "for the engine's slot ends at the request's deadline, REQUEST_TIMEOUT_SECS, 300 s, as a 504); the deadline "
     "proxy on the same engine with REQUEST_TIMEOUT_SECS=20. 2 users, a long history being 8 messages; a client "
     "that gives up waits up to 60 s; Open WebUI's bodies as they are (no options on chats, follow-ups and tags; the "
@@ -197,6 +197,8 @@ def _served(leg: Leg, telemetry: Any) -> Iterator[Served]:
             main = Settings()
             local = make_upstream(main, telemetry)
             assert isinstance(local, EmbeddedUpstream)
+            if local.slots.limit != leg.capacity:
+                raise SystemExit(f"the engine has {local.slots.limit} slots, not {leg.capacity}: update IN_PROCESS")
             engine, strict, model, shape = local, Settings(request_timeout=leg.strict_timeout), local.spec.name, None
 
             def counters() -> dict[str, int]:

@@ -54,7 +54,7 @@ class StoreUnavailable(Exception):
 
 
 class SharedStore:
-    def __init__(self, url: str, timeout: float = 0.25, lease_seconds: float = 600.0) -> None:
+    def __init__(self, url: str, timeout: float = 1.0, lease_seconds: float = 600.0) -> None:
         self.url = url
         self._redis = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
         self._take = self._redis.register_script(_TAKE)
