@@ -4,10 +4,12 @@
 #   Alertmanager, the ollama CLI, an Ollama server, Ollama's own integration suite (a compiled Go test) and Helm
 #   (with the Prometheus Operator's ServiceMonitor CRD, to check the chart against), and Open WebUI with Playwright
 #   in a virtual environment of their own (PyPI; several GB, torch included).
-# Usage: scripts/build-programs.sh [otelcol|jaeger|prometheus|alertmanager|ollama|ollama-server|ollama-integration
+# Usage: scripts/build-programs.sh [--cached] [otelcol|jaeger|prometheus|alertmanager|ollama|ollama-server|ollama-integration
 #                                   |helm|mistralrs|open-webui ...]
 #   (default: all but mistralrs, the mistral.rs server from crates.io, whose first build is too long for CI, and
 #   open-webui, a download of several GB that only its browser test needs: .ci/run asks for it by name)
+# --cached builds nothing: it exits 1 at the first program named that is not built (how CI asks whether it may run
+# the tests of a program too slow to build in its time).
 # Prints the cache's bin directory last. A second run finds every binary and builds nothing.
 # Cache: $MOP_PROGRAMS_CACHE, default ${XDG_CACHE_HOME:-~/.cache}/mistral-ollama-proxy/programs.
 set -euo pipefail
@@ -18,6 +20,9 @@ cache="${MOP_PROGRAMS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/mistral-ollama-prox
 mkdir -p "$cache/bin"
 export GOFLAGS="${GOFLAGS:--buildvcs=false}" CGO_ENABLED=0
 
+cached_only=0
+if [[ ${1:-} == --cached ]]; then cached_only=1; shift; fi
+
 say() { printf '[build-programs %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 
 # built NAME DIR BINARY...: true when DIR holds a finished build of every BINARY (the marker is written last).
@@ -26,6 +31,10 @@ built() {
   [[ -f "$dir/.done" ]] || return 1
   for b in "$@"; do [[ -x "$dir/$b" ]] || return 1; done
   say "$name: cached in $dir"
+}
+
+not_cached() {  # not_cached NAME: with --cached, stop before NAME is built
+  [[ $cached_only == 0 ]] || { say "$1: not built"; exit 1; }
 }
 
 finish() {  # finish DIR BINARY...: mark DIR complete and link its binaries into bin/
@@ -45,6 +54,7 @@ build_otelcol() {
   local key; key=$(sha256sum "$manifest" | cut -c1-12)
   local dir="$cache/otelcol-$OTELCOL_VERSION-$key"
   built otelcol "$dir" otelcol-mop && { finish "$dir" otelcol-mop; return; }
+  not_cached otelcol
   rm -rf "$dir"; mkdir -p "$dir"
   say "otelcol: installing the builder (OCB) v$OTELCOL_VERSION"
   GOBIN="$dir" go install "go.opentelemetry.io/collector/cmd/builder@v$OTELCOL_VERSION"
@@ -58,6 +68,7 @@ build_otelcol() {
 build_jaeger() {
   local dir="$cache/jaeger-$JAEGER_VERSION-r2"  # r2: stamped with its version, as its own release builds are
   built jaeger "$dir" jaeger && { finish "$dir" jaeger; return; }
+  not_cached jaeger
   rm -rf "$dir"; mkdir -p "$dir/src"
   # Its go.mod has replace lines, so `go install pkg@version` refuses it: build it as a tool of a wrapper module.
   say "jaeger: resolving github.com/jaegertracing/jaeger/cmd/jaeger@v$JAEGER_MODULE_VERSION (Jaeger v$JAEGER_VERSION)"
@@ -73,6 +84,7 @@ build_jaeger() {
 build_prometheus() {
   local dir="$cache/prometheus-$PROMETHEUS_VERSION"
   built prometheus "$dir" prometheus promtool && { finish "$dir" prometheus promtool; return; }
+  not_cached prometheus
   rm -rf "$dir"; mkdir -p "$dir"
   # Its go.mod has exclude and replace lines: build inside the downloaded module, which honours them.
   say "prometheus: downloading github.com/prometheus/prometheus@v$PROMETHEUS_MODULE_VERSION (Prometheus v$PROMETHEUS_VERSION)"
@@ -88,6 +100,7 @@ build_prometheus() {
 build_alertmanager() {
   local dir="$cache/alertmanager-$ALERTMANAGER_VERSION"
   built alertmanager "$dir" alertmanager amtool && { finish "$dir" alertmanager amtool; return; }
+  not_cached alertmanager
   rm -rf "$dir"; mkdir -p "$dir"
   # v0.31 is the newest release whose module zip still carries the web UI's built assets.
   say "alertmanager: building alertmanager and amtool from github.com/prometheus/alertmanager@v$ALERTMANAGER_VERSION"
@@ -99,6 +112,7 @@ build_alertmanager() {
 build_ollama() {
   local dir="$cache/ollama-$OLLAMA_VERSION"
   built ollama "$dir" ollama && { finish "$dir" ollama; return; }
+  not_cached ollama
   rm -rf "$dir"; mkdir -p "$dir"
   # Since 0.30 the models run in a separate llama-server, so the Go program builds alone: its CLI is what we use.
   say "ollama: building github.com/ollama/ollama@v$OLLAMA_VERSION (the CLI, as a client of the proxy)"
@@ -111,6 +125,7 @@ build_ollama() {
 build_ollama-server() {
   local v=$OLLAMA_SERVER_VERSION dir="$cache/ollama-server-$OLLAMA_SERVER_VERSION"
   built ollama-server "$dir" ollama-server && { finish "$dir" ollama-server; return; }
+  not_cached ollama-server
   rm -rf "$dir"; mkdir -p "$dir/src"
   # Its cgo engine needs llama.cpp's vendored headers, which module zips drop: nlohmann and stb from Debian,
   # miniaudio.h from the miniaudio sdist on PyPI.
@@ -130,6 +145,7 @@ build_ollama-server() {
 build_ollama-integration() {
   local dir="$cache/ollama-integration-$OLLAMA_VERSION"
   built ollama-integration "$dir" ollama-integration && { finish "$dir" ollama-integration; return; }
+  not_cached ollama-integration
   rm -rf "$dir"; mkdir -p "$dir/src"
   # The suite (tags integration,fast) runs against an existing server with OLLAMA_TEST_EXISTING=1; it reads its
   # testdata/ from the working directory, so that folder is kept beside the binary.
@@ -148,6 +164,7 @@ build_helm() {
   local dir="$cache/helm-$HELM_VERSION-po$PROMETHEUS_OPERATOR_VERSION"
   local crd=monitoring.coreos.com_servicemonitors.yaml
   built helm "$dir" helm && [[ -f "$dir/$crd" ]] && { finish "$dir" helm "$crd"; return; }
+  not_cached helm
   rm -rf "$dir"; mkdir -p "$dir"
   say "helm: building helm.sh/helm/v4/cmd/helm@v$HELM_VERSION (first build: a few minutes)"
   GOBIN="$dir" timed helm go install "helm.sh/helm/v4/cmd/helm@v$HELM_VERSION"
@@ -162,6 +179,7 @@ build_helm() {
 build_mistralrs() {
   local v=$MISTRALRS_SERVER_VERSION dir="$cache/mistralrs-$MISTRALRS_SERVER_VERSION"
   built mistralrs "$dir" mistralrs && { finish "$dir" mistralrs; return; }
+  not_cached mistralrs
   command -v cargo >/dev/null || { say "mistralrs: cargo is missing (rustup, or Debian's cargo)"; return 1; }
   rm -rf "$dir"; mkdir -p "$dir"
   # The crate's own Cargo.lock (--locked) and no features: CPU only, no accelerator. Release profile as published
@@ -177,6 +195,7 @@ build_mistralrs() {
 build_open-webui() {
   local dir="$cache/open-webui-$OPEN_WEBUI_VERSION-playwright-$PLAYWRIGHT_VERSION"
   built open-webui "$dir" open-webui && { finish "$dir" open-webui; return; }
+  not_cached open-webui
   rm -rf "$dir"; mkdir -p "$dir"
   # Its own environment: its pins (torch, starlette, httpx, opentelemetry...) would fight the proxy's. PyPI has only
   # the CUDA build of torch, which comes in through accelerate: several GB that the CPU never uses. The browser is

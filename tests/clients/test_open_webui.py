@@ -171,8 +171,8 @@ def _chats(metrics: Samples) -> dict[str, float]:
 @pytest.mark.timeout(3600)
 def test_a_user_chats_through_open_webui_in_a_browser(tmp_path: Path) -> None:
     if os.environ.get("MOP_OPEN_WEBUI") != "1":
-        # 4 to 10 minutes: .ci/run runs it beside the rest of the suite when it is cached (this is the suite's copy)
-        pytest.skip("Open WebUI in a browser runs beside the suite: bash .ci/run (or MOP_OPEN_WEBUI=1 pytest)")
+        # Minutes: .ci/run runs it after the rest of the suite when its environment is cached
+        pytest.skip("Open WebUI in a browser runs after the suite: bash .ci/run (or MOP_OPEN_WEBUI=1 pytest)")
     bin_dir, chromium = _open_webui(), _chromium()
     if bin_dir is None:
         pytest.skip("!!! NOT RUN: Open WebUI in a browser: its environment is not built "
