@@ -83,6 +83,9 @@ class Leg:
     service: str  # the span that lasts as long as a request holds one
     shared: bool  # the deadline proxy's requests hold the same slots (the engine's)
     description: str
+    # The GGUF engine reads one prompt at a time (app/upstream/embedded/engine.py): a request waits behind the prompts
+    # being read as well as behind full slots, until the holder's span records "prompt read".
+    prompt_gate: bool = False
 
 
 IN_PROCESS = Leg(
@@ -100,6 +103,7 @@ IN_PROCESS = Leg(
     capacity=8,
     service="mistralrs chat",
     shared=True,
+    prompt_gate=True,
     description="`Settings()` without MISTRAL_URL: the default model (SmolLM2-135M-Instruct Q4_1 GGUF) in-process, "
     "eight engine slots (the default; one prompt read at a time), every other setting on its default (a wait "
     "for the engine's slot ends at the request's deadline, REQUEST_TIMEOUT_SECS, 300 s, as a 504); the deadline "
@@ -135,6 +139,7 @@ class Intervals(SpanExporter):
     def __init__(self) -> None:
         self.servers: dict[str, int] = {}  # trace id -> the SERVER span's start: the request's arrival
         self.services: dict[str, dict[str, tuple[int, int]]] = {}  # span name -> trace id -> (start, end)
+        self.read: dict[str, int] = {}  # trace id -> when the engine had read the request's prompt
         self._lock = threading.Lock()
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
@@ -145,6 +150,9 @@ class Intervals(SpanExporter):
                     self.servers.setdefault(trace, start)
                 else:
                     self.services.setdefault(span.name, {}).setdefault(trace, (start, end))
+                    for event in span.events:
+                        if event.name == "prompt read":
+                            self.read.setdefault(trace, event.timestamp)
         return SpanExportResult.SUCCESS
 
 
@@ -357,6 +365,7 @@ class Held:
     start: int
     end: int
     live_until: int  # its client stopped waiting (or its deadline passed): the slot's work after it is for no one
+    read: int  # when its prompt had been read (its end if it never was): the prompt gate's holder until then
 
 
 def holders(outcome: Outcome) -> dict[str, Held]:
@@ -372,7 +381,7 @@ def holders(outcome: Outcome) -> dict[str, Held]:
         live_until = min(end, call.ended or end)
         if call.fate == "deadline" and call.trace in intervals.servers:
             live_until = min(live_until, intervals.servers[call.trace] + int(leg.strict_timeout * _NS))
-        found[call.trace] = Held(start, end, live_until)
+        found[call.trace] = Held(start, end, live_until, min(end, intervals.read.get(call.trace, end)))
     return found
 
 
@@ -387,20 +396,33 @@ def waits(outcome: Outcome) -> list[Wait]:
             continue
         ahead = ordered[: bisect.bisect_left(starts, mine.start)]
         live = [(max(each.start, arrival), min(each.live_until, mine.start)) for each in ahead]
-        covered = _covered([(a, b) for a, b in live if b > a], outcome.leg.capacity)
-        found.append(Wait(call, (mine.start - arrival) / _NS, covered / _NS))
+        busy = _overlapping([(a, b) for a, b in live if b > a], outcome.leg.capacity)
+        if outcome.leg.prompt_gate:
+            reading = [(max(each.start, arrival), min(each.read, each.live_until, mine.start)) for each in ahead]
+            busy += [(a, b) for a, b in reading if b > a]
+        found.append(Wait(call, (mine.start - arrival) / _NS, _length(busy) / _NS))
     return found
 
 
-def _covered(spans: list[tuple[int, int]], capacity: int) -> int:
-    """How long at least ``capacity`` of ``spans`` overlap."""
+def _overlapping(spans: list[tuple[int, int]], capacity: int) -> list[tuple[int, int]]:
+    """The stretches of time in which at least ``capacity`` of ``spans`` overlap."""
     events = sorted([(a, 1) for a, _ in spans] + [(b, -1) for _, b in spans])
-    total, depth, since = 0, 0, 0
+    found, depth, since = [], 0, 0
     for at, step in events:
-        if depth >= capacity:
-            total += at - since
+        if depth >= capacity and at > since:
+            found.append((since, at))
         depth += step
         since = at
+    return found
+
+
+def _length(stretches: list[tuple[int, int]]) -> int:
+    """How long the union of ``stretches`` lasts."""
+    total, reach = 0, 0
+    for a, b in sorted(stretches):
+        if b > reach:
+            total += b - max(a, reach)
+            reach = b
     return total
 
 
@@ -467,15 +489,19 @@ def wait_section(outcome: Outcome) -> list[str]:
     queued = [each for each in found if each.live_ahead > 0.1]
     ratios = [each.wait / each.live_ahead for each in queued]
     worst = max(found, key=lambda each: each.excess)
+    gated = outcome.leg.prompt_gate
+    gate = ", or a prompt being read for one: one at a time" if gated else ""
+    gone = ", or reading a prompt for one" if gated else ""
     lines += [
         "| | median | p99 | max |",
         "|---|---|---|---|",
         f"| wait for the slot ({len(found)} requests that got one) | {_s(statistics.median(w.wait for w in found))} "
         f"| {_s(_quantile([w.wait for w in found], 0.99))} | {_s(max(w.wait for w in found))} |",
-        f"| of it, live work ahead (every slot busy for a client still waiting) "
+        f"| of it, live work ahead (every slot busy for a client still waiting{gate}) "
         f"| {_s(statistics.median(w.live_ahead for w in found))} | {_s(_quantile([w.live_ahead for w in found], 0.99))}"
         f" | {_s(max(w.live_ahead for w in found))} |",
-        f"| beyond it (a slot idle, or working for a client gone) | {_s(statistics.median(w.excess for w in found))} "
+        f"| beyond it (a slot idle, or working for a client gone{gone}) "
+        f"| {_s(statistics.median(w.excess for w in found))} "
         f"| {_s(_quantile([w.excess for w in found], 0.99))} | {_s(worst.excess)} |",
     ]
     if ratios:

@@ -160,3 +160,28 @@ def test_the_profile_attributes_each_busy_sample_to_the_innermost_known_componen
         ("app/ (translation, limits, routes)", 1 / 9),
         ("event loop, asyncio, stdlib", 1 / 9),
     ]
+
+
+def test_the_session_soak_counts_a_prompt_being_read_as_work_ahead(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On the GGUF engine a request waits behind the prompt another is reading, not only behind full slots: that
+    is work ahead while the other's client waits, and waste once it has gone."""
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parent.parent / "bench"))
+    import session_soak as soak  # type: ignore[import-not-found]
+
+    from tests.sessions import Call
+
+    s = 1_000_000_000
+    gone = Call(1, 0, "tags", {"stream": False}, "leave", 5.0, 0, 21, ended=40 * s)
+    waiting = Call(2, 0, "chat", {"stream": True}, "answer", 0.0, 0, 21, ended=80 * s)
+    intervals = soak.Intervals()
+    intervals.servers = {gone.trace: 0, waiting.trace: 10 * s}
+    spans = {gone.trace: (0, 100 * s), waiting.trace: (60 * s, 80 * s)}
+    intervals.read = {gone.trace: 60 * s, waiting.trace: 65 * s}
+    found = {}
+    for leg in (soak.IN_PROCESS, soak.HTTP):
+        intervals.services = {leg.service: spans}
+        outcome = soak.Outcome(leg, [gone, waiting], {}, [], 0.0, 0.0, 0.0, intervals)
+        found[leg.name] = [(w.call.number, w.wait, w.live_ahead) for w in soak.waits(outcome)]
+    # In-process: from its arrival (10 s) to its slot (60 s), the other's prompt was read for a waiting client until
+    # that client left (40 s): 30 s of work ahead, 20 s beyond. Over HTTP no prompt gate: four slots, one busy.
+    assert found == {"in-process": [(2, 50.0, 30.0)], "http": [(2, 50.0, 0.0)]}

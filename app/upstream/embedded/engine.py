@@ -167,16 +167,22 @@ class EmbeddedUpstream:
             self.active_streams -= 1
             self.slots.release()
 
-        def on_first() -> None:  # in the producer thread: the engine has read the prompt, the next may start
-            if self._prompts is None or prompt_read.is_set():
+        def prompt_done(read: bool) -> None:  # in the producer thread: the next prompt may be read
+            if prompt_read.is_set():
                 return
             prompt_read.set()
-            with suppress(RuntimeError):
-                loop.call_soon_threadsafe(self._prompts.release)
+            if read:  # on a CPU the engine reads a prompt slowly (tens of tokens a second): the trace shows how long
+                span.add_event("prompt read")
+            if self._prompts is not None:
+                with suppress(RuntimeError):
+                    loop.call_soon_threadsafe(self._prompts.release)
+
+        def on_first() -> None:  # the engine made a chunk: it has read the prompt (a completion comes whole, so late)
+            prompt_done(route == "chat")
 
         def on_exit() -> None:  # in the producer thread, once the engine no longer works for this stream
+            prompt_done(False)
             span.end()
-            on_first()
             with suppress(RuntimeError):  # the loop is closed: the server stopped, and its counts with it
                 loop.call_soon_threadsafe(finished)
 

@@ -149,6 +149,10 @@ def test_tokens_metric_equals_the_engines_usage(
     assert len(genai) == 2
     for span in genai:
         assert [child.name for child in children(spans, span)] == ["mistralrs chat"]
+        engine_span = children(spans, span)[0]
+        # When the engine had read the prompt: its first chunk, after the span began and before it ended.
+        assert [event.name for event in engine_span.events] == ["prompt read"]
+        assert engine_span.start_time < engine_span.events[0].timestamp <= engine_span.end_time  # type: ignore[operator]
 
 
 @pytest.mark.parametrize("engine_limits", [{"concurrency": 1, "max_queue": 1}])
