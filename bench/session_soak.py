@@ -570,7 +570,9 @@ def render(outcomes: list[Outcome], options: argparse.Namespace, argv: Sequence[
             "proxy; background requests 75 % answered, 15 % given up, 10 % to the deadline proxy. A request's wait "
             "is from its SERVER span's start to its slot's span; the live work ahead is the part of it during which "
             "every slot worked for a client still waiting (not hung up, without its answer or error yet, its "
-            "deadline not passed); the rest is a wait beyond its own work and the queue ahead of it. Telemetry on, "
+            "deadline not passed), or, on the GGUF engine, which reads one prompt at a time, a prompt was read for "
+            "one (until its span's 'prompt read' event); the rest is a wait beyond its own work and the queue ahead "
+            "of it. Telemetry on, "
             "spans kept in memory.",
             *(f"- {note}" for note in options.notes),
             "",
