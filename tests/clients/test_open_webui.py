@@ -171,7 +171,7 @@ def _chats(metrics: Samples) -> dict[str, float]:
 @pytest.mark.timeout(3600)
 def test_a_user_chats_through_open_webui_in_a_browser(tmp_path: Path) -> None:
     if os.environ.get("MOP_OPEN_WEBUI") != "1":
-        # Minutes: .ci/run runs it after the rest of the suite when its environment is cached
+        # Minutes: .ci/run builds its environment if need be and runs it after the rest of the suite
         pytest.skip("Open WebUI in a browser runs after the suite: bash .ci/run (or MOP_OPEN_WEBUI=1 pytest)")
     bin_dir, chromium = _open_webui(), _chromium()
     if bin_dir is None:

@@ -177,8 +177,8 @@ class EmbeddedUpstream:
                 with suppress(RuntimeError):
                     loop.call_soon_threadsafe(self._prompts.release)
 
-        def on_first() -> None:  # the engine made a chunk: it has read the prompt (a completion comes whole, so late)
-            prompt_done(route == "chat")
+        # At each chunk: the engine has read the prompt (a completion comes whole, so too late to say when).
+        on_first = partial(prompt_done, route == "chat")
 
         def on_exit() -> None:  # in the producer thread, once the engine no longer works for this stream
             prompt_done(False)
